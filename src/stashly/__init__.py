@@ -1,0 +1,32 @@
+"""stashly: a correct, fast cache for Python applications, on Redis or in memory.
+
+>>> from stashly import CacheManager, Cached
+>>> cm = CacheManager(url="memory://", namespace="app")
+>>> cache = Cached(namespace="auth", ttl=60, manager=cm)
+"""
+
+from .decorator import Cached, CachedFunction
+from .errors import CacheUnavailableError, ConfigError, SerializationError, StashlyError, UnstableKeyError
+from .manager import CacheManager, default_manager, set_default_manager
+from .sentinels import MISSING, NOT_SET
+from .settings import Settings
+from .stats import CacheStats
+
+__all__ = [
+    "MISSING",
+    "NOT_SET",
+    "CacheManager",
+    "CacheStats",
+    "CacheUnavailableError",
+    "Cached",
+    "CachedFunction",
+    "ConfigError",
+    "SerializationError",
+    "Settings",
+    "StashlyError",
+    "UnstableKeyError",
+    "default_manager",
+    "set_default_manager",
+]
+
+__version__ = "0.1.0"

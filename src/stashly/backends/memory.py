@@ -1,0 +1,90 @@
+"""The in-process backend: a bounded LRU of bytes with per-entry expiry, safe under threads and asyncio."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+__all__ = ["AsyncMemoryBackend", "MemoryStore"]
+
+
+class MemoryStore:
+    """A synchronous :class:`~stashly.backends.base.Backend` kept in this process.
+
+    Entries are bytes, so nothing a caller does to a returned value can change what the next caller reads.
+    Beyond ``max_entries`` the least recently used entry is evicted; expired entries are dropped when met.
+    The clock is injectable so tests never sleep.
+    """
+
+    def __init__(self, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
+        self.max_entries = max_entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[float | None, bytes]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            deadline, value = entry
+            if deadline is not None and deadline <= self._clock():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return value
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        deadline = None if ttl is None else self._clock() + ttl
+        with self._lock:
+            self._entries[key] = (deadline, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def delete(self, key: str) -> bool:
+        with self._lock:
+            entry = self._entries.pop(key, None)
+        return entry is not None and (entry[0] is None or entry[0] > self._clock())
+
+    def delete_prefix(self, prefix: str) -> int:
+        now = self._clock()
+        with self._lock:
+            doomed = [key for key in self._entries if key.startswith(prefix)]
+            live = 0
+            for key in doomed:
+                deadline, _ = self._entries.pop(key)
+                live += deadline is None or deadline > now
+        return live
+
+    def close(self) -> None:
+        """Nothing to release: the entries stay (a closed manager's memory cache is still the same cache)."""
+
+
+class AsyncMemoryBackend:
+    """The asyncio face of a :class:`MemoryStore`: same entries, no executor (each operation is microseconds)."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
+    async def get(self, key: str) -> bytes | None:
+        return self.store.get(key)
+
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        self.store.set(key, value, ttl)
+
+    async def delete(self, key: str) -> bool:
+        return self.store.delete(key)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        return self.store.delete_prefix(prefix)
+
+    async def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,259 @@
+"""Adapters over redis-py's sync and asyncio clients (composition, never subclassing).
+
+The client policy lives here because it is about the wire, not about caching: short connect and command
+timeouts, at most one immediate retry and only for connection errors (a timeout is never retried, so a hung
+server costs one timeout), and a *blocking* pool so a burst waits for a connection instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import redis
+import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from ..errors import CacheUnavailableError
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+__all__ = ["AsyncRedisBackend", "RedisBackend", "RedisOptions"]
+
+_SCAN_COUNT = 1000
+_GLOB_SPECIALS = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RedisOptions:
+    """How to reach Redis and how patient to be with it."""
+
+    url: str
+    username: str | None = None
+    password: str | None = None
+    connect_timeout: float = 0.25
+    socket_timeout: float = 0.25
+    max_connections: int = 50
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisOptions:
+        return cls(
+            url=settings.url,
+            username=settings.username,
+            password=settings.password,
+            connect_timeout=settings.connect_timeout,
+            socket_timeout=settings.socket_timeout,
+            max_connections=settings.max_connections,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisOptions(url={self.url!r}, username={self.username!r}, password={'***' if self.password else None})"
+        )
+
+    def pool_arguments(self) -> dict[str, Any]:
+        return {
+            "username": self.username,
+            "password": self.password,
+            "socket_connect_timeout": self.connect_timeout,
+            "socket_timeout": self.socket_timeout,
+            "max_connections": self.max_connections,
+            # how long a caller waits for a free pooled connection before giving up
+            "timeout": self.connect_timeout + self.socket_timeout,
+            "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            "retry_on_timeout": False,
+            "health_check_interval": 0,
+        }
+
+
+def escape_glob(text: str) -> str:
+    """``text`` as a literal for ``SCAN MATCH``: every glob character is backslash-escaped."""
+    return text.translate(_GLOB_SPECIALS)
+
+
+def _unavailable(operation: str, exc: BaseException) -> CacheUnavailableError:
+    return CacheUnavailableError(f"redis {operation} failed: {type(exc).__name__}: {exc}")
+
+
+def _expiry_ms(ttl: float) -> int:
+    return max(1, math.ceil(ttl * 1000))
+
+
+class RedisBackend:
+    """The synchronous backend over ``redis.Redis``; connects on first use.
+
+    redis-py's pool notices a ``fork()`` (it compares pids) and opens fresh sockets in the child, so a
+    backend created before gunicorn forks its workers is safe to use in them.
+    """
+
+    def __init__(self, options: RedisOptions) -> None:
+        self.options = options
+        self._client: redis.Redis | None = None
+        self._lock = threading.Lock()
+
+    def _redis(self) -> redis.Redis:
+        client = self._client
+        if client is None:
+            with self._lock:
+                client = self._client
+                if client is None:
+                    pool = redis.BlockingConnectionPool.from_url(self.options.url, **self.options.pool_arguments())
+                    client = self._client = redis.Redis(connection_pool=pool)
+        return client
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return cast("bytes | None", self._redis().get(key))
+        except (RedisError, OSError) as exc:
+            raise _unavailable("GET", exc) from exc
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        try:
+            if ttl is None:
+                self._redis().set(key, value)
+            else:
+                self._redis().set(key, value, px=_expiry_ms(ttl))
+        except (RedisError, OSError) as exc:
+            raise _unavailable("SET", exc) from exc
+
+    def delete(self, key: str) -> bool:
+        try:
+            return bool(self._redis().unlink(key))
+        except (RedisError, OSError) as exc:
+            raise _unavailable("UNLINK", exc) from exc
+
+    def delete_prefix(self, prefix: str) -> int:
+        client = self._redis()
+        removed = 0
+        try:
+            for batch in _batches(client.scan_iter(match=escape_glob(prefix) + "*", count=_SCAN_COUNT)):
+                removed += client.unlink(*batch)
+        except (RedisError, OSError) as exc:
+            raise _unavailable("SCAN/UNLINK", exc) from exc
+        return removed
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.connection_pool.disconnect()
+            client.close()
+
+
+def _batches(keys: Iterable[bytes]) -> Iterable[list[bytes]]:
+    batch: list[bytes] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) >= _SCAN_COUNT:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _LoopClient:
+    """One asyncio client and the async generator that closes it when its event loop shuts down."""
+
+    __slots__ = ("client", "closer")
+
+    def __init__(self, client: redis.asyncio.Redis, closer: AsyncIterator[None]) -> None:
+        self.client = client
+        self.closer = closer
+
+
+class AsyncRedisBackend:
+    """The asyncio backend over ``redis.asyncio.Redis``, with one client per running event loop.
+
+    An asyncio client belongs to the loop it was created in, so each loop gets its own, created on first use
+    there. Each client is closed from inside its loop when the loop shuts down: ``asyncio.run`` (and every
+    ``asyncio.Runner``) finalises async generators before closing, and a started generator parked at a
+    ``yield`` is how we get a last turn there.
+    """
+
+    def __init__(self, options: RedisOptions) -> None:
+        self.options = options
+        self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
+        self._last: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
+
+    async def _redis(self) -> redis.asyncio.Redis:
+        loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0] is loop:
+            return last[1]
+        entry = self._clients.get(loop)
+        if entry is None:
+            pool = redis.asyncio.BlockingConnectionPool.from_url(self.options.url, **self.options.pool_arguments())
+            client = redis.asyncio.Redis.from_pool(pool)
+            closer = self._close_at_shutdown(loop, client)
+            entry = self._clients[loop] = _LoopClient(client, closer)
+            await anext(closer)
+        self._last = (loop, entry.client)
+        return entry.client
+
+    async def _close_at_shutdown(
+        self, loop: asyncio.AbstractEventLoop, client: redis.asyncio.Redis
+    ) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            self._forget(loop, client)
+            await client.aclose()
+
+    def _forget(self, loop: asyncio.AbstractEventLoop, client: redis.asyncio.Redis) -> None:
+        entry = self._clients.get(loop)
+        if entry is not None and entry.client is client:
+            del self._clients[loop]
+        if self._last is not None and self._last[1] is client:
+            self._last = None
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            return cast("bytes | None", await (await self._redis()).get(key))
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise _unavailable("GET", exc) from exc
+
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        try:
+            client = await self._redis()
+            if ttl is None:
+                await client.set(key, value)
+            else:
+                await client.set(key, value, px=_expiry_ms(ttl))
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise _unavailable("SET", exc) from exc
+
+    async def delete(self, key: str) -> bool:
+        try:
+            return bool(await (await self._redis()).unlink(key))
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise _unavailable("UNLINK", exc) from exc
+
+    async def delete_prefix(self, prefix: str) -> int:
+        removed = 0
+        try:
+            client = await self._redis()
+            batch: list[bytes] = []
+            async for key in client.scan_iter(match=escape_glob(prefix) + "*", count=_SCAN_COUNT):
+                batch.append(key)
+                if len(batch) >= _SCAN_COUNT:
+                    removed += await client.unlink(*batch)
+                    batch = []
+            if batch:
+                removed += await client.unlink(*batch)
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise _unavailable("SCAN/UNLINK", exc) from exc
+        return removed
+
+    async def close(self) -> None:
+        """Close the client of the running event loop (clients of other loops close with their loops)."""
+        entry = self._clients.get(asyncio.get_running_loop())
+        if entry is not None:
+            await entry.closer.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,128 @@
+"""The storage format: a small JSON envelope around the value, and typed read-back. Pure.
+
+Every entry is the UTF-8 JSON document ``{"stashly": 1, "value": <the value as JSON>}``. The envelope is what
+tells a cached ``null`` from a missing key, and its version lets the format grow without misreading old
+entries. Any Redis client in any language can read it with a JSON parser.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import decimal
+import hashlib
+import math
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import orjson
+import pydantic
+
+from .errors import SerializationError
+from .sentinels import MISSING, Missing
+
+__all__ = ["FORMAT_VERSION", "Reader", "decode", "encode", "reader_for", "schema_fingerprint"]
+
+FORMAT_VERSION = 1
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+_HEAD = b'{"stashly":1,"value":'
+
+
+class _Unencodable(Exception):
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+def _default(value: object) -> object:
+    """orjson's fallback for types it does not know natively."""
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return list(value)
+    raise _Unencodable(value)
+
+
+def encode(value: object, key: str) -> bytes:
+    """The envelope bytes for ``value``; ``SerializationError`` names the type and ``key`` when it is not JSON.
+
+    >>> encode({"id": 1}, "stashly:app:user:1")
+    b'{"stashly":1,"value":{"id":1}}'
+    """
+    try:
+        body = orjson.dumps(value, default=_default, option=_OPTIONS)
+    except _Unencodable as exc:  # orjson wraps it; keep the innermost culprit
+        raise _error(exc.value, key) from None
+    except orjson.JSONEncodeError as exc:
+        culprit = exc.__cause__.value if isinstance(exc.__cause__, _Unencodable) else value
+        raise _error(culprit, key, str(exc)) from None
+    # orjson writes NaN and Infinity as null: a silent wrong value. Only an output holding null can hide one.
+    if b"null" in body and _has_non_finite(value):
+        raise SerializationError(f"cannot cache the value for key {key!r}: NaN and Infinity are not JSON numbers")
+    return _HEAD + body + b"}"
+
+
+def _error(culprit: object, key: str, detail: str = "") -> SerializationError:
+    kind = type(culprit)
+    hint = f" ({detail})" if detail and "not JSON serializable" not in detail else ""
+    return SerializationError(
+        f"cannot cache a value of type {kind.__module__}.{kind.__qualname__} for key {key!r}: "
+        f"stashly stores JSON (dict, list, str, numbers, bool, None, Pydantic models, dataclasses, "
+        f"datetime, UUID, Decimal, Enum){hint}"
+    )
+
+
+def _has_non_finite(value: object) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(k) or _has_non_finite(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_has_non_finite(item) for item in value)
+    if isinstance(value, pydantic.BaseModel):
+        return _has_non_finite(value.model_dump())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(_has_non_finite(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return False
+
+
+def decode(raw: bytes) -> object | Missing:
+    """The value inside an envelope, or :data:`MISSING` when ``raw`` is not a stashly entry (corrupt, foreign)."""
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return MISSING
+    if type(document) is not dict or document.get("stashly") != FORMAT_VERSION or "value" not in document:
+        return MISSING
+    value: object = document["value"]
+    return value
+
+
+Reader = Callable[[object], object]
+"""Turns a decoded JSON value into the type the caller expects; raises ``pydantic.ValidationError`` if it can't."""
+
+
+def _identity(value: object) -> object:
+    return value
+
+
+@lru_cache(maxsize=1024)
+def reader_for(annotation: Any) -> Reader:
+    """The validator for ``annotation`` (a Pydantic ``TypeAdapter``), or the identity for ``None``/``Any``."""
+    if annotation is None or annotation is Any:
+        return _identity
+    return pydantic.TypeAdapter(annotation).validate_python
+
+
+@lru_cache(maxsize=1024)
+def schema_fingerprint(annotation: Any) -> bytes:
+    """A short digest of the JSON schema of ``annotation``, so a changed model never reads the old shape."""
+    if annotation is None or annotation is Any:
+        return b""
+    try:
+        schema: object = pydantic.TypeAdapter(annotation).json_schema()
+    except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError, TypeError):
+        schema = repr(annotation)
+    digest = hashlib.blake2b(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS), digest_size=6)
+    return digest.hexdigest().encode()

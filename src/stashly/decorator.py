@@ -1,0 +1,371 @@
+"""``Cached``: the decorator. One key plan per function, thin sync and async drivers, ``invalidate``.
+
+A call binds its arguments to the signature, builds the key, and asks the manager: a hit returns the stored
+value validated into the return annotation; a miss runs the function once per key (single-flight), stores
+the result and returns it. Backend failures never reach the caller unless ``strict``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import sys
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
+
+import pydantic
+
+from . import codec, keys
+from .manager import CacheManager, default_manager
+from .sentinels import MISSING, NOT_SET, NotSet
+from .settings import parse_name
+from .singleflight import AsyncSingleFlight, SingleFlight
+from .ttl import TTL, check_ttl, resolve_ttl
+
+__all__ = ["Cached", "CachedFunction"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+logger = logging.getLogger("stashly")
+_EMPTY = inspect.Parameter.empty
+_RECEIVERS = ("self", "cls")
+
+
+class CachedFunction(Protocol[P, R_co]):
+    """What ``@cached`` returns: the function, plus ``invalidate`` and ``cache_key`` for the same arguments."""
+
+    @property
+    def __wrapped__(self) -> Callable[P, R_co]: ...
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """Drop the entry for these arguments: ``True`` if one was removed (awaitable for ``async def``)."""
+        ...
+
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The backend key these arguments map to."""
+        ...
+
+
+class _Binding:
+    """What a plan needs from its manager, worked out once per manager (the default manager is resolved late)."""
+
+    __slots__ = ("expiry", "head", "manager", "reader", "salt", "strict")
+
+    def __init__(self, plan: _Plan, manager: CacheManager) -> None:
+        settings = manager.settings
+        annotation = plan.return_annotation()
+        self.manager = manager
+        self.head = keys.namespace_prefix(settings.prefix, plan.namespace or settings.namespace)
+        self.reader = codec.reader_for(annotation)
+        self.salt = codec.schema_fingerprint(annotation)
+        self.strict = settings.strict if plan.strict is None else plan.strict
+        self.expiry = resolve_ttl(plan.ttl, settings.default_ttl, settings.allow_no_expiry, f"@cached {plan.name}")
+
+
+class _Plan:
+    """Everything about one decorated function that does not depend on a call: signature, key recipe, TTL."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        namespace: str | None,
+        manager: CacheManager | None,
+        strict: bool | None,
+        ttl: TTL | NotSet,
+        template: str | None,
+        ignore: Iterable[str],
+        localns: dict[str, Any] | None = None,
+    ) -> None:
+        self.fn = fn
+        self._localns = localns
+        self.name = keys.function_name(fn)
+        self.namespace = namespace
+        self.strict = strict
+        self.ttl = check_ttl(ttl, f"@cached {self.name}")
+        self._manager = manager
+        self._binding: _Binding | None = None
+        self.signature = inspect.signature(fn)
+        params = list(self.signature.parameters.values())
+        self._names = tuple(p.name for p in params)
+        ignored = frozenset(ignore)
+        unknown = ignored.difference(self._names)
+        if unknown:
+            raise ValueError(f"@cached {self.name}: ignore= names {sorted(unknown)}, not parameters of {self._names}")
+        self._keyed = tuple(name not in ignored for name in self._names)
+        self._receiver = (
+            bool(params) and params[0].name in _RECEIVERS and params[0].kind <= params[0].POSITIONAL_OR_KEYWORD
+        )
+        self._template = keys.KeyTemplate(template, self._names, self.name) if template is not None else None
+        # Fast binding applies when every parameter can be passed by position or keyword (the common case).
+        self._simple = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+        self._defaults = tuple(p.default for p in params)
+        self._index = {name: i for i, name in enumerate(self._names)}
+        self._annotation: Any = NOT_SET
+
+    def return_annotation(self) -> Any:
+        """The return annotation (``Any`` when absent), resolved lazily so forward references can be defined later."""
+        if self._annotation is NOT_SET:
+            if self.signature.return_annotation is _EMPTY:
+                self._annotation = Any
+            else:
+                try:
+                    self._annotation = typing.get_type_hints(self.fn, localns=self._localns, include_extras=True).get(
+                        "return", Any
+                    )
+                except Exception as exc:
+                    raise TypeError(f"@cached {self.name}: cannot resolve its return annotation: {exc}") from exc
+        return self._annotation
+
+    def binding(self) -> _Binding:
+        manager = self._manager or default_manager()
+        binding = self._binding
+        if binding is None or binding.manager is not manager:
+            binding = self._binding = _Binding(self, manager)
+        return binding
+
+    def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Sequence[Any]:
+        """The argument values in signature order, defaults applied; raises ``TypeError`` like the call would."""
+        count = len(args)
+        if self._simple and count <= len(self._names):
+            if not kwargs and count == len(self._names):
+                return args
+            values = [*args, *self._defaults[count:]]
+            for name, value in kwargs.items():
+                i = self._index.get(name, -1)
+                if i < count:  # unknown name, or given twice: let inspect produce the right TypeError
+                    break
+                values[i] = value
+            else:
+                if _EMPTY not in values[count:]:
+                    return values
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return tuple(bound.arguments.values())
+
+    def key(self, binding: _Binding, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+        values = self.bind(args, kwargs)
+        if self._template is not None:
+            return binding.head + self._template.render(dict(zip(self._names, values, strict=True)))
+        pairs: list[tuple[str, object]] = []
+        for name, value, keyed in zip(self._names, values, self._keyed, strict=True):
+            if keyed:
+                pairs.append((name, value))
+        if self._receiver and self._keyed[0]:
+            pairs[0] = (self._names[0], keys.receiver_key(values[0], f"{self._names[0]} of {self.name}"))
+        return f"{binding.head}{self.name}:{keys.digest(pairs, salt=binding.salt, where=self.name)}"
+
+    def encode(self, result: object, key: str) -> bytes:
+        if self._annotation is Any and _is_structured(result):
+            _warn_unannotated(self.name, result)
+        return codec.encode(result, key)
+
+
+def _is_structured(value: object) -> bool:
+    return isinstance(value, pydantic.BaseModel) or (
+        hasattr(value, "__dataclass_fields__") and not isinstance(value, type)
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _warn_unannotated_once(name: str, kind: str) -> None:
+    logger.warning(
+        "@cached %s returned a %s but has no return annotation: cache hits will return plain JSON (dicts); "
+        "annotate the return type (-> %s) to get the same type back",
+        name,
+        kind,
+        kind,
+    )
+
+
+def _warn_unannotated(name: str, value: object) -> None:
+    _warn_unannotated_once(name, type(value).__qualname__)
+
+
+class Cached:
+    """Decorators that cache a function's result in a namespace.
+
+    >>> auth_cache = Cached(namespace="auth", ttl=60)
+    >>> @auth_cache.cached
+    ... def get_me(user_id: int) -> dict[str, int]:
+    ...     return {"id": user_id}
+    >>> get_me(5)            # miss: runs the function and stores the result
+    {'id': 5}
+    >>> get_me(5)            # hit
+    {'id': 5}
+    >>> get_me.invalidate(5)
+    True
+
+    ``manager`` defaults to the process-wide :func:`~stashly.default_manager`, resolved on first call (so
+    decorating at import time connects to nothing). ``strict`` defaults to the manager's setting.
+    """
+
+    def __init__(
+        self,
+        namespace: str | None = None,
+        *,
+        ttl: float | timedelta | NotSet | None = NOT_SET,
+        manager: CacheManager | None = None,
+        strict: bool | None = None,
+    ) -> None:
+        self.namespace = None if namespace is None else parse_name(namespace, "Cached(namespace=...)")
+        self.ttl = check_ttl(ttl, f"Cached(namespace={namespace!r})")
+        self._manager = manager
+        self.strict = strict
+
+    @property
+    def manager(self) -> CacheManager:
+        """The manager this cache stores through."""
+        return self._manager or default_manager()
+
+    @overload
+    def cached(self, fn: Callable[P, R], /) -> CachedFunction[P, R]: ...
+    @overload
+    def cached(
+        self,
+        fn: None = None,
+        /,
+        *,
+        ttl: float | timedelta | NotSet | None = NOT_SET,
+        key: str | None = None,
+        ignore: Iterable[str] = (),
+    ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+
+    def cached(
+        self,
+        fn: Callable[P, R] | None = None,
+        /,
+        *,
+        ttl: float | timedelta | NotSet | None = NOT_SET,
+        key: str | None = None,
+        ignore: Iterable[str] = (),
+    ) -> CachedFunction[P, R] | Callable[[Callable[P, R]], CachedFunction[P, R]]:
+        """Cache ``fn``'s results; use bare (``@cache.cached``) or with options (``@cache.cached(ttl=30)``).
+
+        ``ttl`` overrides the cache's TTL for this function; ``key`` is a template such as
+        ``"profile:{user_id}"`` (fields must be parameters; values are escaped); ``ignore`` names parameters
+        left out of the key (a database session, a logger).
+        """
+
+        def decorate(fn: Callable[P, R], localns: dict[str, Any] | None = None) -> CachedFunction[P, R]:
+            _check_decoratable(fn)
+            if localns is None:
+                localns = _defining_scope()
+            plan = _Plan(
+                fn,
+                namespace=self.namespace,
+                manager=self._manager,
+                strict=self.strict,
+                ttl=self.ttl if ttl is NOT_SET else ttl,
+                template=key,
+                ignore=ignore,
+                localns=localns,
+            )
+            wrapper = _async_wrapper(plan) if inspect.iscoroutinefunction(fn) else _sync_wrapper(plan)
+            return typing.cast(CachedFunction[P, R], wrapper)
+
+        return decorate if fn is None else decorate(fn, _defining_scope())
+
+    def remove(self, fn: CachedFunction[P, Any]) -> Callable[P, Any]:
+        """A callable with ``fn``'s signature that drops ``fn``'s entry for the arguments it is given.
+
+        >>> remove_me = auth_cache.remove(get_me)
+        >>> remove_me(5)   # same as get_me.invalidate(5)
+        False
+        """
+        invalidate = getattr(fn, "invalidate", None)
+        if invalidate is None:
+            raise TypeError(f"{keys.function_name(fn)} is not a @cached function, so it has no entries to remove")
+        return typing.cast(Callable[P, Any], invalidate)
+
+
+def _defining_scope() -> dict[str, Any] | None:
+    """The local names where the decorator is applied, for string annotations naming local classes.
+
+    Frame 2 up is the code that wrote ``@cache.cached``: for the bare form ``cached`` calls ``decorate``
+    directly, for the ``cached(...)`` form the caller calls ``decorate``; both put it two frames above here.
+    Module-level functions need nothing: their globals resolve the annotations.
+    """
+    frame = sys._getframe(2)
+    return None if frame.f_locals is frame.f_globals else dict(frame.f_locals)
+
+
+def _check_decoratable(fn: object) -> None:
+    if isinstance(fn, classmethod | staticmethod):
+        raise TypeError("@cached must be applied below @classmethod/@staticmethod (closest to the function)")
+    if not callable(fn) or isinstance(fn, type):
+        raise TypeError(f"@cached decorates functions and methods, not {fn!r}")
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise TypeError(f"@cached cannot cache generator {keys.function_name(fn)}: return a list instead")
+
+
+def _sync_wrapper(plan: _Plan) -> Callable[..., Any]:
+    fn = plan.fn
+    flight: SingleFlight[Any] = SingleFlight()
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        binding = plan.binding()
+        key = plan.key(binding, args, kwargs)
+        value = binding.manager._load(key, binding.reader, binding.strict)
+        if value is not MISSING:
+            return value
+
+        def fill() -> Any:
+            result = fn(*args, **kwargs)
+            binding.manager._store(key, plan.encode(result, key), binding.expiry, binding.strict)
+            return result
+
+        return flight.run(key, fill)
+
+    def invalidate(*args: Any, **kwargs: Any) -> bool:
+        binding = plan.binding()
+        return binding.manager._delete(plan.key(binding, args, kwargs), binding.strict)
+
+    return _attach(wrapper, plan, invalidate)
+
+
+def _async_wrapper(plan: _Plan) -> Callable[..., Any]:
+    fn = plan.fn
+    flight: AsyncSingleFlight[Any] = AsyncSingleFlight()
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        binding = plan.binding()
+        key = plan.key(binding, args, kwargs)
+        value = await binding.manager._aload(key, binding.reader, binding.strict)
+        if value is not MISSING:
+            return value
+
+        async def fill() -> Any:
+            result = await fn(*args, **kwargs)
+            await binding.manager._astore(key, plan.encode(result, key), binding.expiry, binding.strict)
+            return result
+
+        return await flight.run(key, fill)
+
+    async def invalidate(*args: Any, **kwargs: Any) -> bool:
+        binding = plan.binding()
+        return await binding.manager._adelete(plan.key(binding, args, kwargs), binding.strict)
+
+    return _attach(wrapper, plan, invalidate)
+
+
+def _attach(wrapper: Callable[..., Any], plan: _Plan, invalidate: Callable[..., Any]) -> Callable[..., Any]:
+    def cache_key(*args: Any, **kwargs: Any) -> str:
+        return plan.key(plan.binding(), args, kwargs)
+
+    for helper in (invalidate, cache_key):
+        name = helper.__name__
+        functools.update_wrapper(helper, plan.fn)  # carries fn's signature: the helpers take its arguments
+        helper.__name__, helper.__qualname__ = name, f"{plan.fn.__qualname__}.{name}"
+    wrapper.invalidate = invalidate  # type: ignore[attr-defined]
+    wrapper.cache_key = cache_key  # type: ignore[attr-defined]
+    return wrapper

@@ -1,0 +1,52 @@
+"""What happens when something goes wrong under the cache: raise in strict mode, else log (rate-limited), go on."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from .errors import CacheUnavailableError
+
+__all__ = ["FailurePolicy"]
+
+logger = logging.getLogger("stashly")
+
+
+class FailurePolicy:
+    """Decides the fate of a backend failure and of unreadable entries; logs each kind at most once per interval.
+
+    A dead Redis under load fails thousands of times a second; one line every few seconds with a count of
+    what was suppressed says the same without drowning the application's logs.
+    """
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def backend_failed(self, exc: CacheUnavailableError, operation: str, key: str, strict: bool) -> None:
+        """Re-raise ``exc`` when ``strict``; otherwise log it (rate-limited) and return."""
+        if strict:
+            raise exc
+        self._warn(operation, "cache %s failed for %s, carrying on without the cache: %s", operation, key, exc)
+
+    def unreadable(self, key: str, why: str) -> None:
+        """An entry exists but cannot be used (corrupt, foreign, or no longer of the expected type): a miss."""
+        self._warn("read", "cache entry %s treated as a miss: %s", key, why)
+
+    def _warn(self, kind: str, message: str, *args: object) -> None:
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(kind)
+            if last is not None and now - last < self._interval:
+                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+                return
+            self._last[kind] = now
+            suppressed = self._suppressed.pop(kind, 0)
+        if suppressed:
+            message += f" ({suppressed} similar messages suppressed)"
+        logger.warning(message, *args)

@@ -1,0 +1,299 @@
+"""CacheManager: joins settings, keys, codec, TTL and a backend, and applies the fail-open policy."""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+import pydantic
+
+from . import codec, keys
+from .backends import create as create_backends
+from .errors import CacheUnavailableError
+from .failures import FailurePolicy
+from .sentinels import MISSING, NOT_SET, NotSet
+from .settings import Settings, parse_name, resolve
+from .stats import CacheStats, Counters
+from .ttl import TTL, check_ttl, resolve_ttl
+
+__all__ = ["CacheManager", "default_manager", "set_default_manager"]
+
+T = TypeVar("T")
+D = TypeVar("D")
+
+
+class CacheManager:
+    """A cache of JSON values under ``<prefix>:<namespace>:<key>``, on Redis or in memory.
+
+    Settings come from the arguments, then the ``STASHLY_*`` environment, then ``config.json``, then defaults
+    (an in-memory cache). Creating a manager opens no connection.
+
+    >>> cm = CacheManager(url="memory://", namespace="app", default_ttl=300)
+    >>> cm.set("user:1", {"id": 1, "email": "a@example.com"}, ttl=60)
+    >>> cm.get("user:1")
+    {'id': 1, 'email': 'a@example.com'}
+    >>> cm.remove("user:1")
+    True
+
+    If the backend fails, ``get`` returns ``default`` and ``set`` logs, unless ``strict=True``, which raises
+    :class:`~stashly.CacheUnavailableError` instead. Every method has an ``async`` twin (``aget``, ``aset``, …).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        namespace: str | None = None,
+        prefix: str | None = None,
+        default_ttl: float | timedelta | None = None,
+        strict: bool | None = None,
+        allow_no_expiry: bool | None = None,
+        connect_timeout: float | None = None,
+        socket_timeout: float | None = None,
+        max_connections: int | None = None,
+        max_entries: int | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        config_path: str | os.PathLike[str] | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        if settings is None:
+            if isinstance(default_ttl, timedelta):
+                default_ttl = default_ttl.total_seconds()
+            settings = resolve(
+                config_path=config_path,
+                url=url,
+                namespace=namespace,
+                prefix=prefix,
+                default_ttl=default_ttl,
+                strict=strict,
+                allow_no_expiry=allow_no_expiry,
+                connect_timeout=connect_timeout,
+                socket_timeout=socket_timeout,
+                max_connections=max_connections,
+                max_entries=max_entries,
+                username=username,
+                password=password,
+            )
+        self.settings = settings
+        self._backend, self._abackend = create_backends(settings)
+        self._failures = FailurePolicy()
+        self._counters = Counters()
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str], **arguments: Any) -> CacheManager:
+        """A manager configured by the ``redis`` section of the JSON file at ``path`` (arguments and env still win)."""
+        return cls(config_path=path, **arguments)
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return f"CacheManager(url={s.url!r}, namespace={s.namespace!r}, prefix={s.prefix!r})"
+
+    # -- keys ---------------------------------------------------------------------------------------------
+
+    def key(self, key: str, namespace: str | None = None) -> str:
+        """The full backend key for an application key: ``<prefix>:<namespace>:<key>``."""
+        if type(key) is not str or not key:
+            raise TypeError(f"cache keys are non-empty strings, got {key!r}")
+        return keys.entry_key(self.settings.prefix, self._namespace(namespace), key)
+
+    def _namespace(self, namespace: str | None) -> str:
+        if namespace is None:
+            return self.settings.namespace
+        return parse_name(namespace, "argument namespace")
+
+    # -- the shared core: everything but the I/O ------------------------------------------------------------
+
+    def _read(self, raw: bytes | None, key: str, reader: codec.Reader) -> Any:
+        """A stored entry turned into the caller's value, or MISSING (absent, unreadable, wrong shape)."""
+        if raw is None:
+            self._counters.misses += 1
+            return MISSING
+        value = codec.decode(raw)
+        if value is MISSING:
+            self._failures.unreadable(key, "not a stashly entry (corrupt or written by something else)")
+        else:
+            try:
+                value = reader(value)
+            except pydantic.ValidationError as exc:
+                self._failures.unreadable(key, f"does not validate as the expected type ({exc.error_count()} errors)")
+                value = MISSING
+        if value is MISSING:
+            self._counters.misses += 1
+        else:
+            self._counters.hits += 1
+        return value
+
+    def _expiry(self, ttl: TTL | NotSet, key: str) -> float | None:
+        s = self.settings
+        return resolve_ttl(check_ttl(ttl, f"key {key!r}"), s.default_ttl, s.allow_no_expiry, f"key {key!r}")
+
+    def _failed(self, exc: CacheUnavailableError, operation: str, key: str, strict: bool | None) -> None:
+        self._counters.errors += 1
+        self._failures.backend_failed(exc, operation, key, self.settings.strict if strict is None else strict)
+
+    # -- sync driver ----------------------------------------------------------------------------------------
+
+    def _load(self, key: str, reader: codec.Reader, strict: bool | None = None) -> Any:
+        try:
+            raw = self._backend.get(key)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "get", key, strict)
+            return MISSING
+        return self._read(raw, key, reader)
+
+    def _store(self, key: str, payload: bytes, expiry: float | None, strict: bool | None = None) -> None:
+        try:
+            self._backend.set(key, payload, expiry)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "set", key, strict)
+        else:
+            self._counters.stores += 1
+
+    def _delete(self, key: str, strict: bool | None = None) -> bool:
+        try:
+            return self._backend.delete(key)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "remove", key, strict)
+            return False
+
+    @overload
+    def get(self, key: str, default: Any = None, *, type: None = None, namespace: str | None = None) -> Any: ...
+    @overload
+    def get(self, key: str, default: D = None, *, type: type[T], namespace: str | None = None) -> T | D: ...  # type: ignore[assignment]
+
+    def get(self, key: str, default: Any = None, *, type: Any = None, namespace: str | None = None) -> Any:
+        """The value stored under ``key``, or ``default`` when absent (or unreadable, or the backend failed).
+
+        With ``type=`` the JSON is validated into that type (``type=UserRead`` returns a ``UserRead``); an entry
+        that does not validate counts as absent.
+        """
+        value = self._load(self.key(key, namespace), codec.reader_for(type))
+        return default if value is MISSING else value
+
+    def set(self, key: str, value: object, ttl: TTL | NotSet = NOT_SET, *, namespace: str | None = None) -> None:
+        """Store ``value`` (anything JSON-able, Pydantic models included) for ``ttl`` seconds or the default TTL.
+
+        Raises :class:`~stashly.SerializationError` before writing anything when the value is not JSON.
+        """
+        full = self.key(key, namespace)
+        expiry = self._expiry(ttl, full)
+        self._store(full, codec.encode(value, full), expiry)
+
+    def remove(self, key: str, *, namespace: str | None = None) -> bool:
+        """Drop ``key``; ``True`` when something was removed."""
+        return self._delete(self.key(key, namespace))
+
+    def flush_namespace(self, namespace: str | None = None) -> int:
+        """Remove every entry of ``namespace`` (this manager's by default); the number of keys removed.
+
+        On Redis this is an incremental ``SCAN``/``UNLINK`` over ``<prefix>:<namespace>:*`` — never ``KEYS`` or
+        ``FLUSHDB`` — so other namespaces and keys stashly did not write are untouched.
+        """
+        head = keys.namespace_prefix(self.settings.prefix, self._namespace(namespace))
+        try:
+            return self._backend.delete_prefix(head)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "flush_namespace", head, None)
+            return 0
+
+    def close(self) -> None:
+        """Release the backend's connections (the manager reconnects if used again)."""
+        self._backend.close()
+
+    def __enter__(self) -> CacheManager:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- async driver ---------------------------------------------------------------------------------------
+
+    async def _aload(self, key: str, reader: codec.Reader, strict: bool | None = None) -> Any:
+        try:
+            raw = await self._abackend.get(key)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "get", key, strict)
+            return MISSING
+        return self._read(raw, key, reader)
+
+    async def _astore(self, key: str, payload: bytes, expiry: float | None, strict: bool | None = None) -> None:
+        try:
+            await self._abackend.set(key, payload, expiry)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "set", key, strict)
+        else:
+            self._counters.stores += 1
+
+    async def _adelete(self, key: str, strict: bool | None = None) -> bool:
+        try:
+            return await self._abackend.delete(key)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "remove", key, strict)
+            return False
+
+    async def aget(self, key: str, default: Any = None, *, type: Any = None, namespace: str | None = None) -> Any:
+        """Async :meth:`get`."""
+        value = await self._aload(self.key(key, namespace), codec.reader_for(type))
+        return default if value is MISSING else value
+
+    async def aset(self, key: str, value: object, ttl: TTL | NotSet = NOT_SET, *, namespace: str | None = None) -> None:
+        """Async :meth:`set`."""
+        full = self.key(key, namespace)
+        expiry = self._expiry(ttl, full)
+        await self._astore(full, codec.encode(value, full), expiry)
+
+    async def aremove(self, key: str, *, namespace: str | None = None) -> bool:
+        """Async :meth:`remove`."""
+        return await self._adelete(self.key(key, namespace))
+
+    async def aflush_namespace(self, namespace: str | None = None) -> int:
+        """Async :meth:`flush_namespace`."""
+        head = keys.namespace_prefix(self.settings.prefix, self._namespace(namespace))
+        try:
+            return await self._abackend.delete_prefix(head)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "flush_namespace", head, None)
+            return 0
+
+    async def aclose(self) -> None:
+        """Async :meth:`close` (closes the connections of the running event loop)."""
+        await self._abackend.close()
+
+    async def __aenter__(self) -> CacheManager:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # -- observability --------------------------------------------------------------------------------------
+
+    def stats(self, reset: bool = False) -> CacheStats:
+        """Hits, misses, stores and backend errors so far; ``reset=True`` starts a new interval."""
+        return self._counters.snapshot(reset)
+
+
+_default: CacheManager | None = None
+_default_lock = threading.Lock()
+
+
+def default_manager() -> CacheManager:
+    """The process-wide manager used by ``Cached`` without ``manager=``; built from settings on first use."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = CacheManager()
+    return _default
+
+
+def set_default_manager(manager: CacheManager | None) -> None:
+    """Replace the default manager (``None`` drops it; the next use builds a new one from settings)."""
+    global _default
+    with _default_lock:
+        _default = manager

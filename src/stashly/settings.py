@@ -1,0 +1,377 @@
+"""Settings: one frozen object, resolved from arguments > environment > config.json > defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import ipaddress
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final, NamedTuple, TypeAlias
+from urllib.parse import unquote
+
+from stashly.errors import ConfigError
+from stashly.sentinels import NOT_SET
+
+__all__ = ["Settings", "parse_name", "resolve"]
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Settings:
+    """Every knob stashly has, already parsed and validated.
+
+    ``url`` never carries credentials: they live in ``username``/``password`` and are redacted from ``repr``.
+    """
+
+    url: str = "memory://"
+    username: str | None = None
+    password: str | None = None
+    namespace: str = "default"
+    prefix: str = "stashly"
+    default_ttl: float = 300.0
+    allow_no_expiry: bool = False
+    strict: bool = False
+    connect_timeout: float = 0.25
+    socket_timeout: float = 0.25
+    max_connections: int = 50
+    max_entries: int = 10_000
+
+    def __repr__(self) -> str:
+        fields = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            shown = "'***'" if field.name == "password" and value is not None else repr(value)
+            fields.append(f"{field.name}={shown}")
+        return f"Settings({', '.join(fields)})"
+
+
+def resolve(
+    *,
+    config_path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    **arguments: object,
+) -> Settings:
+    """Build :class:`Settings`, taking each field from arguments > environment > config.json > defaults.
+
+    ``arguments`` are Settings field names; ``None`` means "not given". Environment variables are
+    ``STASHLY_<FIELD>`` (empty means unset) and ``STASHLY_CONFIG`` names the file; without either, a
+    ``config.json`` in the current directory is read if present. Only the file's ``"redis"`` section is
+    read. Credentials written into a URL move to ``username``/``password`` with the URL's priority; when
+    that URL is overridden, its credentials are dropped with it. Every source is validated, even one
+    that is fully overridden; problems raise :class:`~stashly.errors.ConfigError`.
+
+    Example::
+
+        settings = resolve(env={"STASHLY_URL": "redis://app:s3cret@cache:6379/1"}, namespace="users")
+        settings.url       # 'redis://cache:6379/1'
+        settings.password  # 's3cret', shown as '***' in repr(settings)
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    unknown = sorted(set(arguments) - set(_PARSERS))
+    if unknown:
+        raise TypeError(f"resolve() got an unexpected keyword argument {unknown[0]!r}")
+    given = {name: value for name, value in arguments.items() if value is not None and value is not NOT_SET}
+    layers = [
+        _build_layer(given, lambda name: f"argument {name}"),
+        _env_layer(environ),
+        _file_layer(*_config_file(config_path, environ)),
+    ]
+    chosen: dict[str, Any] = {}
+    for fields, url_credentials in layers:
+        if "url" in fields and "url" not in chosen:
+            fields = {**url_credentials, **fields}
+        for name, value in fields.items():
+            chosen.setdefault(name, value)
+    return dataclasses.replace(Settings(), **chosen)
+
+
+def parse_name(value: object, source: str) -> str:
+    """Validate a namespace or prefix: 1..200 characters, no ``:``, whitespace or control characters.
+
+    ``:`` is the key separator, so forbidding it means namespace ``"a"`` can never flush ``"a:b"``.
+    Glob characters (``*?[]\\``) are allowed: the Redis backend escapes them.
+    """
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= _NAME_MAX
+        or ":" in value
+        or any(char.isspace() or not char.isprintable() for char in value)
+    ):
+        expected = f"a name of 1..{_NAME_MAX} characters without ':', whitespace or control characters"
+        raise _error(source, expected, value)
+    return value
+
+
+_NAME_MAX: Final = 200
+_SCHEMES: Final = ("redis", "rediss", "unix", "memory")
+_BOOL_WORDS: Final = {"1": True, "true": True, "yes": True, "on": True} | dict.fromkeys(
+    ("0", "false", "no", "off"), False
+)
+_URL_PARTS: Final = ("host", "port", "db", "ssl")
+
+# (explicit fields, credentials taken out of the layer's url)
+_Layer: TypeAlias = tuple[dict[str, object], dict[str, object]]
+
+
+class _Url(NamedTuple):
+    url: str
+    username: str | None
+    password: str | None
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return f"{text if len(text) <= 80 else text[:77] + '...'} ({type(value).__name__})"
+
+
+def _error(source: str, expected: str, value: object) -> ConfigError:
+    return ConfigError(f"{source}: expected {expected}, found {_show(value)}")
+
+
+# One parser per field kind, shared by every source: typed values in, checked values out.
+
+
+def _parse_positive_float(value: object, source: str) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if math.isfinite(number) and number > 0:
+            return number
+    raise _error(source, "a finite number of seconds > 0", value)
+
+
+def _parse_int(value: object, source: str, *, low: int, high: float = math.inf) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+        return value
+    bounds = f">= {low}" if high == math.inf else f"in {low}..{high}"
+    raise _error(source, f"an integer {bounds}", value)
+
+
+_parse_positive_int = functools.partial(_parse_int, low=1)
+_parse_port = functools.partial(_parse_int, low=1, high=65535)
+_parse_db = functools.partial(_parse_int, low=0)
+
+
+def _parse_bool(value: object, source: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _error(source, "true or false", value)
+
+
+def _parse_credential(value: object, source: str) -> str | None:
+    # Never echo the value: this parser also reads passwords.
+    if not isinstance(value, str):
+        raise ConfigError(f"{source}: expected a string, found a value of type {type(value).__name__}")
+    return value or None
+
+
+def _parse_host(value: object, source: str) -> str:
+    if isinstance(value, str) and value:
+        inner = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+        if ":" in inner:
+            try:
+                ipaddress.IPv6Address(inner)
+            except ValueError:
+                pass
+            else:
+                return f"[{inner.replace('%', '%25')}]"
+        elif not any(char in "/?#@[]%" or char.isspace() or not char.isprintable() for char in value):
+            return value
+    raise _error(source, "a host name or IP address", value)
+
+
+def _parse_url(value: object, source: str) -> _Url:
+    # The URL may carry a password: messages echo only the scheme and what follows the last '@'.
+    if not isinstance(value, str):
+        raise ConfigError(f"{source}: expected a URL string, found a value of type {type(value).__name__}")
+    if any(char.isspace() or not char.isprintable() for char in value):
+        raise ConfigError(f"{source}: expected a URL without whitespace or control characters")
+    scheme, separator, rest = value.partition("://")
+    scheme = scheme.lower()
+    if not separator or scheme not in _SCHEMES:
+        named = separator and re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme)
+        found = f"scheme {scheme!r}" if named else "no scheme"
+        accepted = ", ".join(f"{name}://" for name in _SCHEMES)
+        raise ConfigError(f"{source}: expected a URL with scheme {accepted}; found {found}")
+    if scheme == "memory":
+        if rest:
+            raise ConfigError(f"{source}: expected exactly 'memory://' (it takes no host, path or options)")
+        return _Url("memory://", None, None)
+    end = min((index for index in map(rest.find, "/?#") if index >= 0), default=len(rest))
+    netloc, tail = rest[:end], rest[end:]
+    userinfo, _, location = netloc.rpartition("@")
+    if "@" in tail:
+        # An unescaped '/', '?' or '#' in a password would otherwise leak part of it into the stored url.
+        raise ConfigError(f"{source}: found '@' after the host; percent-encode '/?#@' in credentials")
+    if scheme == "unix":
+        if not re.split(r"[?#]", tail, maxsplit=1)[0]:
+            raise ConfigError(f"{source}: expected a socket path, as in unix:///run/redis.sock")
+    else:
+        _check_redis_location(location, tail, source)
+    username, _, password = userinfo.partition(":")
+    return _Url(f"{scheme}://{location}{tail}", unquote(username) or None, unquote(password) or None)
+
+
+def _check_redis_location(location: str, tail: str, source: str) -> None:
+    """Validate the port and database of a redis[s]:// URL; ``location`` has no userinfo left."""
+    if location.startswith("["):
+        close = location.find("]")
+        port = location[close + 1 :]
+        if close < 0 or port[:1] not in ("", ":"):
+            raise ConfigError(f"{source}: expected an IPv6 host as [address] or [address]:port")
+    else:
+        port = location[location.find(":") :] if ":" in location else ""
+    if port:
+        _parse_port(_digits_to_int(port[1:]), f"{source}, port")
+    path = re.split(r"[?#]", tail, maxsplit=1)[0]
+    if path not in ("", "/"):
+        _parse_db(_digits_to_int(path[1:]), f"{source}, database in the path")
+
+
+def _digits_to_int(text: str) -> object:
+    # Anything but plain digits stays a string, which the int parsers then reject by name.
+    return int(text) if text.isascii() and text.isdigit() else text
+
+
+_PARSERS: Final[dict[str, Callable[[object, str], object]]] = {
+    "url": _parse_url,
+    "username": _parse_credential,
+    "password": _parse_credential,
+    "namespace": parse_name,
+    "prefix": parse_name,
+    "default_ttl": _parse_positive_float,
+    "allow_no_expiry": _parse_bool,
+    "strict": _parse_bool,
+    "connect_timeout": _parse_positive_float,
+    "socket_timeout": _parse_positive_float,
+    "max_connections": _parse_positive_int,
+    "max_entries": _parse_positive_int,
+}
+_FILE_KEYS: Final = frozenset(_PARSERS) | {"ttl", *_URL_PARTS}
+
+
+# Environment text becomes typed values here, before the shared parsers check them.
+
+
+def _text_to_bool(text: str, source: str) -> object:
+    if text.strip().lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[text.strip().lower()]
+    raise ConfigError(f"{source}: expected one of 1/0/true/false/yes/no/on/off, found {text!r}")
+
+
+def _text_to_number(text: str, source: str, kind: type[int] | type[float]) -> object:
+    try:
+        return kind(text)
+    except ValueError:
+        expected = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{source}: expected {expected}, found {text!r}") from None
+
+
+_to_int = functools.partial(_text_to_number, kind=int)
+_to_float = functools.partial(_text_to_number, kind=float)
+_FROM_TEXT: Final[dict[str, Callable[[str, str], object]]] = {
+    "default_ttl": _to_float,
+    "allow_no_expiry": _text_to_bool,
+    "strict": _text_to_bool,
+    "connect_timeout": _to_float,
+    "socket_timeout": _to_float,
+    "max_connections": _to_int,
+    "max_entries": _to_int,
+}
+
+
+def _build_layer(values: Mapping[str, object], source_of: Callable[[str], str]) -> _Layer:
+    fields: dict[str, object] = {}
+    url_credentials: dict[str, object] = {}
+    for name, value in values.items():
+        parsed = _PARSERS[name](value, source_of(name))
+        if isinstance(parsed, _Url):
+            fields["url"] = parsed.url
+            found = {"username": parsed.username, "password": parsed.password}
+            url_credentials = {key: secret for key, secret in found.items() if secret is not None}
+        elif parsed is not None:
+            fields[name] = parsed
+    return fields, url_credentials
+
+
+def _env_layer(environ: Mapping[str, str]) -> _Layer:
+    values: dict[str, object] = {}
+    sources: dict[str, str] = {}
+    for name in _PARSERS:
+        variable = f"STASHLY_{name.upper()}"
+        text = environ.get(variable, "")
+        if text:
+            sources[name] = f"environment {variable}"
+            convert = _FROM_TEXT.get(name)
+            values[name] = convert(text, sources[name]) if convert else text
+    return _build_layer(values, sources.__getitem__)
+
+
+def _config_file(config_path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> tuple[Path, str | None]:
+    """The file to read and who named it (``None``: the default, which may be absent)."""
+    if config_path is not None:
+        return Path(os.path.abspath(config_path)), "argument config_path"
+    if environ.get("STASHLY_CONFIG"):
+        return Path(os.path.abspath(environ["STASHLY_CONFIG"])), "environment STASHLY_CONFIG"
+    return Path(os.path.abspath("config.json")), None
+
+
+def _file_layer(path: Path, named_by: str | None) -> _Layer:
+    label = f"config.json {path}"
+    try:
+        document = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        if named_by is None:
+            return {}, {}
+        raise ConfigError(f"{label}: file not found (named by {named_by})") from None
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read the file: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise ConfigError(f"{label}: malformed JSON at {where}: {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{label}: expected UTF-8 JSON, found bytes that do not decode") from None
+    # Type names only below: echoing a whole object could print the password.
+    if not isinstance(document, dict):
+        raise ConfigError(f"{label}: expected an object at the top level, found {type(document).__name__}")
+    section = document.get("redis")
+    if section is None:
+        return {}, {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{label}: redis: expected an object, found {type(section).__name__}")
+    unknown = sorted(set(section) - _FILE_KEYS)
+    if unknown:
+        accepted = ", ".join(sorted(_FILE_KEYS))
+        raise ConfigError(f"{label}: redis.{unknown[0]}: unknown key; accepted keys are {accepted}")
+    values: dict[str, object] = {key: value for key, value in section.items() if value is not None}
+    sources = {key: f"{label}: redis.{key}" for key in values}
+    if "ttl" in values:
+        if "default_ttl" in values:
+            raise ConfigError(f"{label}: redis.ttl: expected ttl or its alias default_ttl, found both")
+        values["default_ttl"], sources["default_ttl"] = values.pop("ttl"), sources["ttl"]
+    parts: dict[str, object] = {key: values.pop(key) for key in _URL_PARTS if key in values}
+    if parts:
+        if "url" in values:
+            given = ", ".join(f"redis.{key}" for key in parts)
+            raise ConfigError(f"{label}: redis.url: expected url or host/port/db/ssl, found url and {given}")
+        values["url"], sources["url"] = _compile_url(parts, label), f"{label}: redis.host/port/db/ssl"
+    return _build_layer(values, sources.__getitem__)
+
+
+def _compile_url(parts: Mapping[str, object], label: str) -> str:
+    """The original app's host/port/db/ssl shape as a redis[s]:// URL."""
+    host = _parse_host(parts.get("host", "localhost"), f"{label}: redis.host")
+    port = _parse_port(parts.get("port", 6379), f"{label}: redis.port")
+    db = _parse_db(parts.get("db", 0), f"{label}: redis.db")
+    scheme = "rediss" if _parse_bool(parts.get("ssl", False), f"{label}: redis.ssl") else "redis"
+    return f"{scheme}://{host}:{port}/{db}"

@@ -1,0 +1,60 @@
+"""Helpers shared by the behavioural suites: one async-shaped view over the sync and async APIs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from stashly import CacheManager
+
+
+class Api:
+    """Runs each CacheManager operation through the sync API or its async twin, with one test body for both."""
+
+    def __init__(self, manager: CacheManager, mode: str) -> None:
+        self.manager = manager
+        self.is_async = mode == "async"
+
+    async def get(self, key: str, default: Any = None, **kw: Any) -> Any:
+        if self.is_async:
+            return await self.manager.aget(key, default, **kw)
+        return self.manager.get(key, default, **kw)
+
+    async def set(self, key: str, value: Any, *args: Any, **kw: Any) -> None:
+        if self.is_async:
+            await self.manager.aset(key, value, *args, **kw)
+        else:
+            self.manager.set(key, value, *args, **kw)
+
+    async def remove(self, key: str, **kw: Any) -> bool:
+        if self.is_async:
+            return await self.manager.aremove(key, **kw)
+        return self.manager.remove(key, **kw)
+
+    async def flush_namespace(self, namespace: str | None = None) -> int:
+        if self.is_async:
+            return await self.manager.aflush_namespace(namespace)
+        return self.manager.flush_namespace(namespace)
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``check`` until it holds (for TTL expiry): asserts an eventual state, never a duration."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
+
+
+async def aeventually(check: Callable[[], Any], timeout: float = 10.0) -> bool:
+    """Async :func:`eventually`: ``check`` returns an awaitable of bool."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.02)
+    return bool(await check())
