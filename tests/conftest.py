@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 import stashly
+
 from redis_server import RedisServer
 
 

@@ -18,6 +18,7 @@ import redis
 from pydantic import BaseModel
 
 from stashly import CacheManager, CacheUnavailableError, SerializationError
+
 from support import Api, aeventually
 
 pytestmark = pytest.mark.timeout(60)
