@@ -14,11 +14,12 @@ import sys
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import pydantic
 
 from . import codec, keys
+from .context import is_context
 from .manager import CacheManager, default_manager
 from .sentinels import MISSING, NOT_SET, NotSet
 from .settings import parse_name
@@ -30,6 +31,8 @@ __all__ = ["Cached", "CachedFunction"]
 P = ParamSpec("P")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
+Q = ParamSpec("Q")
+W = TypeVar("W")
 
 logger = logging.getLogger("stashly")
 _EMPTY = inspect.Parameter.empty
@@ -85,7 +88,7 @@ class _Plan:
         localns: dict[str, Any] | None = None,
     ) -> None:
         self.fn = fn
-        self._localns = localns
+        self.localns = localns
         self.name = keys.function_name(fn)
         self.namespace = namespace
         self.strict = strict
@@ -117,7 +120,7 @@ class _Plan:
                 self._annotation = Any
             else:
                 try:
-                    self._annotation = typing.get_type_hints(self.fn, localns=self._localns, include_extras=True).get(
+                    self._annotation = typing.get_type_hints(self.fn, localns=self.localns, include_extras=True).get(
                         "return", Any
                     )
                 except Exception as exc:
@@ -156,16 +159,31 @@ class _Plan:
             return binding.head + self._template.render(dict(zip(self._names, values, strict=True)))
         pairs: list[tuple[str, object]] = []
         for name, value, keyed in zip(self._names, values, self._keyed, strict=True):
-            if keyed:
+            if keyed and not is_context(value):
                 pairs.append((name, value))
         if self._receiver and self._keyed[0]:
             pairs[0] = (self._names[0], keys.receiver_key(values[0], f"{self._names[0]} of {self.name}"))
         return f"{binding.head}{self.name}:{keys.digest(pairs, salt=binding.salt, where=self.name)}"
 
-    def encode(self, result: object, key: str) -> bytes:
+    def payload(self, result: object, key: str) -> bytes | None:
+        """The bytes to store for ``result``, or ``None`` when it must not be stored (a framework response)."""
+        if is_context(result):
+            return None
         if self._annotation is Any and _is_structured(result):
             _warn_unannotated(self.name, result)
         return codec.encode(result, key)
+
+    def store(self, binding: _Binding, key: str, result: object) -> bytes | None:
+        payload = self.payload(result, key)
+        if payload is not None:
+            binding.manager._store(key, payload, binding.expiry, binding.strict)
+        return payload
+
+    async def astore(self, binding: _Binding, key: str, result: object) -> bytes | None:
+        payload = self.payload(result, key)
+        if payload is not None:
+            await binding.manager._astore(key, payload, binding.expiry, binding.strict)
+        return payload
 
 
 def _is_structured(value: object) -> bool:
@@ -236,6 +254,7 @@ class Cached:
         ttl: float | timedelta | NotSet | None = NOT_SET,
         key: str | None = None,
         ignore: Iterable[str] = (),
+        http: bool = False,
     ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
 
     def cached(
@@ -246,16 +265,18 @@ class Cached:
         ttl: float | timedelta | NotSet | None = NOT_SET,
         key: str | None = None,
         ignore: Iterable[str] = (),
+        http: bool = False,
     ) -> CachedFunction[P, R] | Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Cache ``fn``'s results; use bare (``@cache.cached``) or with options (``@cache.cached(ttl=30)``).
 
         ``ttl`` overrides the cache's TTL for this function; ``key`` is a template such as
         ``"profile:{user_id}"`` (fields must be parameters; values are escaped); ``ignore`` names parameters
-        left out of the key (a database session, a logger).
+        left out of the key (a database session, a logger). ``http=True`` (FastAPI endpoints) adds ``ETag``,
+        ``304 Not Modified``, ``Cache-Control`` and ``X-Cache`` headers: see :mod:`stashly.fastapi`.
         """
 
         def decorate(fn: Callable[P, R], localns: dict[str, Any] | None = None) -> CachedFunction[P, R]:
-            _check_decoratable(fn)
+            _check_decoratable(fn, key)
             if localns is None:
                 localns = _defining_scope()
             plan = _Plan(
@@ -268,22 +289,95 @@ class Cached:
                 ignore=ignore,
                 localns=localns,
             )
-            wrapper = _async_wrapper(plan) if inspect.iscoroutinefunction(fn) else _sync_wrapper(plan)
-            return typing.cast(CachedFunction[P, R], wrapper)
+            is_async = inspect.iscoroutinefunction(fn)
+            if http:
+                from .integrations.fastapi import http_endpoint  # the only path that needs FastAPI
+
+                wrapper = http_endpoint(plan, is_async)
+            else:
+                wrapper = _async_wrapper(plan) if is_async else _sync_wrapper(plan)
+            return typing.cast(CachedFunction[P, R], _attach(wrapper, plan, is_async))
 
         return decorate if fn is None else decorate(fn, _defining_scope())
 
-    def remove(self, fn: CachedFunction[P, Any]) -> Callable[P, Any]:
-        """A callable with ``fn``'s signature that drops ``fn``'s entry for the arguments it is given.
+    def remove(self, fn: CachedFunction[P, Any]) -> Remover[P]:
+        """Drop ``fn``'s entries: call it with ``fn``'s arguments, or decorate a function that changes the data.
 
-        >>> remove_me = auth_cache.remove(get_me)
-        >>> remove_me(5)   # same as get_me.invalidate(5)
+        >>> auth_cache.remove(get_me)(5)          # same as get_me.invalidate(5)
         False
+        >>> @auth_cache.remove(get_me)            # after update_me runs, drop get_me's entry for the
+        ... def update_me(user_id: int, email: str) -> None: ...   # arguments the two share by name
         """
-        invalidate = getattr(fn, "invalidate", None)
-        if invalidate is None:
+        if getattr(fn, "invalidate", None) is None:
             raise TypeError(f"{keys.function_name(fn)} is not a @cached function, so it has no entries to remove")
-        return typing.cast(Callable[P, Any], invalidate)
+        return Remover(fn)
+
+
+class Remover(Generic[P]):
+    """What :meth:`Cached.remove` returns: an invalidation with the cached function's signature, or a decorator.
+
+    As a decorator on a write function (a ``PATCH`` endpoint), it drops the cached function's entry after
+    every call, even one that raised, for the write function's arguments that share names with the cached
+    function's parameters.
+    """
+
+    def __init__(self, target: CachedFunction[P, Any]) -> None:
+        self._target = target
+        self.__signature__ = inspect.signature(target.__wrapped__)
+        self.__name__ = target.__name__  # type: ignore[attr-defined]
+
+    @overload
+    def __call__(self, write: Callable[Q, W], /) -> Callable[Q, W]: ...
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if len(args) == 1 and not kwargs and inspect.isfunction(args[0]):
+            return self._after(args[0])  # a function is never a keyable argument: this is decoration
+        return self._target.invalidate(*args, **kwargs)
+
+    def _after(self, write: Callable[..., Any]) -> Callable[..., Any]:
+        target = self._target
+        invalidate: Callable[..., Any] = target.invalidate
+        write_signature = inspect.signature(write)
+        wanted = self.__signature__.parameters
+        shared = [name for name in wanted if name in write_signature.parameters]
+        missing = [p.name for p in wanted.values() if p.name not in shared and p.default is p.empty]
+        where = f"@remove({keys.function_name(target.__wrapped__)}) on {keys.function_name(write)}"
+        if missing:
+            raise TypeError(f"{where}: {keys.function_name(write)} has no parameters named {missing}")
+        target_is_async = inspect.iscoroutinefunction(target)
+
+        def arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+            bound = write_signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return {name: bound.arguments[name] for name in shared}
+
+        if inspect.iscoroutinefunction(write):
+
+            @functools.wraps(write)
+            async def async_write(*args: Any, **kwargs: Any) -> Any:
+                drop = arguments(args, kwargs)
+                try:
+                    return await write(*args, **kwargs)
+                finally:
+                    outcome = invalidate(**drop)
+                    if target_is_async:
+                        await outcome
+
+            return async_write
+        if target_is_async:
+            raise TypeError(f"{where}: {keys.function_name(target.__wrapped__)} is async; make the writer async too")
+
+        @functools.wraps(write)
+        def sync_write(*args: Any, **kwargs: Any) -> Any:
+            drop = arguments(args, kwargs)
+            try:
+                return write(*args, **kwargs)
+            finally:
+                invalidate(**drop)
+
+        return sync_write
 
 
 def _defining_scope() -> dict[str, Any] | None:
@@ -297,11 +391,13 @@ def _defining_scope() -> dict[str, Any] | None:
     return None if frame.f_locals is frame.f_globals else dict(frame.f_locals)
 
 
-def _check_decoratable(fn: object) -> None:
+def _check_decoratable(fn: object, template: str | None) -> None:
     if isinstance(fn, classmethod | staticmethod):
         raise TypeError("@cached must be applied below @classmethod/@staticmethod (closest to the function)")
     if not callable(fn) or isinstance(fn, type):
         raise TypeError(f"@cached decorates functions and methods, not {fn!r}")
+    if getattr(fn, "__name__", None) == "<lambda>" and template is None:
+        raise TypeError("@cached cannot tell lambdas apart (they share one name): use a def, or pass key=")
     if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
         raise TypeError(f"@cached cannot cache generator {keys.function_name(fn)}: return a list instead")
 
@@ -320,16 +416,12 @@ def _sync_wrapper(plan: _Plan) -> Callable[..., Any]:
 
         def fill() -> Any:
             result = fn(*args, **kwargs)
-            binding.manager._store(key, plan.encode(result, key), binding.expiry, binding.strict)
+            plan.store(binding, key, result)
             return result
 
         return flight.run(key, fill)
 
-    def invalidate(*args: Any, **kwargs: Any) -> bool:
-        binding = plan.binding()
-        return binding.manager._delete(plan.key(binding, args, kwargs), binding.strict)
-
-    return _attach(wrapper, plan, invalidate)
+    return wrapper
 
 
 def _async_wrapper(plan: _Plan) -> Callable[..., Any]:
@@ -346,24 +438,30 @@ def _async_wrapper(plan: _Plan) -> Callable[..., Any]:
 
         async def fill() -> Any:
             result = await fn(*args, **kwargs)
-            await binding.manager._astore(key, plan.encode(result, key), binding.expiry, binding.strict)
+            await plan.astore(binding, key, result)
             return result
 
         return await flight.run(key, fill)
 
-    async def invalidate(*args: Any, **kwargs: Any) -> bool:
+    return wrapper
+
+
+def _attach(wrapper: Callable[..., Any], plan: _Plan, is_async: bool) -> Callable[..., Any]:
+    """Give ``wrapper`` its ``invalidate`` and ``cache_key``, both taking the cached function's arguments."""
+
+    def sync_invalidate(*args: Any, **kwargs: Any) -> bool:
+        binding = plan.binding()
+        return binding.manager._delete(plan.key(binding, args, kwargs), binding.strict)
+
+    async def async_invalidate(*args: Any, **kwargs: Any) -> bool:
         binding = plan.binding()
         return await binding.manager._adelete(plan.key(binding, args, kwargs), binding.strict)
 
-    return _attach(wrapper, plan, invalidate)
-
-
-def _attach(wrapper: Callable[..., Any], plan: _Plan, invalidate: Callable[..., Any]) -> Callable[..., Any]:
     def cache_key(*args: Any, **kwargs: Any) -> str:
         return plan.key(plan.binding(), args, kwargs)
 
-    for helper in (invalidate, cache_key):
-        name = helper.__name__
+    invalidate = async_invalidate if is_async else sync_invalidate
+    for helper, name in ((invalidate, "invalidate"), (cache_key, "cache_key")):
         functools.update_wrapper(helper, plan.fn)  # carries fn's signature: the helpers take its arguments
         helper.__name__, helper.__qualname__ = name, f"{plan.fn.__qualname__}.{name}"
     wrapper.invalidate = invalidate  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import reprlib
 import string
+import sys
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from decimal import Decimal
@@ -223,6 +224,13 @@ def _encode_other(value: object, depth: int) -> bytes:
         return _wrap(b"K", value, value.__cache_key__(), ".__cache_key__()", depth)  # type: ignore[attr-defined]
     if isinstance(value, type):
         return _EXACT[type](value, depth)
+    if getattr(cls, "__mapper__", None) is not None and "sqlalchemy" in sys.modules:
+        from .integrations.sqlalchemy import row_identity  # only once the application uses SQLAlchemy
+
+        identity = row_identity(value)
+        if identity is None:
+            raise _Unstable(value, "type")
+        return b"O" + _name(cls) + _encode(identity, depth + 1)  # the row, not its loaded state
     if isinstance(value, enum.Enum):
         return _wrap(b"e", value, value.value, ".value", depth)
     if isinstance(value, pydantic.BaseModel):

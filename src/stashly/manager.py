@@ -145,6 +145,17 @@ class CacheManager:
             return MISSING
         return self._read(raw, key, reader)
 
+    def _load_entry(
+        self, key: str, reader: codec.Reader, strict: bool | None = None
+    ) -> tuple[Any, bytes, float | None]:
+        """Like ``_load``, with the stored bytes and their remaining TTL (for HTTP validators and max-age)."""
+        try:
+            raw, ttl = self._backend.get_with_ttl(key)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "get", key, strict)
+            return MISSING, b"", None
+        return self._read(raw, key, reader), raw or b"", ttl
+
     def _store(self, key: str, payload: bytes, expiry: float | None, strict: bool | None = None) -> None:
         try:
             self._backend.set(key, payload, expiry)
@@ -200,6 +211,18 @@ class CacheManager:
             self._failed(exc, "flush_namespace", head, None)
             return 0
 
+    def count(self, namespace: str | None = None) -> int:
+        """How many entries ``namespace`` (this manager's by default) holds; 0 if the backend fails.
+
+        On Redis this walks the namespace with ``SCAN``: fine for dashboards, not for a hot path.
+        """
+        head = keys.namespace_prefix(self.settings.prefix, self._namespace(namespace))
+        try:
+            return self._backend.count_prefix(head)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "count", head, None)
+            return 0
+
     def close(self) -> None:
         """Release the backend's connections (the manager reconnects if used again)."""
         self._backend.close()
@@ -219,6 +242,16 @@ class CacheManager:
             self._failed(exc, "get", key, strict)
             return MISSING
         return self._read(raw, key, reader)
+
+    async def _aload_entry(
+        self, key: str, reader: codec.Reader, strict: bool | None = None
+    ) -> tuple[Any, bytes, float | None]:
+        try:
+            raw, ttl = await self._abackend.get_with_ttl(key)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "get", key, strict)
+            return MISSING, b"", None
+        return self._read(raw, key, reader), raw or b"", ttl
 
     async def _astore(self, key: str, payload: bytes, expiry: float | None, strict: bool | None = None) -> None:
         try:
@@ -257,6 +290,15 @@ class CacheManager:
             return await self._abackend.delete_prefix(head)
         except CacheUnavailableError as exc:
             self._failed(exc, "flush_namespace", head, None)
+            return 0
+
+    async def acount(self, namespace: str | None = None) -> int:
+        """Async :meth:`count`."""
+        head = keys.namespace_prefix(self.settings.prefix, self._namespace(namespace))
+        try:
+            return await self._abackend.count_prefix(head)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "count", head, None)
             return 0
 
     async def aclose(self) -> None:

@@ -30,16 +30,20 @@ class MemoryStore:
         return len(self._entries)
 
     def get(self, key: str) -> bytes | None:
+        return self.get_with_ttl(key)[0]
+
+    def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
-                return None
+                return None, None
             deadline, value = entry
-            if deadline is not None and deadline <= self._clock():
+            now = self._clock()
+            if deadline is not None and deadline <= now:
                 del self._entries[key]
-                return None
+                return None, None
             self._entries.move_to_end(key)
-            return value
+            return value, None if deadline is None else deadline - now
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         deadline = None if ttl is None else self._clock() + ttl
@@ -64,6 +68,15 @@ class MemoryStore:
                 live += deadline is None or deadline > now
         return live
 
+    def count_prefix(self, prefix: str) -> int:
+        now = self._clock()
+        with self._lock:
+            return sum(
+                1
+                for key, (deadline, _) in self._entries.items()
+                if key.startswith(prefix) and (deadline is None or deadline > now)
+            )
+
     def close(self) -> None:
         """Nothing to release: the entries stay (a closed manager's memory cache is still the same cache)."""
 
@@ -77,6 +90,9 @@ class AsyncMemoryBackend:
     async def get(self, key: str) -> bytes | None:
         return self.store.get(key)
 
+    async def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
+        return self.store.get_with_ttl(key)
+
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         self.store.set(key, value, ttl)
 
@@ -85,6 +101,9 @@ class AsyncMemoryBackend:
 
     async def delete_prefix(self, prefix: str) -> int:
         return self.store.delete_prefix(prefix)
+
+    async def count_prefix(self, prefix: str) -> int:
+        return self.store.count_prefix(prefix)
 
     async def close(self) -> None:
         self.store.close()

@@ -115,6 +115,16 @@ class RedisBackend:
         except (RedisError, OSError) as exc:
             raise _unavailable("GET", exc) from exc
 
+    def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
+        try:
+            with self._redis().pipeline(transaction=False) as pipe:
+                pipe.get(key)
+                pipe.pttl(key)
+                value, pttl = pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise _unavailable("GET/PTTL", exc) from exc
+        return _with_ttl(value, pttl)
+
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         try:
             if ttl is None:
@@ -140,12 +150,25 @@ class RedisBackend:
             raise _unavailable("SCAN/UNLINK", exc) from exc
         return removed
 
+    def count_prefix(self, prefix: str) -> int:
+        try:
+            return sum(1 for _ in self._redis().scan_iter(match=escape_glob(prefix) + "*", count=_SCAN_COUNT))
+        except (RedisError, OSError) as exc:
+            raise _unavailable("SCAN", exc) from exc
+
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
         if client is not None:
             client.connection_pool.disconnect()
             client.close()
+
+
+def _with_ttl(value: bytes | None, pttl: int) -> tuple[bytes | None, float | None]:
+    """A GET and PTTL pair: PTTL is -1 for "no expiry" and -2 for "absent"."""
+    if value is None:
+        return None, None
+    return value, None if pttl < 0 else pttl / 1000
 
 
 def _batches(keys: Iterable[bytes]) -> Iterable[list[bytes]]:
@@ -220,6 +243,16 @@ class AsyncRedisBackend:
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("GET", exc) from exc
 
+    async def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
+        try:
+            async with (await self._redis()).pipeline(transaction=False) as pipe:
+                pipe.get(key)
+                pipe.pttl(key)
+                value, pttl = await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise _unavailable("GET/PTTL", exc) from exc
+        return _with_ttl(value, pttl)
+
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         try:
             client = await self._redis()
@@ -251,6 +284,15 @@ class AsyncRedisBackend:
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("SCAN/UNLINK", exc) from exc
         return removed
+
+    async def count_prefix(self, prefix: str) -> int:
+        count = 0
+        try:
+            async for _ in (await self._redis()).scan_iter(match=escape_glob(prefix) + "*", count=_SCAN_COUNT):
+                count += 1
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise _unavailable("SCAN", exc) from exc
+        return count
 
     async def close(self) -> None:
         """Close the client of the running event loop (clients of other loops close with their loops)."""

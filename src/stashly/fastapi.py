@@ -1,0 +1,25 @@
+"""The FastAPI integration (extra ``stashly[fastapi]``).
+
+``@cache.cached`` works under a route decorator as it is: FastAPI still sees the endpoint's parameters and
+dependencies. ``@cache.cached(http=True)`` adds HTTP caching semantics:
+
+- ``ETag``: a strong validator, a digest of the entry's key and stored bytes (the same in every worker and
+  after restarts), and ``304 Not Modified`` when ``If-None-Match`` matches — compared only after the
+  endpoint's dependencies (authentication) ran, and only against this endpoint's own entry;
+- ``Cache-Control: private, max-age=<remaining ttl>`` and ``Vary: Authorization, Cookie`` when the response
+  may depend on who asks (a dependency such as ``current_user``, a ``Request`` parameter, or a request that
+  carries credentials); ``public`` only when none of these holds;
+- ``X-Cache: HIT`` or ``MISS``.
+
+A client's ``Cache-Control: no-cache`` revalidates (the ``ETag`` dance); it never forces a recomputation or
+an invalidation. Values of the types named in :data:`CONTEXT_TYPES` (request, response, background tasks,
+SQLAlchemy sessions) are left out of keys automatically; SQLAlchemy ORM instances are keyed by class and
+primary key.
+"""
+
+from __future__ import annotations
+
+from .context import CONTEXT_TYPES
+from .integrations.fastapi import etag, if_none_match
+
+__all__ = ["CONTEXT_TYPES", "etag", "if_none_match"]
