@@ -13,7 +13,7 @@ import pytest
 import redis
 from pydantic import BaseModel
 
-from stashly import Cached, CacheManager, CacheUnavailableError, SerializationError, UnstableKeyError
+from stashly import Cached, CacheManager, CacheUnavailableError, SerializationError, UnstableKeyError, codec
 from stashly.keys import function_name
 
 pytestmark = pytest.mark.timeout(60)
@@ -193,10 +193,22 @@ async def test_stale_shape_is_recomputed_and_overwritten(cache: Cached, mode: st
 
     fn = make(cache, mode, get_me)
     key = fn.cache_key(1)
-    cache.manager._backend.set(key, b'{"stashly":1,"value":{"id":"wrong"}}', 60)
+    cache.manager._backend.set(key, codec.encode({"id": "wrong"}, key), 60)
     assert (await call(fn, 1)).email == "fresh"
     assert (await call(fn, 1)).email == "fresh"
     assert counter.calls == 1
+
+
+async def test_entry_copied_from_another_users_key_is_never_served(cache: Cached, mode: str) -> None:
+    def get_me(user_id: int) -> UserRead:
+        return UserRead(id=user_id, email=f"u{user_id}@x.io")
+
+    fn = make(cache, mode, get_me)
+    await call(fn, 1)
+    backend = cache.manager._backend
+    backend.set(fn.cache_key(2), backend.get(fn.cache_key(1)) or b"", 60)  # someone with Redis access copies
+    assert (await call(fn, 2)).id == 2
+    assert (await call(fn, 2)).id == 2  # and the copy was overwritten with user 2's own entry
 
 
 async def test_changed_return_schema_changes_the_key(cache: Cached) -> None:

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import hashlib
 import logging
 import uuid
 from collections.abc import Iterator
@@ -204,7 +205,11 @@ async def test_redis_key_layout_and_format(redis_api: Api, raw: redis.Redis) -> 
     await redis_api.set("user:1", UserRead(id=1, email="a@x.io"), 60)
     stored = raw.get("stashly:t:user:1")
     assert stored is not None
-    assert orjson.loads(stored) == {"stashly": 1, "value": {"id": 1, "email": "a@x.io", "is_active": True}}
+    assert orjson.loads(stored) == {
+        "stashly": 1,
+        "key": hashlib.blake2b(b"stashly:t:user:1", digest_size=8).hexdigest(),
+        "value": {"id": 1, "email": "a@x.io", "is_active": True},
+    }
     assert 0 < raw.pttl("stashly:t:user:1") <= 60_000
 
 
@@ -253,6 +258,18 @@ def test_flush_isolation_with_10000_keys_each(url: str) -> None:
         assert two.get("k1") == 1
         assert two.get("k9999") == 9999
         assert two.flush_namespace() == 10_000
+
+
+async def test_entry_copied_to_another_key_is_a_miss(redis_api: Api, raw: redis.Redis) -> None:
+    await redis_api.set("user:1", {"email": "one@x.io"})
+    raw.set("stashly:t:user:2", raw.get("stashly:t:user:1") or b"")
+    assert await redis_api.get("user:2", "absent") == "absent"
+    assert await redis_api.get("user:1") == {"email": "one@x.io"}
+
+
+async def test_deeply_nested_payload_is_a_quick_miss(redis_api: Api, raw: redis.Redis) -> None:
+    raw.set("stashly:t:deep", b"[" * 1_000_000)
+    assert await redis_api.get("deep", "absent") == "absent"
 
 
 async def test_corrupt_entry_is_a_miss(redis_api: Api, raw: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:

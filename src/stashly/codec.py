@@ -1,8 +1,9 @@
 """The storage format: a small JSON envelope around the value, and typed read-back. Pure.
 
-Every entry is the UTF-8 JSON document ``{"stashly": 1, "value": <the value as JSON>}``. The envelope is what
-tells a cached ``null`` from a missing key, and its version lets the format grow without misreading old
-entries. Any Redis client in any language can read it with a JSON parser.
+Every entry is the UTF-8 JSON document ``{"stashly": 1, "key": "<binding>", "value": <the value as JSON>}``.
+The envelope is what tells a cached ``null`` from a missing key; its version lets the format grow without
+misreading old entries; the binding (a digest of the full key) makes an entry copied to another key — say,
+another user's — unreadable there. Any Redis client in any language can read it with a JSON parser.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ import pydantic
 from .errors import SerializationError
 from .sentinels import MISSING, Missing
 
-__all__ = ["FORMAT_VERSION", "Reader", "decode", "encode", "reader_for", "schema_fingerprint"]
+__all__ = ["FORMAT_VERSION", "Reader", "binding", "decode", "encode", "reader_for", "schema_fingerprint"]
 
 FORMAT_VERSION = 1
 _OPTIONS = orjson.OPT_NON_STR_KEYS
-_HEAD = b'{"stashly":1,"value":'
 
 
 class _Unencodable(Exception):
@@ -48,7 +48,7 @@ def encode(value: object, key: str) -> bytes:
     """The envelope bytes for ``value``; ``SerializationError`` names the type and ``key`` when it is not JSON.
 
     >>> encode({"id": 1}, "stashly:app:user:1")
-    b'{"stashly":1,"value":{"id":1}}'
+    b'{"stashly":1,"key":"7a0df810639b9f6f","value":{"id":1}}'
     """
     try:
         body = orjson.dumps(value, default=_default, option=_OPTIONS)
@@ -60,7 +60,7 @@ def encode(value: object, key: str) -> bytes:
     # orjson writes NaN and Infinity as null: a silent wrong value. Only an output holding null can hide one.
     if b"null" in body and _has_non_finite(value):
         raise SerializationError(f"cannot cache the value for key {key!r}: NaN and Infinity are not JSON numbers")
-    return _HEAD + body + b"}"
+    return b'{"stashly":1,"key":"%b","value":%b}' % (binding(key), body)
 
 
 def _error(culprit: object, key: str, detail: str = "") -> SerializationError:
@@ -87,13 +87,27 @@ def _has_non_finite(value: object) -> bool:
     return False
 
 
-def decode(raw: bytes) -> object | Missing:
-    """The value inside an envelope, or :data:`MISSING` when ``raw`` is not a stashly entry (corrupt, foreign)."""
+def binding(key: str) -> bytes:
+    """What ties an entry to its key: 16 hex characters of BLAKE2b over the full key."""
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest().encode()
+
+
+def decode(raw: bytes, key: str) -> object | Missing:
+    """The value inside an envelope, or :data:`MISSING` when ``raw`` is not a stashly entry written for ``key``.
+
+    Corrupt bytes, another program's data and an entry copied from another key all read as a miss. orjson
+    refuses documents nested deeper than 1024 levels with an error, never a ``RecursionError``.
+    """
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return MISSING
-    if type(document) is not dict or document.get("stashly") != FORMAT_VERSION or "value" not in document:
+    if (
+        type(document) is not dict
+        or document.get("stashly") != FORMAT_VERSION
+        or "value" not in document
+        or document.get("key") != binding(key).decode()
+    ):
         return MISSING
     value: object = document["value"]
     return value

@@ -112,9 +112,9 @@ class CacheManager:
         if raw is None:
             self._counters.misses += 1
             return MISSING
-        value = codec.decode(raw)
+        value = codec.decode(raw, key)
         if value is MISSING:
-            self._failures.unreadable(key, "not a stashly entry (corrupt or written by something else)")
+            self._failures.unreadable(key, "not a stashly entry for this key (corrupt, foreign, or copied)")
         else:
             try:
                 value = reader(value)
