@@ -41,6 +41,11 @@ class Settings:
     socket_timeout: float = 0.25
     max_connections: int = 50
     max_entries: int = 10_000
+    protocol: int = 2
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 1.0
+    ttl_jitter: float = 0.05
+    fill_window: float = 60.0
 
     def __repr__(self) -> str:
         fields = []
@@ -158,8 +163,15 @@ def _parse_int(value: object, source: str, *, low: int, high: float = math.inf) 
 
 
 _parse_positive_int = functools.partial(_parse_int, low=1)
+_parse_protocol = functools.partial(_parse_int, low=2, high=3)
 _parse_port = functools.partial(_parse_int, low=1, high=65535)
 _parse_db = functools.partial(_parse_int, low=0)
+
+
+def _parse_fraction(value: object, source: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1:
+        return float(value)
+    raise _error(source, "a fraction in [0, 1)", value)
 
 
 def _parse_bool(value: object, source: str) -> bool:
@@ -256,6 +268,11 @@ _PARSERS: Final[dict[str, Callable[[object, str], object]]] = {
     "socket_timeout": _parse_positive_float,
     "max_connections": _parse_positive_int,
     "max_entries": _parse_positive_int,
+    "protocol": _parse_protocol,
+    "breaker_threshold": _parse_positive_int,
+    "breaker_cooldown": _parse_positive_float,
+    "ttl_jitter": _parse_fraction,
+    "fill_window": _parse_positive_float,
 }
 _FILE_KEYS: Final = frozenset(_PARSERS) | {"ttl", *_URL_PARTS}
 
@@ -287,6 +304,11 @@ _FROM_TEXT: Final[dict[str, Callable[[str, str], object]]] = {
     "socket_timeout": _to_float,
     "max_connections": _to_int,
     "max_entries": _to_int,
+    "protocol": _to_int,
+    "breaker_threshold": _to_int,
+    "breaker_cooldown": _to_float,
+    "ttl_jitter": _to_float,
+    "fill_window": _to_float,
 }
 
 

@@ -7,9 +7,10 @@ waiter gets that exception; nothing is left waiting.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, TypeVar
 
 __all__ = ["AsyncSingleFlight", "SingleFlight"]
 
@@ -56,35 +57,27 @@ class SingleFlight(Generic[T]):
 
 
 class AsyncSingleFlight(Generic[T]):
-    """Runs ``compute`` once per key at a time within each event loop; the other tasks await its outcome."""
+    """Runs ``compute`` once per key at a time within each event loop; the other tasks await its outcome.
+
+    The computation runs in a task of its own, so cancelling any caller — the first one included — never
+    cancels the work the others are waiting for; it finishes (and stores its result) even if every caller
+    gave up.
+    """
 
     def __init__(self) -> None:
-        self._calls: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[T]] = {}
+        self._calls: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Task[T]] = {}
 
-    async def run(self, key: str, compute: Callable[[], Awaitable[T]]) -> T:
+    async def run(self, key: str, compute: Callable[[], Coroutine[Any, Any, T]]) -> T:
         loop = asyncio.get_running_loop()
         slot = (loop, key)
-        while (shared := self._calls.get(slot)) is not None:
-            try:
-                # shield: a waiter being cancelled must not cancel the leader's future for everyone else
-                return await asyncio.shield(shared)
-            except asyncio.CancelledError:
-                if not shared.cancelled():
-                    raise  # this waiter itself was cancelled
-                # the leader was cancelled, not us: take over the computation
-        future: asyncio.Future[T] = loop.create_future()
-        self._calls[slot] = future
-        try:
-            result = await compute()
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: with no waiters, asyncio would log "never retrieved"
-            raise
-        else:
-            future.set_result(result)
-            return result
-        finally:
+        task = self._calls.get(slot)
+        if task is None:
+            task = self._calls[slot] = loop.create_task(compute())
+            task.add_done_callback(functools.partial(self._finished, slot))
+        return await asyncio.shield(task)
+
+    def _finished(self, slot: tuple[asyncio.AbstractEventLoop, str], task: asyncio.Task[T]) -> None:
+        if self._calls.get(slot) is task:
             del self._calls[slot]
+        if not task.cancelled():
+            task.exception()  # retrieved here: if every caller was cancelled, asyncio would log it as lost

@@ -18,7 +18,9 @@ def create(settings: Settings) -> tuple[Backend, AsyncBackend]:
     if settings.url.startswith("memory:"):
         store = MemoryStore(settings.max_entries)
         return store, AsyncMemoryBackend(store)
+    from ..breaker import AsyncGuardedBackend, CircuitBreaker, GuardedBackend
     from .redis import AsyncRedisBackend, RedisBackend, RedisOptions
 
     options = RedisOptions.from_settings(settings)
-    return RedisBackend(options), AsyncRedisBackend(options)
+    breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)  # one Redis, one breaker
+    return GuardedBackend(RedisBackend(options), breaker), AsyncGuardedBackend(AsyncRedisBackend(options), breaker)

@@ -42,6 +42,7 @@ class RedisOptions:
     connect_timeout: float = 0.25
     socket_timeout: float = 0.25
     max_connections: int = 50
+    protocol: int = 2
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisOptions:
@@ -52,6 +53,7 @@ class RedisOptions:
             connect_timeout=settings.connect_timeout,
             socket_timeout=settings.socket_timeout,
             max_connections=settings.max_connections,
+            protocol=settings.protocol,
         )
 
     def __repr__(self) -> str:
@@ -71,6 +73,7 @@ class RedisOptions:
             "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             "retry_on_timeout": False,
             "health_check_interval": 0,
+            "protocol": self.protocol,
         }
 
 
