@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
-from .backends.base import AsyncBackend, Backend
+from .backends.base import AsyncBackend, Backend, Read
 from .errors import CacheUnavailableError
 
 __all__ = ["AsyncGuardedBackend", "CircuitBreaker", "GuardedBackend"]
@@ -104,17 +104,20 @@ class GuardedBackend:
     def get(self, key: str) -> bytes | None:
         return self._call(lambda: self.backend.get(key))
 
-    def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
-        return self._call(lambda: self.backend.get_with_ttl(key))
+    def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
+        return self._call(lambda: self.backend.read(key, guard, with_ttl))
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         self._call(lambda: self.backend.set(key, value, ttl))
 
-    def delete(self, key: str) -> bool:
-        return self._call(lambda: self.backend.delete(key))
+    def fill(self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None) -> bool:
+        return self._call(lambda: self.backend.fill(key, value, ttl, guard, token))
 
-    def delete_prefix(self, prefix: str) -> int:
-        return self._call(lambda: self.backend.delete_prefix(prefix))
+    def delete(self, key: str, guard: str | None = None) -> bool:
+        return self._call(lambda: self.backend.delete(key, guard))
+
+    def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
+        return self._call(lambda: self.backend.delete_prefix(prefix, guard))
 
     def count_prefix(self, prefix: str) -> int:
         return self._call(lambda: self.backend.count_prefix(prefix))
@@ -145,17 +148,20 @@ class AsyncGuardedBackend:
     async def get(self, key: str) -> bytes | None:
         return await self._call(lambda: self.backend.get(key))
 
-    async def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
-        return await self._call(lambda: self.backend.get_with_ttl(key))
+    async def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
+        return await self._call(lambda: self.backend.read(key, guard, with_ttl))
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         await self._call(lambda: self.backend.set(key, value, ttl))
 
-    async def delete(self, key: str) -> bool:
-        return await self._call(lambda: self.backend.delete(key))
+    async def fill(self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None) -> bool:
+        return await self._call(lambda: self.backend.fill(key, value, ttl, guard, token))
 
-    async def delete_prefix(self, prefix: str) -> int:
-        return await self._call(lambda: self.backend.delete_prefix(prefix))
+    async def delete(self, key: str, guard: str | None = None) -> bool:
+        return await self._call(lambda: self.backend.delete(key, guard))
+
+    async def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
+        return await self._call(lambda: self.backend.delete_prefix(prefix, guard))
 
     async def count_prefix(self, prefix: str) -> int:
         return await self._call(lambda: self.backend.count_prefix(prefix))

@@ -20,7 +20,7 @@ import pydantic
 
 from . import codec, keys
 from .context import is_context
-from .manager import CacheManager, default_manager
+from .manager import CacheManager, Token, default_manager
 from .sentinels import MISSING, NOT_SET, NotSet
 from .settings import parse_name
 from .singleflight import AsyncSingleFlight, SingleFlight
@@ -59,13 +59,15 @@ class CachedFunction(Protocol[P, R_co]):
 class _Binding:
     """What a plan needs from its manager, worked out once per manager (the default manager is resolved late)."""
 
-    __slots__ = ("expiry", "head", "manager", "reader", "salt", "strict")
+    __slots__ = ("expiry", "guard", "head", "manager", "reader", "salt", "strict")
 
     def __init__(self, plan: _Plan, manager: CacheManager) -> None:
         settings = manager.settings
         annotation = plan.return_annotation()
         self.manager = manager
-        self.head = keys.namespace_prefix(settings.prefix, plan.namespace or settings.namespace)
+        namespace = plan.namespace or settings.namespace
+        self.head = keys.namespace_prefix(settings.prefix, namespace)
+        self.guard = keys.guard_key(settings.prefix, namespace)
         self.reader = codec.reader_for(annotation)
         self.salt = codec.schema_fingerprint(annotation)
         self.strict = settings.strict if plan.strict is None else plan.strict
@@ -173,16 +175,16 @@ class _Plan:
             _warn_unannotated(self.name, result)
         return codec.encode(result, key)
 
-    def store(self, binding: _Binding, key: str, result: object) -> bytes | None:
+    def store(self, binding: _Binding, key: str, result: object, token: Token) -> bytes | None:
         payload = self.payload(result, key)
         if payload is not None:
-            binding.manager._store(key, payload, binding.expiry, binding.strict)
+            binding.manager._fill(key, payload, binding.expiry, binding.guard, token, binding.strict)
         return payload
 
-    async def astore(self, binding: _Binding, key: str, result: object) -> bytes | None:
+    async def astore(self, binding: _Binding, key: str, result: object, token: Token) -> bytes | None:
         payload = self.payload(result, key)
         if payload is not None:
-            await binding.manager._astore(key, payload, binding.expiry, binding.strict)
+            await binding.manager._afill(key, payload, binding.expiry, binding.guard, token, binding.strict)
         return payload
 
 
@@ -410,16 +412,17 @@ def _sync_wrapper(plan: _Plan) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         binding = plan.binding()
         key = plan.key(binding, args, kwargs)
-        value = binding.manager._load(key, binding.reader, binding.strict)
-        if value is not MISSING:
-            return value
+        found = binding.manager._lookup_sync(key, binding.guard, binding.reader, binding.strict)
+        if found.value is not MISSING:
+            return found.value
 
         def fill() -> Any:
             result = fn(*args, **kwargs)
-            plan.store(binding, key, result)
+            plan.store(binding, key, result, found.token)
             return result
 
-        return flight.run(key, fill)
+        # Keyed by the guard token too: a call after an invalidation never joins a computation from before it.
+        return flight.run((key, found.token), fill)
 
     return wrapper
 
@@ -432,16 +435,16 @@ def _async_wrapper(plan: _Plan) -> Callable[..., Any]:
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         binding = plan.binding()
         key = plan.key(binding, args, kwargs)
-        value = await binding.manager._aload(key, binding.reader, binding.strict)
-        if value is not MISSING:
-            return value
+        found = await binding.manager._alookup(key, binding.guard, binding.reader, binding.strict)
+        if found.value is not MISSING:
+            return found.value
 
         async def fill() -> Any:
             result = await fn(*args, **kwargs)
-            await plan.astore(binding, key, result)
+            await plan.astore(binding, key, result, found.token)
             return result
 
-        return await flight.run(key, fill)
+        return await flight.run((key, found.token), fill)
 
     return wrapper
 
@@ -451,11 +454,11 @@ def _attach(wrapper: Callable[..., Any], plan: _Plan, is_async: bool) -> Callabl
 
     def sync_invalidate(*args: Any, **kwargs: Any) -> bool:
         binding = plan.binding()
-        return binding.manager._delete(plan.key(binding, args, kwargs), binding.strict)
+        return binding.manager._delete(plan.key(binding, args, kwargs), binding.guard, binding.strict)
 
     async def async_invalidate(*args: Any, **kwargs: Any) -> bool:
         binding = plan.binding()
-        return await binding.manager._adelete(plan.key(binding, args, kwargs), binding.strict)
+        return await binding.manager._adelete(plan.key(binding, args, kwargs), binding.guard, binding.strict)
 
     def cache_key(*args: Any, **kwargs: Any) -> str:
         return plan.key(plan.binding(), args, kwargs)

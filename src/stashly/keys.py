@@ -34,6 +34,7 @@ __all__ = [
     "digest",
     "entry_key",
     "function_name",
+    "guard_key",
     "namespace_prefix",
     "receiver_key",
 ]
@@ -56,6 +57,15 @@ def entry_key(prefix: str, namespace: str, name: str) -> str:
 def namespace_prefix(prefix: str, namespace: str) -> str:
     """What every key of ``namespace`` starts with: ``"stashly:app:"``."""
     return f"{prefix}:{namespace}:"
+
+
+def guard_key(prefix: str, namespace: str) -> str:
+    """The invalidation counter of ``namespace``: ``"stashly::guard:app"``.
+
+    The empty segment after the prefix can never be a namespace (names are non-empty), so the guard is never
+    inside any namespace and never removed by a flush.
+    """
+    return f"{prefix}::guard:{namespace}"
 
 
 def function_name(fn: Callable[..., object]) -> str:

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, NamedTuple, TypeAlias, TypeVar, overload
 
 import pydantic
 
 from . import codec, keys
 from .backends import create as create_backends
+from .backends.base import Read
 from .errors import CacheUnavailableError
 from .failures import FailurePolicy
-from .sentinels import MISSING, NOT_SET, NotSet
+from .sentinels import MISSING, NOT_SET, Missing, NotSet
 from .settings import Settings, parse_name, resolve
 from .stats import CacheStats, Counters
 from .ttl import TTL, check_ttl, resolve_ttl
@@ -23,6 +25,17 @@ __all__ = ["CacheManager", "default_manager", "set_default_manager"]
 
 T = TypeVar("T")
 D = TypeVar("D")
+Token: TypeAlias = bytes | None | Missing
+"""A guard's value read before a computation; MISSING when the read failed (then nothing is stored)."""
+
+
+class Lookup(NamedTuple):
+    """One read for a fill: the value (or MISSING), its stored bytes, the guard token, the remaining TTL."""
+
+    value: Any
+    raw: bytes
+    token: Token
+    ttl: float | None
 
 
 class CacheManager:
@@ -127,9 +140,21 @@ class CacheManager:
             self._counters.hits += 1
         return value
 
+    def _lookup(self, read: Read, key: str, reader: codec.Reader) -> Lookup:
+        raw, token, ttl = read
+        return Lookup(self._read(raw, key, reader), raw or b"", token, ttl)
+
     def _expiry(self, ttl: TTL | NotSet, key: str) -> float | None:
         s = self.settings
         return resolve_ttl(check_ttl(ttl, f"key {key!r}"), s.default_ttl, s.allow_no_expiry, f"key {key!r}")
+
+    def _jittered(self, expiry: float | None) -> float | None:
+        """Shorten each TTL by up to ``ttl_jitter`` so entries written together do not all expire together."""
+        jitter = self.settings.ttl_jitter
+        return expiry if expiry is None or not jitter else expiry * (1.0 - jitter * random.random())
+
+    def _guard(self, namespace: str | None) -> str:
+        return keys.guard_key(self.settings.prefix, self._namespace(namespace))
 
     def _failed(self, exc: CacheUnavailableError, operation: str, key: str, strict: bool | None) -> None:
         self._counters.errors += 1
@@ -137,36 +162,37 @@ class CacheManager:
 
     # -- sync driver ----------------------------------------------------------------------------------------
 
-    def _load(self, key: str, reader: codec.Reader, strict: bool | None = None) -> Any:
+    def _load(self, key: str, reader: codec.Reader) -> Any:
         try:
             raw = self._backend.get(key)
         except CacheUnavailableError as exc:
-            self._failed(exc, "get", key, strict)
+            self._failed(exc, "get", key, None)
             return MISSING
         return self._read(raw, key, reader)
 
-    def _load_entry(
-        self, key: str, reader: codec.Reader, strict: bool | None = None
-    ) -> tuple[Any, bytes, float | None]:
-        """Like ``_load``, with the stored bytes and their remaining TTL (for HTTP validators and max-age)."""
+    def _lookup_sync(self, key: str, guard: str, reader: codec.Reader, strict: bool, with_ttl: bool = False) -> Lookup:
+        """The entry, and the guard token a fill for this key must present (``UNKNOWN`` if the read failed)."""
         try:
-            raw, ttl = self._backend.get_with_ttl(key)
+            read = self._backend.read(key, guard, with_ttl)
         except CacheUnavailableError as exc:
             self._failed(exc, "get", key, strict)
-            return MISSING, b"", None
-        return self._read(raw, key, reader), raw or b"", ttl
+            return Lookup(MISSING, b"", MISSING, None)
+        return self._lookup(read, key, reader)
 
-    def _store(self, key: str, payload: bytes, expiry: float | None, strict: bool | None = None) -> None:
+    def _fill(self, key: str, payload: bytes, expiry: float | None, guard: str, token: Token, strict: bool) -> None:
+        """Store a computed value unless an invalidation happened since ``token`` was read."""
+        if token is MISSING:
+            return  # the read before the computation failed: no proof the value is still current
         try:
-            self._backend.set(key, payload, expiry)
+            stored = self._backend.fill(key, payload, self._jittered(expiry), guard, token)
         except CacheUnavailableError as exc:
             self._failed(exc, "set", key, strict)
         else:
-            self._counters.stores += 1
+            self._counters.stores += stored
 
-    def _delete(self, key: str, strict: bool | None = None) -> bool:
+    def _delete(self, key: str, guard: str, strict: bool | None = None) -> bool:
         try:
-            return self._backend.delete(key)
+            return self._backend.delete(key, guard)
         except CacheUnavailableError as exc:
             self._failed(exc, "remove", key, strict)
             return False
@@ -191,22 +217,33 @@ class CacheManager:
         Raises :class:`~stashly.SerializationError` before writing anything when the value is not JSON.
         """
         full = self.key(key, namespace)
-        expiry = self._expiry(ttl, full)
-        self._store(full, codec.encode(value, full), expiry)
+        expiry = self._jittered(self._expiry(ttl, full))
+        payload = codec.encode(value, full)
+        try:
+            self._backend.set(full, payload, expiry)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "set", full, None)
+        else:
+            self._counters.stores += 1
 
     def remove(self, key: str, *, namespace: str | None = None) -> bool:
-        """Drop ``key``; ``True`` when something was removed."""
-        return self._delete(self.key(key, namespace))
+        """Drop ``key``; ``True`` when something was removed.
+
+        A value being computed for this namespace at that moment (by ``@cached``, in any process) is not
+        stored afterwards, so a removal is never undone by a computation that started before it.
+        """
+        return self._delete(self.key(key, namespace), self._guard(namespace))
 
     def flush_namespace(self, namespace: str | None = None) -> int:
         """Remove every entry of ``namespace`` (this manager's by default); the number of keys removed.
 
         On Redis this is an incremental ``SCAN``/``UNLINK`` over ``<prefix>:<namespace>:*`` — never ``KEYS`` or
-        ``FLUSHDB`` — so other namespaces and keys stashly did not write are untouched.
+        ``FLUSHDB`` — so other namespaces and keys stashly did not write are untouched. Values being computed
+        at that moment are not stored afterwards.
         """
         head = keys.namespace_prefix(self.settings.prefix, self._namespace(namespace))
         try:
-            return self._backend.delete_prefix(head)
+            return self._backend.delete_prefix(head, self._guard(namespace))
         except CacheUnavailableError as exc:
             self._failed(exc, "flush_namespace", head, None)
             return 0
@@ -235,35 +272,39 @@ class CacheManager:
 
     # -- async driver ---------------------------------------------------------------------------------------
 
-    async def _aload(self, key: str, reader: codec.Reader, strict: bool | None = None) -> Any:
+    async def _aload(self, key: str, reader: codec.Reader) -> Any:
         try:
             raw = await self._abackend.get(key)
         except CacheUnavailableError as exc:
-            self._failed(exc, "get", key, strict)
+            self._failed(exc, "get", key, None)
             return MISSING
         return self._read(raw, key, reader)
 
-    async def _aload_entry(
-        self, key: str, reader: codec.Reader, strict: bool | None = None
-    ) -> tuple[Any, bytes, float | None]:
+    async def _alookup(
+        self, key: str, guard: str, reader: codec.Reader, strict: bool, with_ttl: bool = False
+    ) -> Lookup:
         try:
-            raw, ttl = await self._abackend.get_with_ttl(key)
+            read = await self._abackend.read(key, guard, with_ttl)
         except CacheUnavailableError as exc:
             self._failed(exc, "get", key, strict)
-            return MISSING, b"", None
-        return self._read(raw, key, reader), raw or b"", ttl
+            return Lookup(MISSING, b"", MISSING, None)
+        return self._lookup(read, key, reader)
 
-    async def _astore(self, key: str, payload: bytes, expiry: float | None, strict: bool | None = None) -> None:
+    async def _afill(
+        self, key: str, payload: bytes, expiry: float | None, guard: str, token: Token, strict: bool
+    ) -> None:
+        if token is MISSING:
+            return
         try:
-            await self._abackend.set(key, payload, expiry)
+            stored = await self._abackend.fill(key, payload, self._jittered(expiry), guard, token)
         except CacheUnavailableError as exc:
             self._failed(exc, "set", key, strict)
         else:
-            self._counters.stores += 1
+            self._counters.stores += stored
 
-    async def _adelete(self, key: str, strict: bool | None = None) -> bool:
+    async def _adelete(self, key: str, guard: str, strict: bool | None = None) -> bool:
         try:
-            return await self._abackend.delete(key)
+            return await self._abackend.delete(key, guard)
         except CacheUnavailableError as exc:
             self._failed(exc, "remove", key, strict)
             return False
@@ -276,18 +317,24 @@ class CacheManager:
     async def aset(self, key: str, value: object, ttl: TTL | NotSet = NOT_SET, *, namespace: str | None = None) -> None:
         """Async :meth:`set`."""
         full = self.key(key, namespace)
-        expiry = self._expiry(ttl, full)
-        await self._astore(full, codec.encode(value, full), expiry)
+        expiry = self._jittered(self._expiry(ttl, full))
+        payload = codec.encode(value, full)
+        try:
+            await self._abackend.set(full, payload, expiry)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "set", full, None)
+        else:
+            self._counters.stores += 1
 
     async def aremove(self, key: str, *, namespace: str | None = None) -> bool:
         """Async :meth:`remove`."""
-        return await self._adelete(self.key(key, namespace))
+        return await self._adelete(self.key(key, namespace), self._guard(namespace))
 
     async def aflush_namespace(self, namespace: str | None = None) -> int:
         """Async :meth:`flush_namespace`."""
         head = keys.namespace_prefix(self.settings.prefix, self._namespace(namespace))
         try:
-            return await self._abackend.delete_prefix(head)
+            return await self._abackend.delete_prefix(head, self._guard(namespace))
         except CacheUnavailableError as exc:
             self._failed(exc, "flush_namespace", head, None)
             return 0

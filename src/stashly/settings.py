@@ -45,7 +45,6 @@ class Settings:
     breaker_threshold: int = 5
     breaker_cooldown: float = 1.0
     ttl_jitter: float = 0.05
-    fill_window: float = 60.0
 
     def __repr__(self) -> str:
         fields = []
@@ -272,7 +271,6 @@ _PARSERS: Final[dict[str, Callable[[object, str], object]]] = {
     "breaker_threshold": _parse_positive_int,
     "breaker_cooldown": _parse_positive_float,
     "ttl_jitter": _parse_fraction,
-    "fill_window": _parse_positive_float,
 }
 _FILE_KEYS: Final = frozenset(_PARSERS) | {"ttl", *_URL_PARTS}
 
@@ -308,7 +306,6 @@ _FROM_TEXT: Final[dict[str, Callable[[str, str], object]]] = {
     "breaker_threshold": _to_int,
     "breaker_cooldown": _to_float,
     "ttl_jitter": _to_float,
-    "fill_window": _to_float,
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, Generic, TypeVar
 
 __all__ = ["AsyncSingleFlight", "SingleFlight"]
@@ -31,9 +31,9 @@ class SingleFlight(Generic[T]):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._calls: dict[str, _Call[T]] = {}
+        self._calls: dict[Hashable, _Call[T]] = {}
 
-    def run(self, key: str, compute: Callable[[], T]) -> T:
+    def run(self, key: Hashable, compute: Callable[[], T]) -> T:
         with self._lock:
             call = self._calls.get(key)
             leader = call is None
@@ -65,9 +65,9 @@ class AsyncSingleFlight(Generic[T]):
     """
 
     def __init__(self) -> None:
-        self._calls: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Task[T]] = {}
+        self._calls: dict[tuple[asyncio.AbstractEventLoop, Hashable], asyncio.Task[T]] = {}
 
-    async def run(self, key: str, compute: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    async def run(self, key: Hashable, compute: Callable[[], Coroutine[Any, Any, T]]) -> T:
         loop = asyncio.get_running_loop()
         slot = (loop, key)
         task = self._calls.get(slot)
@@ -76,7 +76,7 @@ class AsyncSingleFlight(Generic[T]):
             task.add_done_callback(functools.partial(self._finished, slot))
         return await asyncio.shield(task)
 
-    def _finished(self, slot: tuple[asyncio.AbstractEventLoop, str], task: asyncio.Task[T]) -> None:
+    def _finished(self, slot: tuple[asyncio.AbstractEventLoop, Hashable], task: asyncio.Task[T]) -> None:
         if self._calls.get(slot) is task:
             del self._calls[slot]
         if not task.cancelled():

@@ -3,36 +3,49 @@
 Backends know nothing about keys, JSON, retries or logging. They raise
 :class:`~stashly.errors.CacheUnavailableError` (with the client's exception as ``__cause__``) when the
 store cannot be reached; everything else is the manager's business.
+
+A *guard* is a small counter kept beside the entries of a namespace. Every invalidation bumps it; a fill
+reads it together with the entry (``read``) before computing, and stores only if it has not moved since
+(``fill``). That is how a ``remove`` or ``flush_namespace`` landing while a value is being computed wins over
+the computation, in this process or any other.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
-__all__ = ["AsyncBackend", "Backend"]
+__all__ = ["AsyncBackend", "Backend", "Read"]
+
+Read: TypeAlias = tuple[bytes | None, bytes | None, float | None]
+"""What ``read`` returns: the entry's bytes (``None``: absent), the guard's value, the remaining TTL in seconds
+(``None``: absent, never expires, or not asked for)."""
 
 
 class Backend(Protocol):
-    """A synchronous byte store with per-entry expiry."""
+    """A synchronous byte store with per-entry expiry and invalidation guards."""
 
     def get(self, key: str) -> bytes | None:
         """The bytes stored under ``key``, or ``None`` when absent or expired."""
         ...
 
-    def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
-        """The bytes and their remaining lifetime in seconds (``None``: absent, or never expires), one round trip."""
+    def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
+        """The entry, the guard's current value and (if asked) the entry's remaining TTL, in one round trip."""
         ...
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds (fractions honoured); ``None`` never expires."""
         ...
 
-    def delete(self, key: str) -> bool:
-        """Remove ``key``; ``True`` when something was removed."""
+    def fill(self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None) -> bool:
+        """Store like ``set``, atomically, only if ``guard`` still holds ``token``; whether it stored."""
         ...
 
-    def delete_prefix(self, prefix: str) -> int:
-        """Remove every key that starts with the literal string ``prefix``; the number removed."""
+    def delete(self, key: str, guard: str | None = None) -> bool:
+        """Remove ``key`` and bump ``guard``; ``True`` when something was removed."""
+        ...
+
+    def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
+        """Bump ``guard``, then remove every key starting with the literal ``prefix``; the number removed."""
         ...
 
     def count_prefix(self, prefix: str) -> int:
@@ -49,13 +62,15 @@ class AsyncBackend(Protocol):
 
     async def get(self, key: str) -> bytes | None: ...
 
-    async def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]: ...
+    async def read(self, key: str, guard: str, with_ttl: bool = False) -> Read: ...
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None: ...
 
-    async def delete(self, key: str) -> bool: ...
+    async def fill(self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None) -> bool: ...
 
-    async def delete_prefix(self, prefix: str) -> int: ...
+    async def delete(self, key: str, guard: str | None = None) -> bool: ...
+
+    async def delete_prefix(self, prefix: str, guard: str | None = None) -> int: ...
 
     async def count_prefix(self, prefix: str) -> int: ...
 

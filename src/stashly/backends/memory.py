@@ -7,6 +7,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from .base import Read
+
 __all__ = ["AsyncMemoryBackend", "MemoryStore"]
 
 
@@ -15,7 +17,8 @@ class MemoryStore:
 
     Entries are bytes, so nothing a caller does to a returned value can change what the next caller reads.
     Beyond ``max_entries`` the least recently used entry is evicted; expired entries are dropped when met.
-    The clock is injectable so tests never sleep.
+    Guards live apart from the entries (one small counter per namespace) and are never evicted. The clock is
+    injectable so tests never sleep.
     """
 
     def __init__(self, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
@@ -25,42 +28,70 @@ class MemoryStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, tuple[float | None, bytes]] = OrderedDict()
+        self._guards: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, key: str) -> bytes | None:
-        return self.get_with_ttl(key)[0]
-
-    def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None, None
-            deadline, value = entry
-            now = self._clock()
-            if deadline is not None and deadline <= now:
-                del self._entries[key]
-                return None, None
-            self._entries.move_to_end(key)
-            return value, None if deadline is None else deadline - now
+            return self._live(key, self._clock())[0]
+
+    def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
+        now = self._clock()
+        with self._lock:
+            value, deadline = self._live(key, now)
+            token = self._guards.get(guard)
+        ttl = None if deadline is None or not with_ttl else deadline - now
+        return value, None if token is None else b"%d" % token, ttl
+
+    def _live(self, key: str, now: float) -> tuple[bytes | None, float | None]:
+        """The entry and its deadline, dropping it if expired; the caller holds the lock."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None, None
+        deadline, value = entry
+        if deadline is not None and deadline <= now:
+            del self._entries[key]
+            return None, None
+        self._entries.move_to_end(key)
+        return value, deadline
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         deadline = None if ttl is None else self._clock() + ttl
         with self._lock:
-            self._entries[key] = (deadline, value)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            self._put(key, value, deadline)
 
-    def delete(self, key: str) -> bool:
+    def _put(self, key: str, value: bytes, deadline: float | None) -> None:
+        self._entries[key] = (deadline, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def fill(self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None) -> bool:
+        deadline = None if ttl is None else self._clock() + ttl
         with self._lock:
-            entry = self._entries.pop(key, None)
-        return entry is not None and (entry[0] is None or entry[0] > self._clock())
+            current = self._guards.get(guard)
+            if (None if current is None else b"%d" % current) != token:
+                return False
+            self._put(key, value, deadline)
+            return True
 
-    def delete_prefix(self, prefix: str) -> int:
+    def delete(self, key: str, guard: str | None = None) -> bool:
         now = self._clock()
         with self._lock:
+            entry = self._entries.pop(key, None)
+            self._bump(guard)
+        return entry is not None and (entry[0] is None or entry[0] > now)
+
+    def _bump(self, guard: str | None) -> None:
+        if guard is not None:
+            self._guards[guard] = self._guards.get(guard, 0) + 1
+
+    def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
+        now = self._clock()
+        with self._lock:
+            self._bump(guard)
             doomed = [key for key in self._entries if key.startswith(prefix)]
             live = 0
             for key in doomed:
@@ -90,17 +121,20 @@ class AsyncMemoryBackend:
     async def get(self, key: str) -> bytes | None:
         return self.store.get(key)
 
-    async def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
-        return self.store.get_with_ttl(key)
+    async def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
+        return self.store.read(key, guard, with_ttl)
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         self.store.set(key, value, ttl)
 
-    async def delete(self, key: str) -> bool:
-        return self.store.delete(key)
+    async def fill(self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None) -> bool:
+        return self.store.fill(key, value, ttl, guard, token)
 
-    async def delete_prefix(self, prefix: str) -> int:
-        return self.store.delete_prefix(prefix)
+    async def delete(self, key: str, guard: str | None = None) -> bool:
+        return self.store.delete(key, guard)
+
+    async def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
+        return self.store.delete_prefix(prefix, guard)
 
     async def count_prefix(self, prefix: str) -> int:
         return self.store.count_prefix(prefix)

@@ -19,9 +19,11 @@ import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.commands.core import AsyncScript, Script
 from redis.retry import Retry
 
 from ..errors import CacheUnavailableError
+from .base import Read
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -29,6 +31,12 @@ if TYPE_CHECKING:
 __all__ = ["AsyncRedisBackend", "RedisBackend", "RedisOptions"]
 
 _SCAN_COUNT = 1000
+# Store only if the guard still holds the token read before computing (an empty token: the guard was absent).
+FILL_SCRIPT = """
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) end
+return 1
+"""
 _GLOB_SPECIALS = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 
@@ -100,6 +108,7 @@ class RedisBackend:
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
         self._client: redis.Redis | None = None
+        self._fill: Script | None = None
         self._lock = threading.Lock()
 
     def _redis(self) -> redis.Redis:
@@ -109,7 +118,9 @@ class RedisBackend:
                 client = self._client
                 if client is None:
                     pool = redis.BlockingConnectionPool.from_url(self.options.url, **self.options.pool_arguments())
-                    client = self._client = redis.Redis(connection_pool=pool)
+                    client = redis.Redis(connection_pool=pool)
+                    self._fill = client.register_script(FILL_SCRIPT)
+                    self._client = client
         return client
 
     def get(self, key: str) -> bytes | None:
@@ -118,15 +129,19 @@ class RedisBackend:
         except (RedisError, OSError) as exc:
             raise _unavailable("GET", exc) from exc
 
-    def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
+    def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
         try:
-            with self._redis().pipeline(transaction=False) as pipe:
-                pipe.get(key)
+            client = self._redis()
+            if not with_ttl:
+                value, token = cast("list[bytes | None]", client.mget(key, guard))
+                return value, token, None
+            with client.pipeline(transaction=False) as pipe:
+                pipe.mget(key, guard)
                 pipe.pttl(key)
-                value, pttl = pipe.execute()
+                (value, token), pttl = pipe.execute()
         except (RedisError, OSError) as exc:
-            raise _unavailable("GET/PTTL", exc) from exc
-        return _with_ttl(value, pttl)
+            raise _unavailable("MGET", exc) from exc
+        return value, token, _seconds(value, pttl)
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         try:
@@ -137,16 +152,32 @@ class RedisBackend:
         except (RedisError, OSError) as exc:
             raise _unavailable("SET", exc) from exc
 
-    def delete(self, key: str) -> bool:
+    def fill(self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None) -> bool:
+        self._redis()
         try:
-            return bool(self._redis().unlink(key))
+            assert self._fill is not None
+            return bool(self._fill(keys=[key, guard], args=_fill_arguments(value, ttl, token)))
         except (RedisError, OSError) as exc:
-            raise _unavailable("UNLINK", exc) from exc
+            raise _unavailable("EVALSHA (guarded SET)", exc) from exc
 
-    def delete_prefix(self, prefix: str) -> int:
+    def delete(self, key: str, guard: str | None = None) -> bool:
+        try:
+            if guard is None:
+                return bool(self._redis().unlink(key))
+            with self._redis().pipeline(transaction=False) as pipe:
+                pipe.unlink(key)
+                pipe.incr(guard)
+                removed, _ = pipe.execute()
+            return bool(removed)
+        except (RedisError, OSError) as exc:
+            raise _unavailable("UNLINK/INCR", exc) from exc
+
+    def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
         client = self._redis()
         removed = 0
         try:
+            if guard is not None:
+                client.incr(guard)
             for batch in _batches(client.scan_iter(match=escape_glob(prefix) + "*", count=_SCAN_COUNT)):
                 removed += client.unlink(*batch)
         except (RedisError, OSError) as exc:
@@ -167,11 +198,13 @@ class RedisBackend:
             client.close()
 
 
-def _with_ttl(value: bytes | None, pttl: int) -> tuple[bytes | None, float | None]:
-    """A GET and PTTL pair: PTTL is -1 for "no expiry" and -2 for "absent"."""
-    if value is None:
-        return None, None
-    return value, None if pttl < 0 else pttl / 1000
+def _seconds(value: bytes | None, pttl: int) -> float | None:
+    """PTTL in seconds: -1 means "no expiry" and -2 "absent", both ``None``."""
+    return None if value is None or pttl < 0 else pttl / 1000
+
+
+def _fill_arguments(value: bytes, ttl: float | None, token: bytes | None) -> list[bytes | int | str]:
+    return [value, b"" if token is None else token, "" if ttl is None else _expiry_ms(ttl)]
 
 
 def _batches(keys: Iterable[bytes]) -> Iterable[list[bytes]]:
@@ -186,13 +219,14 @@ def _batches(keys: Iterable[bytes]) -> Iterable[list[bytes]]:
 
 
 class _LoopClient:
-    """One asyncio client and the async generator that closes it when its event loop shuts down."""
+    """One asyncio client, its fill script, and the async generator that closes it when its loop shuts down."""
 
-    __slots__ = ("client", "closer")
+    __slots__ = ("client", "closer", "fill")
 
     def __init__(self, client: redis.asyncio.Redis, closer: AsyncIterator[None]) -> None:
         self.client = client
         self.closer = closer
+        self.fill: AsyncScript = client.register_script(FILL_SCRIPT)
 
 
 class AsyncRedisBackend:
@@ -207,9 +241,9 @@ class AsyncRedisBackend:
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
         self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
-        self._last: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
+        self._last: tuple[asyncio.AbstractEventLoop, _LoopClient] | None = None
 
-    async def _redis(self) -> redis.asyncio.Redis:
+    async def _entry(self) -> _LoopClient:
         loop = asyncio.get_running_loop()
         last = self._last
         if last is not None and last[0] is loop:
@@ -221,8 +255,11 @@ class AsyncRedisBackend:
             closer = self._close_at_shutdown(loop, client)
             entry = self._clients[loop] = _LoopClient(client, closer)
             await anext(closer)
-        self._last = (loop, entry.client)
-        return entry.client
+        self._last = (loop, entry)
+        return entry
+
+    async def _redis(self) -> redis.asyncio.Redis:
+        return (await self._entry()).client
 
     async def _close_at_shutdown(
         self, loop: asyncio.AbstractEventLoop, client: redis.asyncio.Redis
@@ -237,7 +274,7 @@ class AsyncRedisBackend:
         entry = self._clients.get(loop)
         if entry is not None and entry.client is client:
             del self._clients[loop]
-        if self._last is not None and self._last[1] is client:
+        if self._last is not None and self._last[1].client is client:
             self._last = None
 
     async def get(self, key: str) -> bytes | None:
@@ -246,15 +283,19 @@ class AsyncRedisBackend:
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("GET", exc) from exc
 
-    async def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
+    async def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
         try:
-            async with (await self._redis()).pipeline(transaction=False) as pipe:
-                pipe.get(key)
+            client = await self._redis()
+            if not with_ttl:
+                value, token = cast("list[bytes | None]", await client.mget(key, guard))
+                return value, token, None
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.mget(key, guard)
                 pipe.pttl(key)
-                value, pttl = await pipe.execute()
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise _unavailable("GET/PTTL", exc) from exc
-        return _with_ttl(value, pttl)
+                (value, token), pttl = await pipe.execute()
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise _unavailable("MGET", exc) from exc
+        return value, token, _seconds(value, pttl)
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         try:
@@ -266,16 +307,32 @@ class AsyncRedisBackend:
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("SET", exc) from exc
 
-    async def delete(self, key: str) -> bool:
+    async def fill(self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None) -> bool:
         try:
-            return bool(await (await self._redis()).unlink(key))
+            entry = await self._entry()
+            return bool(await entry.fill(keys=[key, guard], args=_fill_arguments(value, ttl, token)))
         except (TimeoutError, RedisError, OSError) as exc:
-            raise _unavailable("UNLINK", exc) from exc
+            raise _unavailable("EVALSHA (guarded SET)", exc) from exc
 
-    async def delete_prefix(self, prefix: str) -> int:
+    async def delete(self, key: str, guard: str | None = None) -> bool:
+        try:
+            client = await self._redis()
+            if guard is None:
+                return bool(await client.unlink(key))
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.unlink(key)
+                pipe.incr(guard)
+                removed, _ = await pipe.execute()
+            return bool(removed)
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise _unavailable("UNLINK/INCR", exc) from exc
+
+    async def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
         removed = 0
         try:
             client = await self._redis()
+            if guard is not None:
+                await client.incr(guard)
             batch: list[bytes] = []
             async for key in client.scan_iter(match=escape_glob(prefix) + "*", count=_SCAN_COUNT):
                 batch.append(key)
@@ -293,7 +350,7 @@ class AsyncRedisBackend:
         try:
             async for _ in (await self._redis()).scan_iter(match=escape_glob(prefix) + "*", count=_SCAN_COUNT):
                 count += 1
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("SCAN", exc) from exc
         return count
 

@@ -136,15 +136,15 @@ def http_endpoint(plan: _Plan, is_async: bool) -> Callable[..., Any]:
             request, response = kwargs.pop(_REQUEST, None), kwargs.pop(_RESPONSE, None)
             binding = plan.binding()
             key = plan.key(binding, args, kwargs)
-            value, payload, ttl = await binding.manager._aload_entry(key, binding.reader, binding.strict)
-            if value is not MISSING:
-                return _respond(request, response, kwargs, policy, key, (value, payload, ttl, "HIT"))
+            found = await binding.manager._alookup(key, binding.guard, binding.reader, binding.strict, with_ttl=True)
+            if found.value is not MISSING:
+                return _respond(request, response, kwargs, policy, key, (found.value, found.raw, found.ttl, "HIT"))
 
             async def fill() -> tuple[Any, bytes | None]:
                 result = await fn(*args, **kwargs)
-                return result, await plan.astore(binding, key, result)
+                return result, await plan.astore(binding, key, result, found.token)
 
-            value, stored = await async_flight.run(key, fill)
+            value, stored = await async_flight.run((key, found.token), fill)
             return _respond(request, response, kwargs, policy, key, (value, stored, binding.expiry, "MISS"))
 
         endpoint: Callable[..., Any] = async_endpoint
@@ -156,15 +156,15 @@ def http_endpoint(plan: _Plan, is_async: bool) -> Callable[..., Any]:
             request, response = kwargs.pop(_REQUEST, None), kwargs.pop(_RESPONSE, None)
             binding: _Binding = plan.binding()
             key = plan.key(binding, args, kwargs)
-            value, payload, ttl = binding.manager._load_entry(key, binding.reader, binding.strict)
-            if value is not MISSING:
-                return _respond(request, response, kwargs, policy, key, (value, payload, ttl, "HIT"))
+            found = binding.manager._lookup_sync(key, binding.guard, binding.reader, binding.strict, with_ttl=True)
+            if found.value is not MISSING:
+                return _respond(request, response, kwargs, policy, key, (found.value, found.raw, found.ttl, "HIT"))
 
             def fill() -> tuple[Any, bytes | None]:
                 result = fn(*args, **kwargs)
-                return result, plan.store(binding, key, result)
+                return result, plan.store(binding, key, result, found.token)
 
-            value, stored = flight.run(key, fill)
+            value, stored = flight.run((key, found.token), fill)
             return _respond(request, response, kwargs, policy, key, (value, stored, binding.expiry, "MISS"))
 
         endpoint = sync_endpoint
