@@ -25,7 +25,7 @@ __all__ = ["CacheManager", "default_manager", "set_default_manager"]
 
 T = TypeVar("T")
 D = TypeVar("D")
-Token: TypeAlias = bytes | None | Missing
+Token: TypeAlias = bytes | Missing | None
 """A guard's value read before a computation; MISSING when the read failed (then nothing is stored)."""
 
 
@@ -68,6 +68,10 @@ class CacheManager:
         socket_timeout: float | None = None,
         max_connections: int | None = None,
         max_entries: int | None = None,
+        protocol: int | None = None,
+        breaker_threshold: int | None = None,
+        breaker_cooldown: float | None = None,
+        ttl_jitter: float | None = None,
         username: str | None = None,
         password: str | None = None,
         config_path: str | os.PathLike[str] | None = None,
@@ -88,6 +92,10 @@ class CacheManager:
                 socket_timeout=socket_timeout,
                 max_connections=max_connections,
                 max_entries=max_entries,
+                protocol=protocol,
+                breaker_threshold=breaker_threshold,
+                breaker_cooldown=breaker_cooldown,
+                ttl_jitter=ttl_jitter,
                 username=username,
                 password=password,
             )

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript, Script
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.commands.core import AsyncScript, Script
 from redis.retry import Retry
 
 from ..errors import CacheUnavailableError
@@ -69,7 +70,8 @@ class RedisOptions:
             f"RedisOptions(url={self.url!r}, username={self.username!r}, password={'***' if self.password else None})"
         )
 
-    def pool_arguments(self) -> dict[str, Any]:
+    def pool_arguments(self, asynchronous: bool = False) -> dict[str, Any]:
+        retry_class = AsyncRetry if asynchronous else Retry  # the asyncio client awaits its retry policy
         return {
             "username": self.username,
             "password": self.password,
@@ -78,7 +80,10 @@ class RedisOptions:
             "max_connections": self.max_connections,
             # how long a caller waits for a free pooled connection before giving up
             "timeout": self.connect_timeout + self.socket_timeout,
-            "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            # One immediate retry on a dropped connection (the server closed an idle one: every command stashly
+            # sends is idempotent, so resending is safe), never after a timeout (a hung server costs one timeout).
+            "retry": retry_class(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            "retry_on_error": [RedisConnectionError],
             "retry_on_timeout": False,
             "health_check_interval": 0,
             "protocol": self.protocol,
@@ -250,7 +255,8 @@ class AsyncRedisBackend:
             return last[1]
         entry = self._clients.get(loop)
         if entry is None:
-            pool = redis.asyncio.BlockingConnectionPool.from_url(self.options.url, **self.options.pool_arguments())
+            arguments = self.options.pool_arguments(asynchronous=True)
+            pool = redis.asyncio.BlockingConnectionPool.from_url(self.options.url, **arguments)
             client = redis.asyncio.Redis.from_pool(pool)
             closer = self._close_at_shutdown(loop, client)
             entry = self._clients[loop] = _LoopClient(client, closer)
