@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint check-redis clean
+.PHONY: demo test lint chaos check-redis clean
 
 demo: $(STAMP)
 	$(BIN)/python examples/quickstart.py
@@ -13,9 +13,13 @@ test: $(STAMP) check-redis
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples chaos
+	$(BIN)/ruff format --check src tests examples chaos
 	$(BIN)/mypy --strict src
+
+# A long fault run (about 25 s): Redis paused, killed and restarted under sync and async load.
+chaos: $(STAMP) check-redis
+	$(BIN)/python chaos/run.py
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

@@ -149,6 +149,19 @@ def test_breaker_opens_probes_and_closes() -> None:
     assert all(breaker.allow() for _ in range(10))
 
 
+def test_breaker_ignores_successes_of_operations_begun_before_it_opened() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(threshold=1, cooldown=1.0, clock=clock)
+    in_flight = breaker.epoch
+    breaker.failed()
+    breaker.succeeded(in_flight)  # a slow call that started while the backend was still fine
+    assert breaker.is_open
+    clock.now += 1.0
+    assert breaker.allow()
+    breaker.succeeded(breaker.epoch)  # the probe
+    assert not breaker.is_open
+
+
 def test_breaker_probe_that_never_reports_does_not_wedge_it() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker(threshold=1, cooldown=1.0, clock=clock)

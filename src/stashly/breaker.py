@@ -39,6 +39,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probe_at = -float("inf")
+        self.epoch = 0  # bumped when the breaker opens: a success from an operation begun before that is stale
 
     @property
     def is_open(self) -> bool:
@@ -57,9 +58,16 @@ class CircuitBreaker:
                 return True
         return False
 
-    def succeeded(self) -> None:
+    def succeeded(self, epoch: int | None = None) -> None:
+        """Report a success; ``epoch`` is :attr:`epoch` read when the operation began.
+
+        An operation that was already in flight when the breaker opened proves nothing about the backend now,
+        so its success does not close the breaker.
+        """
         if self._failures or self._opened_at is not None:
             with self._lock:
+                if epoch is not None and epoch != self.epoch:
+                    return
                 was_open = self._opened_at is not None
                 self._failures, self._opened_at = 0, None
             if was_open:
@@ -72,6 +80,7 @@ class CircuitBreaker:
             if self._opened_at is not None or self._failures < self.threshold:
                 return
             self._opened_at = self._probe_at = now
+            self.epoch += 1
         logger.warning(
             "cache backend failed %d times in a row: circuit open, skipping it and probing every %.3gs",
             self.threshold,
@@ -93,12 +102,13 @@ class GuardedBackend:
         breaker = self.breaker
         if not breaker.allow():
             raise CacheUnavailableError(_OPEN)
+        epoch = breaker.epoch
         try:
             result = operation()
         except CacheUnavailableError:
             breaker.failed()
             raise
-        breaker.succeeded()
+        breaker.succeeded(epoch)
         return result
 
     def get(self, key: str) -> bytes | None:
@@ -137,12 +147,13 @@ class AsyncGuardedBackend:
         breaker = self.breaker
         if not breaker.allow():
             raise CacheUnavailableError(_OPEN)
+        epoch = breaker.epoch
         try:
             result = await operation()
         except CacheUnavailableError:
             breaker.failed()
             raise
-        breaker.succeeded()
+        breaker.succeeded(epoch)
         return result
 
     async def get(self, key: str) -> bytes | None:
