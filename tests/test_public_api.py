@@ -20,6 +20,7 @@ EXPECTED = {
     "Settings",
     "StashlyError",
     "UnstableKeyError",
+    "ValueTooLargeError",
     "default_manager",
     "set_default_manager",
 }
@@ -32,7 +33,13 @@ def test_all_is_pinned() -> None:
 
 
 def test_errors_share_one_base() -> None:
-    for name in ["CacheUnavailableError", "ConfigError", "SerializationError", "UnstableKeyError"]:
+    for name in [
+        "CacheUnavailableError",
+        "ConfigError",
+        "SerializationError",
+        "UnstableKeyError",
+        "ValueTooLargeError",
+    ]:
         assert issubclass(getattr(stashly, name), stashly.StashlyError)
 
 

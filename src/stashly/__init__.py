@@ -6,7 +6,14 @@
 """
 
 from .decorator import Cached, CachedFunction
-from .errors import CacheUnavailableError, ConfigError, SerializationError, StashlyError, UnstableKeyError
+from .errors import (
+    CacheUnavailableError,
+    ConfigError,
+    SerializationError,
+    StashlyError,
+    UnstableKeyError,
+    ValueTooLargeError,
+)
 from .manager import CacheManager, default_manager, set_default_manager
 from .sentinels import MISSING, NOT_SET
 from .settings import Settings
@@ -25,6 +32,7 @@ __all__ = [
     "Settings",
     "StashlyError",
     "UnstableKeyError",
+    "ValueTooLargeError",
     "default_manager",
     "set_default_manager",
 ]

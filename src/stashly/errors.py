@@ -8,6 +8,7 @@ __all__ = [
     "SerializationError",
     "StashlyError",
     "UnstableKeyError",
+    "ValueTooLargeError",
 ]
 
 
@@ -34,4 +35,11 @@ class CacheUnavailableError(StashlyError):
     """The backend failed (connection refused, timeout, protocol error).
 
     Raised to callers only in strict mode; otherwise stashly logs it, counts it and carries on without the cache.
+    """
+
+
+class ValueTooLargeError(StashlyError, ValueError):
+    """``set`` was given a value whose encoding exceeds ``max_value_bytes``; names the key, the size and the limit.
+
+    The decorator never raises it: a result too large to cache is returned uncached (and logged).
     """

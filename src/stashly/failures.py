@@ -38,6 +38,10 @@ class FailurePolicy:
         """An entry exists but cannot be used (corrupt, foreign, or no longer of the expected type): a miss."""
         self._warn("read", "cache entry %s treated as a miss: %s", key, why)
 
+    def not_stored(self, key: str, why: str) -> None:
+        """A computed value was returned to its caller but not cached."""
+        self._warn("store", "result for %s not cached: %s", key, why)
+
     def _warn(self, kind: str, message: str, *args: object) -> None:
         now = self._clock()
         with self._lock:

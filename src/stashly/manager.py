@@ -14,7 +14,7 @@ import pydantic
 from . import codec, keys
 from .backends import create as create_backends
 from .backends.base import Read
-from .errors import CacheUnavailableError
+from .errors import CacheUnavailableError, ValueTooLargeError
 from .failures import FailurePolicy
 from .sentinels import MISSING, NOT_SET, Missing, NotSet
 from .settings import Settings, parse_name, resolve
@@ -72,6 +72,10 @@ class CacheManager:
         breaker_threshold: int | None = None,
         breaker_cooldown: float | None = None,
         ttl_jitter: float | None = None,
+        max_value_bytes: int | None = None,
+        ssl_ca_certs: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
         username: str | None = None,
         password: str | None = None,
         config_path: str | os.PathLike[str] | None = None,
@@ -96,6 +100,10 @@ class CacheManager:
                 breaker_threshold=breaker_threshold,
                 breaker_cooldown=breaker_cooldown,
                 ttl_jitter=ttl_jitter,
+                max_value_bytes=max_value_bytes,
+                ssl_ca_certs=ssl_ca_certs,
+                ssl_certfile=ssl_certfile,
+                ssl_keyfile=ssl_keyfile,
                 username=username,
                 password=password,
             )
@@ -133,6 +141,10 @@ class CacheManager:
         if raw is None:
             self._counters.misses += 1
             return MISSING
+        if len(raw) > self.settings.max_value_bytes:  # bounded decoding: never parse a huge foreign value
+            self._failures.unreadable(key, f"{len(raw)} bytes, over max_value_bytes")
+            self._counters.misses += 1
+            return MISSING
         value = codec.decode(raw, key)
         if value is MISSING:
             self._failures.unreadable(key, "not a stashly entry for this key (corrupt, foreign, or copied)")
@@ -160,6 +172,23 @@ class CacheManager:
         """Shorten each TTL by up to ``ttl_jitter`` so entries written together do not all expire together."""
         jitter = self.settings.ttl_jitter
         return expiry if expiry is None or not jitter else expiry * (1.0 - jitter * random.random())
+
+    def _too_large(self, payload: bytes, key: str) -> bool:
+        """Whether a computed value is too large to store: it is then returned uncached, and logged."""
+        if len(payload) <= self.settings.max_value_bytes:
+            return False
+        self._failures.not_stored(key, f"{len(payload)} bytes, over max_value_bytes={self.settings.max_value_bytes}")
+        return True
+
+    def _payload(self, value: object, key: str) -> bytes:
+        """``set``'s encoding: raises rather than drop the user's own write silently."""
+        payload = codec.encode(value, key)
+        if len(payload) > self.settings.max_value_bytes:
+            raise ValueTooLargeError(
+                f"value for key {key!r} encodes to {len(payload)} bytes, over max_value_bytes="
+                f"{self.settings.max_value_bytes}: nothing was stored"
+            )
+        return payload
 
     def _guard(self, namespace: str | None) -> str:
         return keys.guard_key(self.settings.prefix, self._namespace(namespace))
@@ -191,6 +220,8 @@ class CacheManager:
         """Store a computed value unless an invalidation happened since ``token`` was read."""
         if token is MISSING:
             return  # the read before the computation failed: no proof the value is still current
+        if self._too_large(payload, key):
+            return
         try:
             stored = self._backend.fill(key, payload, self._jittered(expiry), guard, token)
         except CacheUnavailableError as exc:
@@ -226,7 +257,7 @@ class CacheManager:
         """
         full = self.key(key, namespace)
         expiry = self._jittered(self._expiry(ttl, full))
-        payload = codec.encode(value, full)
+        payload = self._payload(value, full)
         try:
             self._backend.set(full, payload, expiry)
         except CacheUnavailableError as exc:
@@ -301,7 +332,7 @@ class CacheManager:
     async def _afill(
         self, key: str, payload: bytes, expiry: float | None, guard: str, token: Token, strict: bool
     ) -> None:
-        if token is MISSING:
+        if token is MISSING or self._too_large(payload, key):
             return
         try:
             stored = await self._abackend.fill(key, payload, self._jittered(expiry), guard, token)
@@ -326,7 +357,7 @@ class CacheManager:
         """Async :meth:`set`."""
         full = self.key(key, namespace)
         expiry = self._jittered(self._expiry(ttl, full))
-        payload = codec.encode(value, full)
+        payload = self._payload(value, full)
         try:
             await self._abackend.set(full, payload, expiry)
         except CacheUnavailableError as exc:

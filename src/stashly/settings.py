@@ -45,6 +45,10 @@ class Settings:
     breaker_threshold: int = 5
     breaker_cooldown: float = 1.0
     ttl_jitter: float = 0.05
+    max_value_bytes: int = 1_048_576
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
 
     def __repr__(self) -> str:
         fields = []
@@ -186,6 +190,12 @@ def _parse_credential(value: object, source: str) -> str | None:
     return value or None
 
 
+def _parse_file(value: object, source: str) -> str:
+    if isinstance(value, str) and value and os.path.isfile(value):
+        return os.path.abspath(value)
+    raise _error(source, "the path of an existing file", value)
+
+
 def _parse_host(value: object, source: str) -> str:
     if isinstance(value, str) and value:
         inner = value[1:-1] if value.startswith("[") and value.endswith("]") else value
@@ -271,6 +281,10 @@ _PARSERS: Final[dict[str, Callable[[object, str], object]]] = {
     "breaker_threshold": _parse_positive_int,
     "breaker_cooldown": _parse_positive_float,
     "ttl_jitter": _parse_fraction,
+    "max_value_bytes": _parse_positive_int,
+    "ssl_ca_certs": _parse_file,
+    "ssl_certfile": _parse_file,
+    "ssl_keyfile": _parse_file,
 }
 _FILE_KEYS: Final = frozenset(_PARSERS) | {"ttl", *_URL_PARTS}
 
@@ -306,6 +320,7 @@ _FROM_TEXT: Final[dict[str, Callable[[str, str], object]]] = {
     "breaker_threshold": _to_int,
     "breaker_cooldown": _to_float,
     "ttl_jitter": _to_float,
+    "max_value_bytes": _to_int,
 }
 
 

@@ -52,6 +52,9 @@ class RedisOptions:
     socket_timeout: float = 0.25
     max_connections: int = 50
     protocol: int = 2
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisOptions:
@@ -63,6 +66,9 @@ class RedisOptions:
             socket_timeout=settings.socket_timeout,
             max_connections=settings.max_connections,
             protocol=settings.protocol,
+            ssl_ca_certs=settings.ssl_ca_certs,
+            ssl_certfile=settings.ssl_certfile,
+            ssl_keyfile=settings.ssl_keyfile,
         )
 
     def __repr__(self) -> str:
@@ -72,7 +78,16 @@ class RedisOptions:
 
     def pool_arguments(self, asynchronous: bool = False) -> dict[str, Any]:
         retry_class = AsyncRetry if asynchronous else Retry  # the asyncio client awaits its retry policy
-        return {
+        tls = {
+            name: value
+            for name, value in [
+                ("ssl_ca_certs", self.ssl_ca_certs),
+                ("ssl_certfile", self.ssl_certfile),
+                ("ssl_keyfile", self.ssl_keyfile),
+            ]
+            if value is not None and self.url.startswith("rediss:")
+        }
+        return tls | {
             "username": self.username,
             "password": self.password,
             "socket_connect_timeout": self.connect_timeout,
