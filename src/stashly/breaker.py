@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
-from .backends.base import AsyncBackend, Backend, Read
+from .backends.base import AsyncBackend, Backend, Lock, Read
 from .errors import CacheUnavailableError
 
 __all__ = ["AsyncGuardedBackend", "CircuitBreaker", "GuardedBackend"]
@@ -120,8 +120,16 @@ class GuardedBackend:
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         self._call(lambda: self.backend.set(key, value, ttl))
 
-    def fill(self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None) -> bool:
-        return self._call(lambda: self.backend.fill(key, value, ttl, guard, token))
+    def fill(
+        self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
+    ) -> bool:
+        return self._call(lambda: self.backend.fill(key, value, ttl, guard, token, lock))
+
+    def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
+        return self._call(lambda: self.backend.acquire(lock_key, owner, lease))
+
+    def release(self, lock_key: str, owner: bytes) -> None:
+        self._call(lambda: self.backend.release(lock_key, owner))
 
     def delete(self, key: str, guard: str | None = None) -> bool:
         return self._call(lambda: self.backend.delete(key, guard))
@@ -165,8 +173,16 @@ class AsyncGuardedBackend:
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         await self._call(lambda: self.backend.set(key, value, ttl))
 
-    async def fill(self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None) -> bool:
-        return await self._call(lambda: self.backend.fill(key, value, ttl, guard, token))
+    async def fill(
+        self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
+    ) -> bool:
+        return await self._call(lambda: self.backend.fill(key, value, ttl, guard, token, lock))
+
+    async def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
+        return await self._call(lambda: self.backend.acquire(lock_key, owner, lease))
+
+    async def release(self, lock_key: str, owner: bytes) -> None:
+        await self._call(lambda: self.backend.release(lock_key, owner))
 
     async def delete(self, key: str, guard: str | None = None) -> bool:
         return await self._call(lambda: self.backend.delete(key, guard))

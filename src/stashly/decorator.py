@@ -12,18 +12,20 @@ import inspect
 import logging
 import sys
 import typing
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import pydantic
 
 from . import codec, keys
+from .backends.base import Lock
 from .context import is_context
-from .manager import CacheManager, Token, default_manager
+from .manager import CacheManager, Lookup, Token, default_manager
 from .sentinels import MISSING, NOT_SET, NotSet
 from .settings import parse_name
 from .singleflight import AsyncSingleFlight, SingleFlight
+from .stampede import Filled, afill_under_lock, fill_under_lock
 from .ttl import TTL, check_ttl, resolve_ttl
 
 __all__ = ["Cached", "CachedFunction"]
@@ -88,8 +90,10 @@ class _Plan:
         template: str | None,
         ignore: Iterable[str],
         localns: dict[str, Any] | None = None,
+        lock_lease: float | None = None,
     ) -> None:
         self.fn = fn
+        self.lock_lease = lock_lease
         self.localns = localns
         self.name = keys.function_name(fn)
         self.namespace = namespace
@@ -175,17 +179,43 @@ class _Plan:
             _warn_unannotated(self.name, result)
         return codec.encode(result, key)
 
-    def store(self, binding: _Binding, key: str, result: object, token: Token) -> bytes | None:
-        payload = self.payload(result, key)
-        if payload is not None:
-            binding.manager._fill(key, payload, binding.expiry, binding.guard, token, binding.strict)
-        return payload
+    def fill(self, binding: _Binding, key: str, found: Lookup, call: Callable[[], Any]) -> Filled:
+        """Compute (``call``) and store a missing entry; under the stampede lock when ``lock=True``."""
+        manager = binding.manager
 
-    async def astore(self, binding: _Binding, key: str, result: object, token: Token) -> bytes | None:
-        payload = self.payload(result, key)
-        if payload is not None:
-            await binding.manager._afill(key, payload, binding.expiry, binding.guard, token, binding.strict)
-        return payload
+        def compute(token: Token, lock: Lock) -> Filled:
+            result = call()
+            payload = self.payload(result, key)
+            if payload is not None:
+                manager._fill(key, payload, binding.expiry, binding.guard, token, binding.strict, lock)
+            return result, payload
+
+        if self.lock_lease is None:
+            return compute(found.token, None)
+
+        def look() -> Lookup:
+            return manager._lookup_sync(key, binding.guard, binding.reader, binding.strict)
+
+        return fill_under_lock(manager, key, self.lock_lease, look, found.token, compute)
+
+    async def afill(self, binding: _Binding, key: str, found: Lookup, call: Callable[[], Awaitable[Any]]) -> Filled:
+        """Async :meth:`fill`."""
+        manager = binding.manager
+
+        async def compute(token: Token, lock: Lock) -> Filled:
+            result = await call()
+            payload = self.payload(result, key)
+            if payload is not None:
+                await manager._afill(key, payload, binding.expiry, binding.guard, token, binding.strict, lock)
+            return result, payload
+
+        if self.lock_lease is None:
+            return await compute(found.token, None)
+
+        async def look() -> Lookup:
+            return await manager._alookup(key, binding.guard, binding.reader, binding.strict)
+
+        return await afill_under_lock(manager, key, self.lock_lease, look, found.token, compute)
 
 
 def _is_structured(value: object) -> bool:
@@ -257,6 +287,8 @@ class Cached:
         key: str | None = None,
         ignore: Iterable[str] = (),
         http: bool = False,
+        lock: bool = False,
+        lock_lease: float = 10.0,
     ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
 
     def cached(
@@ -268,6 +300,8 @@ class Cached:
         key: str | None = None,
         ignore: Iterable[str] = (),
         http: bool = False,
+        lock: bool = False,
+        lock_lease: float = 10.0,
     ) -> CachedFunction[P, R] | Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Cache ``fn``'s results; use bare (``@cache.cached``) or with options (``@cache.cached(ttl=30)``).
 
@@ -275,6 +309,8 @@ class Cached:
         ``"profile:{user_id}"`` (fields must be parameters; values are escaped); ``ignore`` names parameters
         left out of the key (a database session, a logger). ``http=True`` (FastAPI endpoints) adds ``ETag``,
         ``304 Not Modified``, ``Cache-Control`` and ``X-Cache`` headers: see :mod:`stashly.fastapi`.
+        ``lock=True`` makes one process compute a missing entry while the others wait for it (for at most
+        ``lock_lease`` seconds, the lock's lifetime): see :mod:`stashly.stampede`.
         """
 
         def decorate(fn: Callable[P, R], localns: dict[str, Any] | None = None) -> CachedFunction[P, R]:
@@ -290,6 +326,7 @@ class Cached:
                 template=key,
                 ignore=ignore,
                 localns=localns,
+                lock_lease=check_lease(lock_lease, keys.function_name(fn)) if lock else None,
             )
             is_async = inspect.iscoroutinefunction(fn)
             if http:
@@ -382,6 +419,12 @@ class Remover(Generic[P]):
         return sync_write
 
 
+def check_lease(lease: float, where: str) -> float:
+    if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0 < lease < float("inf"):
+        raise ValueError(f"@cached {where}: lock_lease must be a positive number of seconds, got {lease!r}")
+    return float(lease)
+
+
 def _defining_scope() -> dict[str, Any] | None:
     """The local names where the decorator is applied, for string annotations naming local classes.
 
@@ -406,7 +449,7 @@ def _check_decoratable(fn: object, template: str | None) -> None:
 
 def _sync_wrapper(plan: _Plan) -> Callable[..., Any]:
     fn = plan.fn
-    flight: SingleFlight[Any] = SingleFlight()
+    flight: SingleFlight[Filled] = SingleFlight()
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -416,20 +459,18 @@ def _sync_wrapper(plan: _Plan) -> Callable[..., Any]:
         if found.value is not MISSING:
             return found.value
 
-        def fill() -> Any:
-            result = fn(*args, **kwargs)
-            plan.store(binding, key, result, found.token)
-            return result
+        def fill() -> Filled:
+            return plan.fill(binding, key, found, lambda: fn(*args, **kwargs))
 
         # Keyed by the guard token too: a call after an invalidation never joins a computation from before it.
-        return flight.run((key, found.token), fill)
+        return flight.run((key, found.token), fill)[0]
 
     return wrapper
 
 
 def _async_wrapper(plan: _Plan) -> Callable[..., Any]:
     fn = plan.fn
-    flight: AsyncSingleFlight[Any] = AsyncSingleFlight()
+    flight: AsyncSingleFlight[Filled] = AsyncSingleFlight()
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -439,12 +480,10 @@ def _async_wrapper(plan: _Plan) -> Callable[..., Any]:
         if found.value is not MISSING:
             return found.value
 
-        async def fill() -> Any:
-            result = await fn(*args, **kwargs)
-            await plan.astore(binding, key, result, found.token)
-            return result
+        async def fill() -> Filled:
+            return await plan.afill(binding, key, found, lambda: fn(*args, **kwargs))
 
-        return await flight.run((key, found.token), fill)
+        return (await flight.run((key, found.token), fill))[0]
 
     return wrapper
 

@@ -35,6 +35,7 @@ __all__ = [
     "entry_key",
     "function_name",
     "guard_key",
+    "lock_key",
     "namespace_prefix",
     "receiver_key",
 ]
@@ -66,6 +67,11 @@ def guard_key(prefix: str, namespace: str) -> str:
     inside any namespace and never removed by a flush.
     """
     return f"{prefix}::guard:{namespace}"
+
+
+def lock_key(prefix: str, key: str) -> str:
+    """The stampede lock of an entry: ``"stashly::lock:stashly:auth:…"``, outside every namespace like the guard."""
+    return f"{prefix}::lock:{key}"
 
 
 def function_name(fn: Callable[..., object]) -> str:

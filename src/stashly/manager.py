@@ -13,7 +13,7 @@ import pydantic
 
 from . import codec, keys
 from .backends import create as create_backends
-from .backends.base import Read
+from .backends.base import Lock, Read
 from .errors import CacheUnavailableError, ValueTooLargeError
 from .failures import FailurePolicy
 from .sentinels import MISSING, NOT_SET, Missing, NotSet
@@ -216,18 +216,34 @@ class CacheManager:
             return Lookup(MISSING, b"", MISSING, None)
         return self._lookup(read, key, reader)
 
-    def _fill(self, key: str, payload: bytes, expiry: float | None, guard: str, token: Token, strict: bool) -> None:
-        """Store a computed value unless an invalidation happened since ``token`` was read."""
+    def _fill(
+        self, key: str, payload: bytes, expiry: float | None, guard: str, token: Token, strict: bool, lock: Lock = None
+    ) -> None:
+        """Store a computed value unless an invalidation happened since ``token`` was read (or ``lock`` was lost)."""
         if token is MISSING:
             return  # the read before the computation failed: no proof the value is still current
         if self._too_large(payload, key):
             return
         try:
-            stored = self._backend.fill(key, payload, self._jittered(expiry), guard, token)
+            stored = self._backend.fill(key, payload, self._jittered(expiry), guard, token, lock)
         except CacheUnavailableError as exc:
             self._failed(exc, "set", key, strict)
         else:
             self._counters.stores += stored
+
+    def _acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
+        """Take a stampede lock; when the backend fails, proceed as if we had it (compute, fail open)."""
+        try:
+            return self._backend.acquire(lock_key, owner, lease)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "lock", lock_key, False)
+            return True
+
+    def _release(self, lock_key: str, owner: bytes) -> None:
+        try:
+            self._backend.release(lock_key, owner)
+        except CacheUnavailableError as exc:  # the lease runs out by itself
+            self._failed(exc, "unlock", lock_key, False)
 
     def _delete(self, key: str, guard: str, strict: bool | None = None) -> bool:
         try:
@@ -330,16 +346,29 @@ class CacheManager:
         return self._lookup(read, key, reader)
 
     async def _afill(
-        self, key: str, payload: bytes, expiry: float | None, guard: str, token: Token, strict: bool
+        self, key: str, payload: bytes, expiry: float | None, guard: str, token: Token, strict: bool, lock: Lock = None
     ) -> None:
         if token is MISSING or self._too_large(payload, key):
             return
         try:
-            stored = await self._abackend.fill(key, payload, self._jittered(expiry), guard, token)
+            stored = await self._abackend.fill(key, payload, self._jittered(expiry), guard, token, lock)
         except CacheUnavailableError as exc:
             self._failed(exc, "set", key, strict)
         else:
             self._counters.stores += stored
+
+    async def _aacquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
+        try:
+            return await self._abackend.acquire(lock_key, owner, lease)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "lock", lock_key, False)
+            return True
+
+    async def _arelease(self, lock_key: str, owner: bytes) -> None:
+        try:
+            await self._abackend.release(lock_key, owner)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "unlock", lock_key, False)
 
     async def _adelete(self, key: str, guard: str, strict: bool | None = None) -> bool:
         try:

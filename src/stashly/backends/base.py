@@ -14,11 +14,15 @@ from __future__ import annotations
 
 from typing import Protocol, TypeAlias
 
-__all__ = ["AsyncBackend", "Backend", "Read"]
+__all__ = ["AsyncBackend", "Backend", "Lock", "Read"]
 
 Read: TypeAlias = tuple[bytes | None, bytes | None, float | None]
 """What ``read`` returns: the entry's bytes (``None``: absent), the guard's value, the remaining TTL in seconds
 (``None``: absent, never expires, or not asked for)."""
+
+
+Lock: TypeAlias = tuple[str, bytes] | None
+"""A stampede lock held while computing: its key and our owner token; ``None`` when not locking."""
 
 
 class Backend(Protocol):
@@ -36,8 +40,19 @@ class Backend(Protocol):
         """Store ``value`` under ``key`` for ``ttl`` seconds (fractions honoured); ``None`` never expires."""
         ...
 
-    def fill(self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None) -> bool:
-        """Store like ``set``, atomically, only if ``guard`` still holds ``token``; whether it stored."""
+    def fill(
+        self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
+    ) -> bool:
+        """Store like ``set``, atomically, only if ``guard`` still holds ``token`` — and, given a ``lock``
+        ``(lock key, owner)``, only if that lock is still ours (then it is released); whether it stored."""
+        ...
+
+    def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
+        """Take the lock if free, for ``lease`` seconds; whether we got it."""
+        ...
+
+    def release(self, lock_key: str, owner: bytes) -> None:
+        """Free the lock if it is still ours (never someone else's that took over after our lease ran out)."""
         ...
 
     def delete(self, key: str, guard: str | None = None) -> bool:
@@ -66,7 +81,13 @@ class AsyncBackend(Protocol):
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None: ...
 
-    async def fill(self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None) -> bool: ...
+    async def fill(
+        self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
+    ) -> bool: ...
+
+    async def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool: ...
+
+    async def release(self, lock_key: str, owner: bytes) -> None: ...
 
     async def delete(self, key: str, guard: str | None = None) -> bool: ...
 

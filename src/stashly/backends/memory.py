@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from .base import Read
+from .base import Lock, Read
 
 __all__ = ["AsyncMemoryBackend", "MemoryStore"]
 
@@ -29,6 +29,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, tuple[float | None, bytes]] = OrderedDict()
         self._guards: dict[str, int] = {}
+        self._locks: dict[str, tuple[bytes, float]] = {}  # lock key -> (owner, deadline)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -68,14 +69,37 @@ class MemoryStore:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
-    def fill(self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None) -> bool:
-        deadline = None if ttl is None else self._clock() + ttl
+    def fill(
+        self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
+    ) -> bool:
+        now = self._clock()
         with self._lock:
             current = self._guards.get(guard)
             if (None if current is None else b"%d" % current) != token:
                 return False
-            self._put(key, value, deadline)
+            if lock is not None:
+                if self._owner(lock[0], now) != lock[1]:
+                    return False
+                del self._locks[lock[0]]
+            self._put(key, value, None if ttl is None else now + ttl)
             return True
+
+    def _owner(self, lock_key: str, now: float) -> bytes | None:
+        held = self._locks.get(lock_key)
+        return held[0] if held is not None and held[1] > now else None
+
+    def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
+        now = self._clock()
+        with self._lock:
+            if self._owner(lock_key, now) is not None:
+                return False
+            self._locks[lock_key] = (owner, now + lease)
+            return True
+
+    def release(self, lock_key: str, owner: bytes) -> None:
+        with self._lock:
+            if self._owner(lock_key, self._clock()) == owner:
+                del self._locks[lock_key]
 
     def delete(self, key: str, guard: str | None = None) -> bool:
         now = self._clock()
@@ -127,8 +151,16 @@ class AsyncMemoryBackend:
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         self.store.set(key, value, ttl)
 
-    async def fill(self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None) -> bool:
-        return self.store.fill(key, value, ttl, guard, token)
+    async def fill(
+        self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
+    ) -> bool:
+        return self.store.fill(key, value, ttl, guard, token, lock)
+
+    async def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
+        return self.store.acquire(lock_key, owner, lease)
+
+    async def release(self, lock_key: str, owner: bytes) -> None:
+        self.store.release(lock_key, owner)
 
     async def delete(self, key: str, guard: str | None = None) -> bool:
         return self.store.delete(key, guard)

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from ..errors import CacheUnavailableError
-from .base import Read
+from .base import Lock, Read
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -33,10 +33,17 @@ __all__ = ["AsyncRedisBackend", "RedisBackend", "RedisOptions"]
 
 _SCAN_COUNT = 1000
 # Store only if the guard still holds the token read before computing (an empty token: the guard was absent).
+# With a stampede lock (KEYS[3], owner ARGV[4]), also only while the lock is still ours; then release it.
 FILL_SCRIPT = """
 if (redis.call('GET', KEYS[2]) or '') ~= ARGV[2] then return 0 end
+if KEYS[3] and redis.call('GET', KEYS[3]) ~= ARGV[4] then return 0 end
 if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) end
+if KEYS[3] then redis.call('DEL', KEYS[3]) end
 return 1
+"""
+RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 _GLOB_SPECIALS = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
@@ -129,6 +136,7 @@ class RedisBackend:
         self.options = options
         self._client: redis.Redis | None = None
         self._fill: Script | None = None
+        self._release: Script | None = None
         self._lock = threading.Lock()
 
     def _redis(self) -> redis.Redis:
@@ -140,6 +148,7 @@ class RedisBackend:
                     pool = redis.BlockingConnectionPool.from_url(self.options.url, **self.options.pool_arguments())
                     client = redis.Redis(connection_pool=pool)
                     self._fill = client.register_script(FILL_SCRIPT)
+                    self._release = client.register_script(RELEASE_SCRIPT)
                     self._client = client
         return client
 
@@ -172,13 +181,29 @@ class RedisBackend:
         except (RedisError, OSError) as exc:
             raise _unavailable("SET", exc) from exc
 
-    def fill(self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None) -> bool:
+    def fill(
+        self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
+    ) -> bool:
         self._redis()
         try:
             assert self._fill is not None
-            return bool(self._fill(keys=[key, guard], args=_fill_arguments(value, ttl, token)))
+            return bool(self._fill(*_fill_call(key, value, ttl, guard, token, lock)))
         except (RedisError, OSError) as exc:
             raise _unavailable("EVALSHA (guarded SET)", exc) from exc
+
+    def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
+        try:
+            return bool(self._redis().set(lock_key, owner, nx=True, px=_expiry_ms(lease)))
+        except (RedisError, OSError) as exc:
+            raise _unavailable("SET NX (lock)", exc) from exc
+
+    def release(self, lock_key: str, owner: bytes) -> None:
+        self._redis()
+        try:
+            assert self._release is not None
+            self._release(keys=[lock_key], args=[owner])
+        except (RedisError, OSError) as exc:
+            raise _unavailable("EVALSHA (lock release)", exc) from exc
 
     def delete(self, key: str, guard: str | None = None) -> bool:
         try:
@@ -223,8 +248,18 @@ def _seconds(value: bytes | None, pttl: int) -> float | None:
     return None if value is None or pttl < 0 else pttl / 1000
 
 
-def _fill_arguments(value: bytes, ttl: float | None, token: bytes | None) -> list[bytes | int | str]:
-    return [value, b"" if token is None else token, "" if ttl is None else _expiry_ms(ttl)]
+def _fill_call(
+    key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock
+) -> tuple[list[str], list[bytes | int | str]]:
+    """KEYS and ARGV of FILL_SCRIPT."""
+    arguments: list[bytes | int | str] = [
+        value,
+        b"" if token is None else token,
+        "" if ttl is None else _expiry_ms(ttl),
+    ]
+    if lock is None:
+        return [key, guard], arguments
+    return [key, guard, lock[0]], [*arguments, lock[1]]
 
 
 def _batches(keys: Iterable[bytes]) -> Iterable[list[bytes]]:
@@ -241,12 +276,13 @@ def _batches(keys: Iterable[bytes]) -> Iterable[list[bytes]]:
 class _LoopClient:
     """One asyncio client, its fill script, and the async generator that closes it when its loop shuts down."""
 
-    __slots__ = ("client", "closer", "fill")
+    __slots__ = ("client", "closer", "fill", "release")
 
     def __init__(self, client: redis.asyncio.Redis, closer: AsyncIterator[None]) -> None:
         self.client = client
         self.closer = closer
         self.fill: AsyncScript = client.register_script(FILL_SCRIPT)
+        self.release: AsyncScript = client.register_script(RELEASE_SCRIPT)
 
 
 class AsyncRedisBackend:
@@ -328,12 +364,26 @@ class AsyncRedisBackend:
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("SET", exc) from exc
 
-    async def fill(self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None) -> bool:
+    async def fill(
+        self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
+    ) -> bool:
         try:
             entry = await self._entry()
-            return bool(await entry.fill(keys=[key, guard], args=_fill_arguments(value, ttl, token)))
+            return bool(await entry.fill(*_fill_call(key, value, ttl, guard, token, lock)))
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("EVALSHA (guarded SET)", exc) from exc
+
+    async def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
+        try:
+            return bool(await (await self._redis()).set(lock_key, owner, nx=True, px=_expiry_ms(lease)))
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise _unavailable("SET NX (lock)", exc) from exc
+
+    async def release(self, lock_key: str, owner: bytes) -> None:
+        try:
+            await (await self._entry()).release(keys=[lock_key], args=[owner])
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise _unavailable("EVALSHA (lock release)", exc) from exc
 
     async def delete(self, key: str, guard: str | None = None) -> bool:
         try:

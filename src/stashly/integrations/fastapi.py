@@ -25,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised by installs without t
 from ..context import is_context
 from ..sentinels import MISSING
 from ..singleflight import AsyncSingleFlight, SingleFlight
+from ..stampede import Filled
 
 if TYPE_CHECKING:
     from ..decorator import _Binding, _Plan
@@ -129,7 +130,7 @@ def http_endpoint(plan: _Plan, is_async: bool) -> Callable[..., Any]:
     hints = _hints(plan)
     policy = _Policy(plan, hints)
     if is_async:
-        async_flight: AsyncSingleFlight[tuple[Any, bytes | None]] = AsyncSingleFlight()
+        async_flight: AsyncSingleFlight[Filled] = AsyncSingleFlight()
 
         @functools.wraps(fn)
         async def async_endpoint(*args: Any, **kwargs: Any) -> Any:
@@ -140,16 +141,15 @@ def http_endpoint(plan: _Plan, is_async: bool) -> Callable[..., Any]:
             if found.value is not MISSING:
                 return _respond(request, response, kwargs, policy, key, (found.value, found.raw, found.ttl, "HIT"))
 
-            async def fill() -> tuple[Any, bytes | None]:
-                result = await fn(*args, **kwargs)
-                return result, await plan.astore(binding, key, result, found.token)
+            async def fill() -> Filled:
+                return await plan.afill(binding, key, found, lambda: fn(*args, **kwargs))
 
             value, stored = await async_flight.run((key, found.token), fill)
             return _respond(request, response, kwargs, policy, key, (value, stored, binding.expiry, "MISS"))
 
         endpoint: Callable[..., Any] = async_endpoint
     else:
-        flight: SingleFlight[tuple[Any, bytes | None]] = SingleFlight()
+        flight: SingleFlight[Filled] = SingleFlight()
 
         @functools.wraps(fn)
         def sync_endpoint(*args: Any, **kwargs: Any) -> Any:
@@ -160,9 +160,8 @@ def http_endpoint(plan: _Plan, is_async: bool) -> Callable[..., Any]:
             if found.value is not MISSING:
                 return _respond(request, response, kwargs, policy, key, (found.value, found.raw, found.ttl, "HIT"))
 
-            def fill() -> tuple[Any, bytes | None]:
-                result = fn(*args, **kwargs)
-                return result, plan.store(binding, key, result, found.token)
+            def fill() -> Filled:
+                return plan.fill(binding, key, found, lambda: fn(*args, **kwargs))
 
             value, stored = flight.run((key, found.token), fill)
             return _respond(request, response, kwargs, policy, key, (value, stored, binding.expiry, "MISS"))

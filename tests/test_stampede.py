@@ -1,0 +1,127 @@
+"""lock=True: across processes one computes a missing entry, the others wait; dead and slow holders."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+
+from stashly import Cached, CacheManager
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def decorate_like_a_process(manager: CacheManager, body: Callable[[int], Any], **options: Any) -> Any:
+    """A fresh decoration of the same function: its own single-flight, as in another process."""
+
+    def report(n: int) -> Any:
+        return body(n)
+
+    report.__qualname__ = "report"
+    return Cached(manager=manager, namespace="stampede").cached(lock=True, **options)(report)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def manager(request: pytest.FixtureRequest) -> CacheManager:
+    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    return CacheManager(url=url)
+
+
+def test_one_computes_the_others_wait(manager: CacheManager) -> None:
+    computed: list[int] = []
+
+    def body(n: int) -> dict[str, int]:
+        computed.append(n)
+        time.sleep(0.3)
+        return {"n": n}
+
+    callers = [decorate_like_a_process(manager, body) for _ in range(6)]
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda f=f: results.append(f(7))) for f in callers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert results == [{"n": 7}] * 6
+    assert computed == [7]
+
+
+async def test_async_one_computes_the_others_wait(manager: CacheManager) -> None:
+    computed: list[int] = []
+
+    def make() -> Any:
+        async def report(n: int) -> dict[str, int]:
+            computed.append(n)
+            await asyncio.sleep(0.3)
+            return {"n": n}
+
+        report.__qualname__ = "areport"
+        return Cached(manager=manager, namespace="stampede").cached(lock=True)(report)
+
+    results = await asyncio.gather(*(make()(3) for _ in range(6)))
+    assert results == [{"n": 3}] * 6
+    assert computed == [3]
+
+
+def test_a_dead_holder_is_taken_over_after_its_lease(redis_url: str) -> None:
+    manager = CacheManager(url=redis_url)
+    marker = redis.Redis.from_url(redis_url)
+
+    def body(n: int) -> int:
+        marker.incr("computations")
+        if os.environ.get("STASHLY_TEST_DIE"):
+            os._exit(3)  # the holder dies mid-computation, lock held
+        return n * 2
+
+    holder = decorate_like_a_process(manager, body, lock_lease=0.5)
+    pid = os.fork()
+    if pid == 0:
+        os.environ["STASHLY_TEST_DIE"] = "1"
+        holder(21)
+        os._exit(0)
+    deadline = time.monotonic() + 10
+    while marker.get("computations") is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 3
+    waiter = decorate_like_a_process(manager, body, lock_lease=0.5)
+    assert waiter(21) == 42  # waited for the dead holder's lease, then computed itself
+    assert int(marker.get("computations") or 0) == 2
+    assert waiter(21) == 42
+    assert int(marker.get("computations") or 0) == 2
+    marker.close()
+
+
+def test_a_holder_slower_than_its_lease_cannot_overwrite_the_takeover(manager: CacheManager) -> None:
+    release_slow = threading.Event()
+    versions = iter(["slow holder's stale value", "takeover value"])
+    lock = threading.Lock()
+
+    def body(n: int) -> str:
+        with lock:
+            mine = next(versions)
+        if mine.startswith("slow"):
+            release_slow.wait(10)
+        return mine
+
+    slow, fast = (decorate_like_a_process(manager, body, lock_lease=0.2) for _ in range(2))
+    slow_result: list[str] = []
+    slow_thread = threading.Thread(target=lambda: slow_result.append(slow(1)))
+    slow_thread.start()
+    time.sleep(0.05)
+    assert fast(1) == "takeover value"  # waited out the 0.2 s lease, then computed and stored
+    release_slow.set()
+    slow_thread.join(10)
+    assert slow_result == ["slow holder's stale value"]
+    assert fast(1) == "takeover value"  # the slow holder's late store was fenced off
+
+
+def test_lock_lease_is_validated(manager: CacheManager) -> None:
+    with pytest.raises(ValueError, match="lock_lease"):
+        decorate_like_a_process(manager, lambda n: n, lock_lease=0)
