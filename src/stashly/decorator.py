@@ -9,36 +9,27 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 import sys
 import typing
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
-import pydantic
-
-from . import codec, keys
-from .backends.base import Lock
-from .context import is_context
-from .manager import CacheManager, Lookup, Token, default_manager
+from . import keys
+from .manager import CacheManager, default_manager
+from .plan import Plan, check_lease
+from .remover import Remover
 from .sentinels import MISSING, NOT_SET, NotSet
 from .settings import parse_name
 from .singleflight import AsyncSingleFlight, SingleFlight
-from .stampede import Filled, afill_under_lock, fill_under_lock
-from .ttl import TTL, check_ttl, resolve_ttl
+from .stampede import Filled
+from .ttl import check_ttl
 
 __all__ = ["Cached", "CachedFunction"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
-Q = ParamSpec("Q")
-W = TypeVar("W")
-
-logger = logging.getLogger("stashly")
-_EMPTY = inspect.Parameter.empty
-_RECEIVERS = ("self", "cls")
 
 
 class CachedFunction(Protocol[P, R_co]):
@@ -56,187 +47,6 @@ class CachedFunction(Protocol[P, R_co]):
     def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The backend key these arguments map to."""
         ...
-
-
-class _Binding:
-    """What a plan needs from its manager, worked out once per manager (the default manager is resolved late)."""
-
-    __slots__ = ("expiry", "guard", "head", "manager", "reader", "salt", "strict")
-
-    def __init__(self, plan: _Plan, manager: CacheManager) -> None:
-        settings = manager.settings
-        annotation = plan.return_annotation()
-        self.manager = manager
-        namespace = plan.namespace or settings.namespace
-        self.head = keys.namespace_prefix(settings.prefix, namespace)
-        self.guard = keys.guard_key(settings.prefix, namespace)
-        self.reader = codec.reader_for(annotation)
-        self.salt = codec.schema_fingerprint(annotation)
-        self.strict = settings.strict if plan.strict is None else plan.strict
-        self.expiry = resolve_ttl(plan.ttl, settings.default_ttl, settings.allow_no_expiry, f"@cached {plan.name}")
-
-
-class _Plan:
-    """Everything about one decorated function that does not depend on a call: signature, key recipe, TTL."""
-
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        *,
-        namespace: str | None,
-        manager: CacheManager | None,
-        strict: bool | None,
-        ttl: TTL | NotSet,
-        template: str | None,
-        ignore: Iterable[str],
-        localns: dict[str, Any] | None = None,
-        lock_lease: float | None = None,
-    ) -> None:
-        self.fn = fn
-        self.lock_lease = lock_lease
-        self.localns = localns
-        self.name = keys.function_name(fn)
-        self.namespace = namespace
-        self.strict = strict
-        self.ttl = check_ttl(ttl, f"@cached {self.name}")
-        self._manager = manager
-        self._binding: _Binding | None = None
-        self.signature = inspect.signature(fn)
-        params = list(self.signature.parameters.values())
-        self._names = tuple(p.name for p in params)
-        ignored = frozenset(ignore)
-        unknown = ignored.difference(self._names)
-        if unknown:
-            raise ValueError(f"@cached {self.name}: ignore= names {sorted(unknown)}, not parameters of {self._names}")
-        self._keyed = tuple(name not in ignored for name in self._names)
-        self._receiver = (
-            bool(params) and params[0].name in _RECEIVERS and params[0].kind <= params[0].POSITIONAL_OR_KEYWORD
-        )
-        self._template = keys.KeyTemplate(template, self._names, self.name) if template is not None else None
-        # Fast binding applies when every parameter can be passed by position or keyword (the common case).
-        self._simple = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
-        self._defaults = tuple(p.default for p in params)
-        self._index = {name: i for i, name in enumerate(self._names)}
-        self._annotation: Any = NOT_SET
-
-    def return_annotation(self) -> Any:
-        """The return annotation (``Any`` when absent), resolved lazily so forward references can be defined later."""
-        if self._annotation is NOT_SET:
-            if self.signature.return_annotation is _EMPTY:
-                self._annotation = Any
-            else:
-                try:
-                    self._annotation = typing.get_type_hints(self.fn, localns=self.localns, include_extras=True).get(
-                        "return", Any
-                    )
-                except Exception as exc:
-                    raise TypeError(f"@cached {self.name}: cannot resolve its return annotation: {exc}") from exc
-        return self._annotation
-
-    def binding(self) -> _Binding:
-        manager = self._manager or default_manager()
-        binding = self._binding
-        if binding is None or binding.manager is not manager:
-            binding = self._binding = _Binding(self, manager)
-        return binding
-
-    def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Sequence[Any]:
-        """The argument values in signature order, defaults applied; raises ``TypeError`` like the call would."""
-        count = len(args)
-        if self._simple and count <= len(self._names):
-            if not kwargs and count == len(self._names):
-                return args
-            values = [*args, *self._defaults[count:]]
-            for name, value in kwargs.items():
-                i = self._index.get(name, -1)
-                if i < count:  # unknown name, or given twice: let inspect produce the right TypeError
-                    break
-                values[i] = value
-            else:
-                if _EMPTY not in values[count:]:
-                    return values
-        bound = self.signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return tuple(bound.arguments.values())
-
-    def key(self, binding: _Binding, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
-        values = self.bind(args, kwargs)
-        if self._template is not None:
-            return binding.head + self._template.render(dict(zip(self._names, values, strict=True)))
-        pairs: list[tuple[str, object]] = []
-        for name, value, keyed in zip(self._names, values, self._keyed, strict=True):
-            if keyed and not is_context(value):
-                pairs.append((name, value))
-        if self._receiver and self._keyed[0]:
-            pairs[0] = (self._names[0], keys.receiver_key(values[0], f"{self._names[0]} of {self.name}"))
-        return f"{binding.head}{self.name}:{keys.digest(pairs, salt=binding.salt, where=self.name)}"
-
-    def payload(self, result: object, key: str) -> bytes | None:
-        """The bytes to store for ``result``, or ``None`` when it must not be stored (a framework response)."""
-        if is_context(result):
-            return None
-        if self._annotation is Any and _is_structured(result):
-            _warn_unannotated(self.name, result)
-        return codec.encode(result, key)
-
-    def fill(self, binding: _Binding, key: str, found: Lookup, call: Callable[[], Any]) -> Filled:
-        """Compute (``call``) and store a missing entry; under the stampede lock when ``lock=True``."""
-        manager = binding.manager
-
-        def compute(token: Token, lock: Lock) -> Filled:
-            result = call()
-            payload = self.payload(result, key)
-            if payload is not None:
-                manager._fill(key, payload, binding.expiry, binding.guard, token, binding.strict, lock)
-            return result, payload
-
-        if self.lock_lease is None:
-            return compute(found.token, None)
-
-        def look() -> Lookup:
-            return manager._lookup_sync(key, binding.guard, binding.reader, binding.strict)
-
-        return fill_under_lock(manager, key, self.lock_lease, look, found.token, compute)
-
-    async def afill(self, binding: _Binding, key: str, found: Lookup, call: Callable[[], Awaitable[Any]]) -> Filled:
-        """Async :meth:`fill`."""
-        manager = binding.manager
-
-        async def compute(token: Token, lock: Lock) -> Filled:
-            result = await call()
-            payload = self.payload(result, key)
-            if payload is not None:
-                await manager._afill(key, payload, binding.expiry, binding.guard, token, binding.strict, lock)
-            return result, payload
-
-        if self.lock_lease is None:
-            return await compute(found.token, None)
-
-        async def look() -> Lookup:
-            return await manager._alookup(key, binding.guard, binding.reader, binding.strict)
-
-        return await afill_under_lock(manager, key, self.lock_lease, look, found.token, compute)
-
-
-def _is_structured(value: object) -> bool:
-    return isinstance(value, pydantic.BaseModel) or (
-        hasattr(value, "__dataclass_fields__") and not isinstance(value, type)
-    )
-
-
-@functools.lru_cache(maxsize=256)
-def _warn_unannotated_once(name: str, kind: str) -> None:
-    logger.warning(
-        "@cached %s returned a %s but has no return annotation: cache hits will return plain JSON (dicts); "
-        "annotate the return type (-> %s) to get the same type back",
-        name,
-        kind,
-        kind,
-    )
-
-
-def _warn_unannotated(name: str, value: object) -> None:
-    _warn_unannotated_once(name, type(value).__qualname__)
 
 
 class Cached:
@@ -317,7 +127,7 @@ class Cached:
             _check_decoratable(fn, key)
             if localns is None:
                 localns = _defining_scope()
-            plan = _Plan(
+            plan = Plan(
                 fn,
                 namespace=self.namespace,
                 manager=self._manager,
@@ -352,79 +162,6 @@ class Cached:
         return Remover(fn)
 
 
-class Remover(Generic[P]):
-    """What :meth:`Cached.remove` returns: an invalidation with the cached function's signature, or a decorator.
-
-    As a decorator on a write function (a ``PATCH`` endpoint), it drops the cached function's entry after
-    every call, even one that raised, for the write function's arguments that share names with the cached
-    function's parameters.
-    """
-
-    def __init__(self, target: CachedFunction[P, Any]) -> None:
-        self._target = target
-        self.__signature__ = inspect.signature(target.__wrapped__)
-        self.__name__ = target.__name__  # type: ignore[attr-defined]
-
-    @overload
-    def __call__(self, write: Callable[Q, W], /) -> Callable[Q, W]: ...
-    @overload
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any: ...
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if len(args) == 1 and not kwargs and inspect.isfunction(args[0]):
-            return self._after(args[0])  # a function is never a keyable argument: this is decoration
-        return self._target.invalidate(*args, **kwargs)
-
-    def _after(self, write: Callable[..., Any]) -> Callable[..., Any]:
-        target = self._target
-        invalidate: Callable[..., Any] = target.invalidate
-        write_signature = inspect.signature(write)
-        wanted = self.__signature__.parameters
-        shared = [name for name in wanted if name in write_signature.parameters]
-        missing = [p.name for p in wanted.values() if p.name not in shared and p.default is p.empty]
-        where = f"@remove({keys.function_name(target.__wrapped__)}) on {keys.function_name(write)}"
-        if missing:
-            raise TypeError(f"{where}: {keys.function_name(write)} has no parameters named {missing}")
-        target_is_async = inspect.iscoroutinefunction(target)
-
-        def arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-            bound = write_signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            return {name: bound.arguments[name] for name in shared}
-
-        if inspect.iscoroutinefunction(write):
-
-            @functools.wraps(write)
-            async def async_write(*args: Any, **kwargs: Any) -> Any:
-                drop = arguments(args, kwargs)
-                try:
-                    return await write(*args, **kwargs)
-                finally:
-                    outcome = invalidate(**drop)
-                    if target_is_async:
-                        await outcome
-
-            return async_write
-        if target_is_async:
-            raise TypeError(f"{where}: {keys.function_name(target.__wrapped__)} is async; make the writer async too")
-
-        @functools.wraps(write)
-        def sync_write(*args: Any, **kwargs: Any) -> Any:
-            drop = arguments(args, kwargs)
-            try:
-                return write(*args, **kwargs)
-            finally:
-                invalidate(**drop)
-
-        return sync_write
-
-
-def check_lease(lease: float, where: str) -> float:
-    if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0 < lease < float("inf"):
-        raise ValueError(f"@cached {where}: lock_lease must be a positive number of seconds, got {lease!r}")
-    return float(lease)
-
-
 def _defining_scope() -> dict[str, Any] | None:
     """The local names where the decorator is applied, for string annotations naming local classes.
 
@@ -447,7 +184,7 @@ def _check_decoratable(fn: object, template: str | None) -> None:
         raise TypeError(f"@cached cannot cache generator {keys.function_name(fn)}: return a list instead")
 
 
-def _sync_wrapper(plan: _Plan) -> Callable[..., Any]:
+def _sync_wrapper(plan: Plan) -> Callable[..., Any]:
     fn = plan.fn
     flight: SingleFlight[Filled] = SingleFlight()
 
@@ -468,7 +205,7 @@ def _sync_wrapper(plan: _Plan) -> Callable[..., Any]:
     return wrapper
 
 
-def _async_wrapper(plan: _Plan) -> Callable[..., Any]:
+def _async_wrapper(plan: Plan) -> Callable[..., Any]:
     fn = plan.fn
     flight: AsyncSingleFlight[Filled] = AsyncSingleFlight()
 
@@ -488,7 +225,7 @@ def _async_wrapper(plan: _Plan) -> Callable[..., Any]:
     return wrapper
 
 
-def _attach(wrapper: Callable[..., Any], plan: _Plan, is_async: bool) -> Callable[..., Any]:
+def _attach(wrapper: Callable[..., Any], plan: Plan, is_async: bool) -> Callable[..., Any]:
     """Give ``wrapper`` its ``invalidate`` and ``cache_key``, both taking the cached function's arguments."""
 
     def sync_invalidate(*args: Any, **kwargs: Any) -> bool:

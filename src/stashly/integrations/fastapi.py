@@ -28,7 +28,7 @@ from ..singleflight import AsyncSingleFlight, SingleFlight
 from ..stampede import Filled
 
 if TYPE_CHECKING:
-    from ..decorator import _Binding, _Plan
+    from ..plan import Binding, Plan
 
 __all__ = ["etag", "http_endpoint", "if_none_match"]
 
@@ -55,7 +55,7 @@ def if_none_match(header: str | None, tag: str) -> bool:
 class _Policy:
     """Which responses may be shared: decided from the endpoint's parameters once, and the request each call."""
 
-    def __init__(self, plan: _Plan, hints: Mapping[str, Any]) -> None:
+    def __init__(self, plan: Plan, hints: Mapping[str, Any]) -> None:
         self.dependencies: list[str] = []
         self.reads_request = False
         for parameter in plan.signature.parameters.values():
@@ -78,7 +78,7 @@ class _Policy:
         return any(name in arguments and not is_context(arguments[name]) for name in self.dependencies)
 
 
-def _hints(plan: _Plan) -> dict[str, Any]:
+def _hints(plan: Plan) -> dict[str, Any]:
     try:
         return typing.get_type_hints(plan.fn, localns=plan.localns, include_extras=True)
     except Exception:  # unresolvable annotations: fall back to the raw ones, FastAPI will complain itself
@@ -112,7 +112,7 @@ def _respond(
     return value
 
 
-def _signature_with_context(plan: _Plan, hints: Mapping[str, Any]) -> inspect.Signature:
+def _signature_with_context(plan: Plan, hints: Mapping[str, Any]) -> inspect.Signature:
     # Resolved annotations: FastAPI would evaluate strings in the module globals only, missing local names.
     params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in plan.signature.parameters.values()]
     extra = [
@@ -124,7 +124,7 @@ def _signature_with_context(plan: _Plan, hints: Mapping[str, Any]) -> inspect.Si
     return plan.signature.replace(parameters=[*params[:at], *extra, *params[at:]], return_annotation=return_annotation)
 
 
-def http_endpoint(plan: _Plan, is_async: bool) -> Callable[..., Any]:
+def http_endpoint(plan: Plan, is_async: bool) -> Callable[..., Any]:
     """The wrapper for ``@cached(http=True)``: the cached call, then validators and cache headers."""
     fn = plan.fn
     hints = _hints(plan)
@@ -154,7 +154,7 @@ def http_endpoint(plan: _Plan, is_async: bool) -> Callable[..., Any]:
         @functools.wraps(fn)
         def sync_endpoint(*args: Any, **kwargs: Any) -> Any:
             request, response = kwargs.pop(_REQUEST, None), kwargs.pop(_RESPONSE, None)
-            binding: _Binding = plan.binding()
+            binding: Binding = plan.binding()
             key = plan.key(binding, args, kwargs)
             found = binding.manager._lookup_sync(key, binding.guard, binding.reader, binding.strict, with_ttl=True)
             if found.value is not MISSING:
