@@ -17,7 +17,8 @@ from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from . import keys
 from .manager import CacheManager, default_manager
-from .plan import Plan, check_lease
+from .plan import Plan, check_lease, check_refresh_ahead
+from .refresh import Refresher
 from .remover import Remover
 from .sentinels import MISSING, NOT_SET, NotSet
 from .settings import parse_name
@@ -99,6 +100,7 @@ class Cached:
         http: bool = False,
         lock: bool = False,
         lock_lease: float = 10.0,
+        refresh_ahead: float | None = None,
     ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
 
     def cached(
@@ -112,6 +114,7 @@ class Cached:
         http: bool = False,
         lock: bool = False,
         lock_lease: float = 10.0,
+        refresh_ahead: float | None = None,
     ) -> CachedFunction[P, R] | Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Cache ``fn``'s results; use bare (``@cache.cached``) or with options (``@cache.cached(ttl=30)``).
 
@@ -120,7 +123,9 @@ class Cached:
         left out of the key (a database session, a logger). ``http=True`` (FastAPI endpoints) adds ``ETag``,
         ``304 Not Modified``, ``Cache-Control`` and ``X-Cache`` headers: see :mod:`stashly.fastapi`.
         ``lock=True`` makes one process compute a missing entry while the others wait for it (for at most
-        ``lock_lease`` seconds, the lock's lifetime): see :mod:`stashly.stampede`.
+        ``lock_lease`` seconds, the lock's lifetime): see :mod:`stashly.stampede`. ``refresh_ahead=0.2``
+        recomputes an entry in the background when a hit finds less than 20% of its TTL left, serving the
+        current value meanwhile: see :mod:`stashly.refresh`.
         """
 
         def decorate(fn: Callable[P, R], localns: dict[str, Any] | None = None) -> CachedFunction[P, R]:
@@ -137,6 +142,7 @@ class Cached:
                 ignore=ignore,
                 localns=localns,
                 lock_lease=check_lease(lock_lease, keys.function_name(fn)) if lock else None,
+                refresh_ahead=check_refresh_ahead(refresh_ahead, keys.function_name(fn)),
             )
             is_async = inspect.iscoroutinefunction(fn)
             if http:
@@ -187,13 +193,18 @@ def _check_decoratable(fn: object, template: str | None) -> None:
 def _sync_wrapper(plan: Plan) -> Callable[..., Any]:
     fn = plan.fn
     flight: SingleFlight[Filled] = SingleFlight()
+    refresher = Refresher()
+    with_ttl = plan.refresh_ahead is not None
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         binding = plan.binding()
         key = plan.key(binding, args, kwargs)
-        found = binding.manager._lookup_sync(key, binding.guard, binding.reader, binding.strict)
+        found = binding.manager._lookup_sync(key, binding.guard, binding.reader, binding.strict, with_ttl)
         if found.value is not MISSING:
+            if plan.refresh_due(binding, found):
+                call = functools.partial(fn, *args, **kwargs)
+                refresher.start(binding.manager, key, found.token, plan.computation(binding, key, call))
             return found.value
 
         def fill() -> Filled:
@@ -208,13 +219,18 @@ def _sync_wrapper(plan: Plan) -> Callable[..., Any]:
 def _async_wrapper(plan: Plan) -> Callable[..., Any]:
     fn = plan.fn
     flight: AsyncSingleFlight[Filled] = AsyncSingleFlight()
+    refresher = Refresher()
+    with_ttl = plan.refresh_ahead is not None
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         binding = plan.binding()
         key = plan.key(binding, args, kwargs)
-        found = await binding.manager._alookup(key, binding.guard, binding.reader, binding.strict)
+        found = await binding.manager._alookup(key, binding.guard, binding.reader, binding.strict, with_ttl)
         if found.value is not MISSING:
+            if plan.refresh_due(binding, found):
+                call = functools.partial(fn, *args, **kwargs)
+                refresher.astart(binding.manager, key, found.token, plan.acomputation(binding, key, call))
             return found.value
 
         async def fill() -> Filled:

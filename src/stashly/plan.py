@@ -27,7 +27,7 @@ from .ttl import TTL, check_ttl, resolve_ttl
 if TYPE_CHECKING:
     from .manager import CacheManager
 
-__all__ = ["Binding", "Plan", "check_lease"]
+__all__ = ["Binding", "Plan", "check_lease", "check_refresh_ahead"]
 
 logger = logging.getLogger("stashly")
 _EMPTY = inspect.Parameter.empty
@@ -67,9 +67,11 @@ class Plan:
         ignore: Iterable[str],
         localns: dict[str, Any] | None = None,
         lock_lease: float | None = None,
+        refresh_ahead: float | None = None,
     ) -> None:
         self.fn = fn
         self.lock_lease = lock_lease
+        self.refresh_ahead = refresh_ahead
         self.localns = localns
         self.name = keys.function_name(fn)
         self.namespace = namespace
@@ -155,43 +157,60 @@ class Plan:
             _warn_unannotated(self.name, result)
         return codec.encode(result, key)
 
-    def fill(self, binding: Binding, key: str, found: Lookup, call: Callable[[], Any]) -> Filled:
-        """Compute (``call``) and store a missing entry; under the stampede lock when ``lock=True``."""
-        manager = binding.manager
+    def computation(self, binding: Binding, key: str, call: Callable[[], Any]) -> Callable[[Token, Lock], Filled]:
+        """Run ``call`` and store its result, guarded by a token (and a lock, if given)."""
 
         def compute(token: Token, lock: Lock) -> Filled:
             result = call()
             payload = self.payload(result, key)
             if payload is not None:
-                manager._fill(key, payload, binding.expiry, binding.guard, token, binding.strict, lock)
+                binding.manager._fill(key, payload, binding.expiry, binding.guard, token, binding.strict, lock)
             return result, payload
 
-        if self.lock_lease is None:
-            return compute(found.token, None)
+        return compute
 
-        def look() -> Lookup:
-            return manager._lookup_sync(key, binding.guard, binding.reader, binding.strict)
-
-        return fill_under_lock(manager, key, self.lock_lease, look, found.token, compute)
-
-    async def afill(self, binding: Binding, key: str, found: Lookup, call: Callable[[], Awaitable[Any]]) -> Filled:
-        """Async :meth:`fill`."""
-        manager = binding.manager
-
+    def acomputation(
+        self, binding: Binding, key: str, call: Callable[[], Awaitable[Any]]
+    ) -> Callable[[Token, Lock], Awaitable[Filled]]:
         async def compute(token: Token, lock: Lock) -> Filled:
             result = await call()
             payload = self.payload(result, key)
             if payload is not None:
-                await manager._afill(key, payload, binding.expiry, binding.guard, token, binding.strict, lock)
+                await binding.manager._afill(key, payload, binding.expiry, binding.guard, token, binding.strict, lock)
             return result, payload
 
+        return compute
+
+    def fill(self, binding: Binding, key: str, found: Lookup, call: Callable[[], Any]) -> Filled:
+        """Compute (``call``) and store a missing entry; under the stampede lock when ``lock=True``."""
+        compute = self.computation(binding, key, call)
+        if self.lock_lease is None:
+            return compute(found.token, None)
+
+        def look() -> Lookup:
+            return binding.manager._lookup_sync(key, binding.guard, binding.reader, binding.strict)
+
+        return fill_under_lock(binding.manager, key, self.lock_lease, look, found.token, compute)
+
+    async def afill(self, binding: Binding, key: str, found: Lookup, call: Callable[[], Awaitable[Any]]) -> Filled:
+        """Async :meth:`fill`."""
+        compute = self.acomputation(binding, key, call)
         if self.lock_lease is None:
             return await compute(found.token, None)
 
         async def look() -> Lookup:
-            return await manager._alookup(key, binding.guard, binding.reader, binding.strict)
+            return await binding.manager._alookup(key, binding.guard, binding.reader, binding.strict)
 
-        return await afill_under_lock(manager, key, self.lock_lease, look, found.token, compute)
+        return await afill_under_lock(binding.manager, key, self.lock_lease, look, found.token, compute)
+
+    def refresh_due(self, binding: Binding, found: Lookup) -> bool:
+        """Whether a hit is close enough to expiry to be recomputed in the background (``refresh_ahead``)."""
+        return (
+            self.refresh_ahead is not None
+            and found.ttl is not None
+            and binding.expiry is not None
+            and found.ttl < self.refresh_ahead * binding.expiry
+        )
 
 
 def _is_structured(value: object) -> bool:
@@ -213,6 +232,14 @@ def _warn_unannotated_once(name: str, kind: str) -> None:
 
 def _warn_unannotated(name: str, value: object) -> None:
     _warn_unannotated_once(name, type(value).__qualname__)
+
+
+def check_refresh_ahead(fraction: float | None, where: str) -> float | None:
+    if fraction is None:
+        return None
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+        raise ValueError(f"@cached {where}: refresh_ahead must be a fraction of the TTL in (0, 1), got {fraction!r}")
+    return float(fraction)
 
 
 def check_lease(lease: float, where: str) -> float:
