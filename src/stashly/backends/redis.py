@@ -25,6 +25,7 @@ from redis.retry import Retry
 
 from ..errors import CacheUnavailableError
 from .base import Lock, Read
+from .direct import ThreadConnections
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -135,6 +136,7 @@ class RedisBackend:
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
         self._client: redis.Redis | None = None
+        self._connections: ThreadConnections | None = None
         self._fill: Script | None = None
         self._release: Script | None = None
         self._lock = threading.Lock()
@@ -147,27 +149,32 @@ class RedisBackend:
                 if client is None:
                     pool = redis.BlockingConnectionPool.from_url(self.options.url, **self.options.pool_arguments())
                     client = redis.Redis(connection_pool=pool)
+                    self._connections = ThreadConnections(pool)
                     self._fill = client.register_script(FILL_SCRIPT)
                     self._release = client.register_script(RELEASE_SCRIPT)
                     self._client = client
         return client
 
+    def _direct(self) -> ThreadConnections:
+        direct = self._connections
+        if direct is None:
+            self._redis()
+            direct = self._connections
+            assert direct is not None
+        return direct
+
     def get(self, key: str) -> bytes | None:
         try:
-            return cast("bytes | None", self._redis().get(key))
+            return cast("bytes | None", self._direct().execute(("GET", key))[0])
         except (RedisError, OSError) as exc:
             raise _unavailable("GET", exc) from exc
 
     def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
         try:
-            client = self._redis()
             if not with_ttl:
-                value, token = cast("list[bytes | None]", client.mget(key, guard))
+                value, token = self._direct().execute(("MGET", key, guard))[0]
                 return value, token, None
-            with client.pipeline(transaction=False) as pipe:
-                pipe.mget(key, guard)
-                pipe.pttl(key)
-                (value, token), pttl = pipe.execute()
+            (value, token), pttl = self._direct().execute(("MGET", key, guard), ("PTTL", key))
         except (RedisError, OSError) as exc:
             raise _unavailable("MGET", exc) from exc
         return value, token, _seconds(value, pttl)
@@ -238,6 +245,9 @@ class RedisBackend:
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
+            direct, self._connections = self._connections, None
+        if direct is not None:
+            direct.close()
         if client is not None:
             client.connection_pool.disconnect()
             client.close()
