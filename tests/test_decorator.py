@@ -505,3 +505,15 @@ async def test_dataclass_and_model_arguments_key_by_content(cache: Cached) -> No
     assert key == search.cache_key(Filter("a"), UserRead(id=1, email="x"))
     assert key != search.cache_key(Filter("b"), UserRead(id=1, email="x"))
     assert key != search.cache_key(Filter("a"), UserRead(id=2, email="x"))
+
+
+async def test_mutating_a_returned_value_never_changes_the_next_callers(cache: Cached, mode: str) -> None:
+    def profile(user_id: int) -> dict[str, list[str]]:
+        return {"roles": ["reader"]}
+
+    fn = make(cache, mode, profile)
+    first = await call(fn, 1)
+    first["roles"].append("admin")  # a caller scribbles on its copy
+    second = await call(fn, 1)
+    second["roles"].append("owner")
+    assert await call(fn, 1) == {"roles": ["reader"]}
