@@ -14,7 +14,7 @@ import hashlib
 import math
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final, Protocol
 
 import orjson
 import pydantic
@@ -22,7 +22,17 @@ import pydantic
 from .errors import SerializationError
 from .sentinels import MISSING, Missing
 
-__all__ = ["FORMAT_VERSION", "Reader", "binding", "decode", "encode", "reader_for", "schema_fingerprint"]
+__all__ = [
+    "FORMAT_VERSION",
+    "JSON",
+    "Reader",
+    "Serializer",
+    "binding",
+    "decode",
+    "encode",
+    "reader_for",
+    "schema_fingerprint",
+]
 
 FORMAT_VERSION = 1
 _OPTIONS = orjson.OPT_NON_STR_KEYS
@@ -111,6 +121,27 @@ def decode(raw: bytes, key: str) -> object | Missing:
         return MISSING
     value: object = document["value"]
     return value
+
+
+class Serializer(Protocol):
+    """Turns values into stored bytes bound to their key, and back (:data:`MISSING` when it cannot)."""
+
+    def encode(self, value: object, key: str) -> bytes: ...
+
+    def decode(self, raw: bytes, key: str) -> object | Missing: ...
+
+
+class _Json:
+    """The default serializer: the JSON envelope of this module."""
+
+    encode = staticmethod(encode)
+    decode = staticmethod(decode)
+
+    def __repr__(self) -> str:
+        return "JSON"
+
+
+JSON: Final[Serializer] = _Json()
 
 
 Reader = Callable[[object], object]

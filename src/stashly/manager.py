@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+from collections.abc import Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, NamedTuple, TypeAlias, TypeVar, overload
@@ -14,10 +15,12 @@ import pydantic
 from . import codec, keys
 from .backends import create as create_backends
 from .backends.base import Lock, Read
+from .codec import Serializer
 from .errors import CacheUnavailableError, ValueTooLargeError
 from .failures import FailurePolicy
 from .sentinels import MISSING, NOT_SET, Missing, NotSet
 from .settings import Settings, parse_name, resolve
+from .signed_pickle import SignedPickle
 from .stats import CacheStats, Counters
 from .ttl import TTL, check_ttl, resolve_ttl
 
@@ -76,6 +79,8 @@ class CacheManager:
         ssl_ca_certs: str | None = None,
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
+        serializer: str | None = None,
+        secrets: Sequence[str] | None = None,
         username: str | None = None,
         password: str | None = None,
         config_path: str | os.PathLike[str] | None = None,
@@ -104,10 +109,13 @@ class CacheManager:
                 ssl_ca_certs=ssl_ca_certs,
                 ssl_certfile=ssl_certfile,
                 ssl_keyfile=ssl_keyfile,
+                serializer=serializer,
+                secrets=secrets,
                 username=username,
                 password=password,
             )
         self.settings = settings
+        self._serializer: Serializer = SignedPickle(settings.secrets) if settings.serializer == "pickle" else codec.JSON
         self._backend, self._abackend = create_backends(settings)
         self._failures = FailurePolicy()
         self._counters = Counters()
@@ -145,9 +153,9 @@ class CacheManager:
             self._failures.unreadable(key, f"{len(raw)} bytes, over max_value_bytes")
             self._counters.misses += 1
             return MISSING
-        value = codec.decode(raw, key)
+        value = self._serializer.decode(raw, key)
         if value is MISSING:
-            self._failures.unreadable(key, "not a stashly entry for this key (corrupt, foreign, or copied)")
+            self._failures.unreadable(key, "not a stashly entry for this key (corrupt, foreign, copied or unsigned)")
         else:
             try:
                 value = reader(value)
@@ -173,6 +181,9 @@ class CacheManager:
         jitter = self.settings.ttl_jitter
         return expiry if expiry is None or not jitter else expiry * (1.0 - jitter * random.random())
 
+    def _encode(self, value: object, key: str) -> bytes:
+        return self._serializer.encode(value, key)
+
     def _too_large(self, payload: bytes, key: str) -> bool:
         """Whether a computed value is too large to store: it is then returned uncached, and logged."""
         if len(payload) <= self.settings.max_value_bytes:
@@ -182,7 +193,7 @@ class CacheManager:
 
     def _payload(self, value: object, key: str) -> bytes:
         """``set``'s encoding: raises rather than drop the user's own write silently."""
-        payload = codec.encode(value, key)
+        payload = self._serializer.encode(value, key)
         if len(payload) > self.settings.max_value_bytes:
             raise ValueTooLargeError(
                 f"value for key {key!r} encodes to {len(payload)} bytes, over max_value_bytes="

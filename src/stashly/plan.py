@@ -46,7 +46,8 @@ class Binding:
         namespace = plan.namespace or settings.namespace
         self.head = keys.namespace_prefix(settings.prefix, namespace)
         self.guard = keys.guard_key(settings.prefix, namespace)
-        self.reader = codec.reader_for(annotation)
+        # Pickled values come back as the objects they were; JSON is validated into the annotation.
+        self.reader = codec.reader_for(annotation if settings.serializer == "json" else None)
         self.salt = codec.schema_fingerprint(annotation)
         self.strict = settings.strict if plan.strict is None else plan.strict
         self.expiry = resolve_ttl(plan.ttl, settings.default_ttl, settings.allow_no_expiry, f"@cached {plan.name}")
@@ -149,20 +150,20 @@ class Plan:
             pairs[0] = (self._names[0], keys.receiver_key(values[0], f"{self._names[0]} of {self.name}"))
         return f"{binding.head}{self.name}:{keys.digest(pairs, salt=binding.salt, where=self.name)}"
 
-    def payload(self, result: object, key: str) -> bytes | None:
+    def payload(self, binding: Binding, result: object, key: str) -> bytes | None:
         """The bytes to store for ``result``, or ``None`` when it must not be stored (a framework response)."""
         if is_context(result):
             return None
         if self._annotation is Any and _is_structured(result):
             _warn_unannotated(self.name, result)
-        return codec.encode(result, key)
+        return binding.manager._encode(result, key)
 
     def computation(self, binding: Binding, key: str, call: Callable[[], Any]) -> Callable[[Token, Lock], Filled]:
         """Run ``call`` and store its result, guarded by a token (and a lock, if given)."""
 
         def compute(token: Token, lock: Lock) -> Filled:
             result = call()
-            payload = self.payload(result, key)
+            payload = self.payload(binding, result, key)
             if payload is not None:
                 binding.manager._fill(key, payload, binding.expiry, binding.guard, token, binding.strict, lock)
             return result, payload
@@ -174,7 +175,7 @@ class Plan:
     ) -> Callable[[Token, Lock], Awaitable[Filled]]:
         async def compute(token: Token, lock: Lock) -> Filled:
             result = await call()
-            payload = self.payload(result, key)
+            payload = self.payload(binding, result, key)
             if payload is not None:
                 await binding.manager._afill(key, payload, binding.expiry, binding.guard, token, binding.strict, lock)
             return result, payload

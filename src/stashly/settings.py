@@ -49,12 +49,19 @@ class Settings:
     ssl_ca_certs: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    serializer: str = "json"
+    secrets: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         fields = []
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            shown = "'***'" if field.name == "password" and value is not None else repr(value)
+            if field.name == "password" and value is not None:
+                shown = "'***'"
+            elif field.name == "secrets":
+                shown = f"<{len(value)} secrets>"
+            else:
+                shown = repr(value)
             fields.append(f"{field.name}={shown}")
         return f"Settings({', '.join(fields)})"
 
@@ -96,7 +103,10 @@ def resolve(
             fields = {**url_credentials, **fields}
         for name, value in fields.items():
             chosen.setdefault(name, value)
-    return dataclasses.replace(Settings(), **chosen)
+    settings = dataclasses.replace(Settings(), **chosen)
+    if settings.serializer == "pickle" and not settings.secrets:
+        raise ConfigError("serializer 'pickle' needs secrets: at least one HMAC secret of 32 bytes or more")
+    return settings
 
 
 def parse_name(value: object, source: str) -> str:
@@ -196,6 +206,30 @@ def _parse_file(value: object, source: str) -> str:
     raise _error(source, "the path of an existing file", value)
 
 
+_MIN_SECRET: Final = 32
+
+
+def _parse_serializer(value: object, source: str) -> str:
+    if value in ("json", "pickle"):
+        return str(value)
+    raise _error(source, "'json' or 'pickle'", value)
+
+
+def _parse_secrets(value: object, source: str) -> tuple[str, ...]:
+    # Never echo the value: these are signing keys.
+    items = value.split(",") if isinstance(value, str) else value
+    if (
+        isinstance(items, list | tuple)
+        and items
+        and all(isinstance(item, str) and len(item.encode()) >= _MIN_SECRET for item in items)
+    ):
+        return tuple(items)
+    raise ConfigError(
+        f"{source}: expected a list of secrets of at least {_MIN_SECRET} bytes each (comma-separated in the "
+        "environment), the first signing and all verifying"
+    )
+
+
 def _parse_host(value: object, source: str) -> str:
     if isinstance(value, str) and value:
         inner = value[1:-1] if value.startswith("[") and value.endswith("]") else value
@@ -285,6 +319,8 @@ _PARSERS: Final[dict[str, Callable[[object, str], object]]] = {
     "ssl_ca_certs": _parse_file,
     "ssl_certfile": _parse_file,
     "ssl_keyfile": _parse_file,
+    "serializer": _parse_serializer,
+    "secrets": _parse_secrets,
 }
 _FILE_KEYS: Final = frozenset(_PARSERS) | {"ttl", *_URL_PARTS}
 
