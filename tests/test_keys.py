@@ -20,7 +20,7 @@ from typing import Any
 
 import pydantic
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from stashly.errors import UnstableKeyError
@@ -425,8 +425,10 @@ def test_canonical_is_injective(a: object, b: object) -> None:
 @given(st.lists(st.tuples(hashables, values), max_size=6, unique_by=lambda pair: typed(pair[0])))
 def test_dicts_and_sets_ignore_order(pairs: list[tuple[Any, object]]) -> None:
     forward, backward = dict(pairs), dict(reversed(pairs))
-    if len(forward) == len(pairs):  # 1 and True are one dict key; skip such collapsed inputs
-        assert canonical(forward) == canonical(backward)
+    # 0 and False (1 and True) are one dict key and one set member, and which object survives depends on the
+    # order: such collapsed inputs are not the same value in both orders, so the property does not apply.
+    assume(len(forward) == len(pairs))
+    assert canonical(forward) == canonical(backward)
     keys = [key for key, _ in pairs]
     assert canonical(set(keys)) == canonical(set(reversed(keys)))
     assert canonical(frozenset(keys)) == canonical(frozenset(reversed(keys)))
