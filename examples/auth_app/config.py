@@ -17,6 +17,7 @@ in-memory cache.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -36,10 +37,11 @@ PRODUCTION_ITERATIONS = 600_000  # OWASP's 2023 figure for PBKDF2-HMAC-SHA256
 class AppSettings:
     """Everything the app needs besides the cache manager, already validated.
 
-    >>> AppSettings(secret_key="test-only", password_iterations=1_000)   # what tests build
+    Tests build one directly, with a fixed key and a cheap hash:
+    ``AppSettings(secret_key="test-secret-key", password_iterations=1_000)``.
     """
 
-    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    secret_key: str = field(repr=False)
     token_ttl: int = 3600
     password_iterations: int = PRODUCTION_ITERATIONS
     auth_cache_ttl: float = 60.0
@@ -47,7 +49,8 @@ class AppSettings:
     data_dir: Path | None = None
     config_path: Path | None = None
     """The ``config.json`` the cache manager is built from; ``None`` when there is none."""
-    secret_from: str = "generated at start"
+    secret_source: str = "argument"
+    """Where ``secret_key`` came from, for the start-up banner."""
 
     def __post_init__(self) -> None:
         _check_secret(self.secret_key, "AppSettings(secret_key=...)")
@@ -75,7 +78,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> AppSettings:
         if parser is not None:
             values[name] = parser(value, sources[name])
     if "secret_key" in values:
-        values["secret_from"] = sources["secret_key"]
+        values["secret_source"] = sources["secret_key"]
+    else:
+        values["secret_key"], values["secret_source"] = secrets.token_urlsafe(32), "generated at start"
     if env.get("DATABASE_URL"):
         values["database_url"] = env["DATABASE_URL"]
     if env.get("AUTH_APP_DATA_DIR"):
@@ -121,10 +126,8 @@ def _positive_int(value: object, source: str) -> int:
 
 def _positive_number(value: object, source: str) -> float:
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value)
-        except ValueError:
-            pass
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
         raise ValueError(f"{source}: expected a positive number of seconds, found {value!r}")
     return float(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,32 +12,29 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .models import Base
 
-__all__ = ["Database", "database_url"]
-
-
-def database_url(url: str | None, data_dir: Path | None) -> URL:
-    """The SQLAlchemy URL to use: ``url`` (``postgresql://`` gets the psycopg 3 driver), or a SQLite file.
-
-    The SQLite file lives in ``data_dir``, or in a new temporary directory when there is none.
-    """
-    if url is None:
-        directory = data_dir or Path(tempfile.mkdtemp(prefix="auth-app-"))
-        directory.mkdir(parents=True, exist_ok=True)
-        return URL.create("sqlite+pysqlite", database=str(directory / "auth_app.sqlite3"))
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed
+__all__ = ["Database"]
 
 
 class Database:
-    """One engine and its sessions; ``dispose`` closes the pooled connections."""
+    """One engine and its sessions: ``url`` when given, else a SQLite file in ``data_dir`` or a temp directory.
 
-    def __init__(self, url: URL) -> None:
+    A ``postgresql://`` URL gets the psycopg 3 driver. A temporary directory is removed by :meth:`close`.
+    """
+
+    def __init__(self, url: str | None = None, data_dir: Path | None = None) -> None:
+        self._temporary: Path | None = None
+        if url is None:
+            if data_dir is None:
+                data_dir = self._temporary = Path(tempfile.mkdtemp(prefix="auth-app-"))
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self.url = URL.create("sqlite+pysqlite", database=str(data_dir / "auth_app.sqlite3"))
+        else:
+            self.url = make_url(url)
+            if self.url.drivername in ("postgresql", "postgres"):
+                self.url = self.url.set(drivername="postgresql+psycopg")
         # SQLite connections move between FastAPI's worker threads (one request, several threads).
-        connect_args = {"check_same_thread": False} if url.get_backend_name() == "sqlite" else {}
-        self.url = url
-        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        connect_args = {"check_same_thread": False} if self.url.get_backend_name() == "sqlite" else {}
+        self.engine: Engine = create_engine(self.url, connect_args=connect_args, pool_pre_ping=True)
         self.sessions = sessionmaker(self.engine)
 
     def create_tables(self) -> None:
@@ -51,6 +49,8 @@ class Database:
         """The URL with any password hidden, for logs."""
         return self.url.render_as_string(hide_password=True)
 
-    def dispose(self) -> None:
-        """Close the pooled connections."""
+    def close(self) -> None:
+        """Close the pooled connections, and delete the database if it lives in a temporary directory."""
         self.engine.dispose()
+        if self._temporary is not None:
+            shutil.rmtree(self._temporary, ignore_errors=True)

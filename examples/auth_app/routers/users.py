@@ -20,9 +20,7 @@ def build_router(users_cache: Cached) -> tuple[APIRouter, CachedFunction[..., An
 
     @router.get("/{user_id}", response_model=schemas.UserPublic)
     @users_cache.cached(http=True)
-    def get_user(
-        user_id: Annotated[int, Path(ge=1)], db: Session = Depends(dependencies.get_db)
-    ) -> schemas.UserPublic:
+    def get_user(user_id: Annotated[int, Path(ge=1)], db: Session = Depends(dependencies.get_db)) -> schemas.UserPublic:
         """A user's public profile. ``db`` is left out of the key; a 404 is an exception, so it is never cached."""
         user = db.get(models.User, user_id)
         if user is None or not user.is_active:
