@@ -4,9 +4,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint chaos check-redis clean
+.PHONY: demo demo-check tour test lint chaos check-redis clean
 
+# The example FastAPI service on 127.0.0.1:8000: seeds two users and prints the curl walk-through.
 demo: $(STAMP)
+	$(BIN)/python -m examples.auth_app
+
+# The same walk-through run by itself on a free port; exits 0 when every step behaved.
+demo-check: $(STAMP)
+	$(BIN)/python -m examples.auth_app --check
+
+# A one-minute tour of the API (miss, hit, invalidation, flush), memory backend unless STASHLY_URL is set.
+tour: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 
 test: $(STAMP) check-redis

@@ -234,3 +234,11 @@ def test_validators() -> None:
     assert if_none_match("*", tag)
     assert not if_none_match('"x"', tag)
     assert not if_none_match(None, tag)
+
+
+def test_invalidating_an_endpoint_directly_leaves_depends_markers_out(manager: CacheManager) -> None:
+    calls = Calls()
+    app = build_app(manager, calls)
+    get_user = next(route.endpoint for route in app.routes if getattr(route, "path", "") == "/users/{user_id}")
+    assert get_user.cache_key(user_id=2) == get_user.cache_key(2, object.__new__(Session))
+    assert get_user.invalidate(user_id=2) is False  # no UnstableKeyError for the Depends(get_db) default

@@ -19,6 +19,8 @@ CONTEXT_TYPES: Final = frozenset(
         "sqlalchemy.orm.scoping.scoped_session",
         "sqlalchemy.ext.asyncio.session.AsyncSession",
         "sqlalchemy.ext.asyncio.scoping.async_scoped_session",
+        # FastAPI's markers, seen when an endpoint is called (or invalidated) directly, outside a request
+        "fastapi.params.Depends",
     }
 )
 """Qualified names of the classes (and their subclasses) whose instances are left out of keys."""

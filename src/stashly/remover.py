@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from collections.abc import Callable
@@ -67,9 +68,10 @@ class Remover(Generic[P]):
                 try:
                     return await write(*args, **kwargs)
                 finally:
-                    outcome = invalidate(**drop)
                     if target_is_async:
-                        await outcome
+                        await invalidate(**drop)
+                    else:  # a sync invalidation does network I/O: keep it off the event loop
+                        await asyncio.to_thread(invalidate, **drop)
 
             return async_write
         if target_is_async:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -59,7 +60,7 @@ class MemoryStore:
         return value, deadline
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        deadline = None if ttl is None else self._clock() + ttl
+        deadline = _deadline(self._clock(), ttl)
         with self._lock:
             self._put(key, value, deadline)
 
@@ -73,6 +74,7 @@ class MemoryStore:
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:
         now = self._clock()
+        deadline = _deadline(now, ttl)
         with self._lock:
             current = self._guards.get(guard)
             if (None if current is None else b"%d" % current) != token:
@@ -81,7 +83,7 @@ class MemoryStore:
                 if self._owner(lock[0], now) != lock[1]:
                     return False
                 del self._locks[lock[0]]
-            self._put(key, value, None if ttl is None else now + ttl)
+            self._put(key, value, deadline)
             return True
 
     def _owner(self, lock_key: str, now: float) -> bytes | None:
@@ -134,6 +136,14 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release: the entries stay (a closed manager's memory cache is still the same cache)."""
+
+
+def _deadline(now: float, ttl: float | None) -> float | None:
+    if ttl is None:
+        return None
+    if not 0 < ttl < math.inf:  # also refuses NaN; the same rule as the Redis backend
+        raise ValueError(f"ttl must be a positive, finite number of seconds, got {ttl!r}")
+    return now + ttl
 
 
 class AsyncMemoryBackend:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import threading
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 _GLOB_SPECIALS = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+_USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -119,10 +121,14 @@ def escape_glob(text: str) -> str:
 
 
 def _unavailable(operation: str, exc: BaseException) -> CacheUnavailableError:
-    return CacheUnavailableError(f"redis {operation} failed: {type(exc).__name__}: {exc}")
+    # redis-py's messages name host and port, not credentials; should one ever quote a URL, drop its userinfo.
+    detail = _USERINFO.sub("***@", str(exc))
+    return CacheUnavailableError(f"redis {operation} failed: {type(exc).__name__}: {detail}")
 
 
 def _expiry_ms(ttl: float) -> int:
+    if not 0 < ttl < math.inf:  # also refuses NaN
+        raise ValueError(f"ttl must be a positive, finite number of seconds, got {ttl!r}")
     return max(1, math.ceil(ttl * 1000))
 
 
@@ -301,11 +307,14 @@ class AsyncRedisBackend:
     An asyncio client belongs to the loop it was created in, so each loop gets its own, created on first use
     there. Each client is closed from inside its loop when the loop shuts down: ``asyncio.run`` (and every
     ``asyncio.Runner``) finalises async generators before closing, and a started generator parked at a
-    ``yield`` is how we get a last turn there.
+    ``yield`` is how we get a last turn there. A loop closed without that step (``loop.close()`` with no
+    ``shutdown_asyncgens()``) leaves no way to close its sockets; its client is dropped when another loop
+    first uses the backend, and the garbage collector reclaims the sockets.
     """
 
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
+        # Not a WeakKeyDictionary: a client's streams refer to their loop, so a weak key would never die.
         self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
         self._last: tuple[asyncio.AbstractEventLoop, _LoopClient] | None = None
 
@@ -316,6 +325,7 @@ class AsyncRedisBackend:
             return last[1]
         entry = self._clients.get(loop)
         if entry is None:
+            self._drop_closed_loops()
             arguments = self.options.pool_arguments(asynchronous=True)
             pool = redis.asyncio.BlockingConnectionPool.from_url(self.options.url, **arguments)
             client = redis.asyncio.Redis.from_pool(pool)
@@ -340,9 +350,16 @@ class AsyncRedisBackend:
     def _forget(self, loop: asyncio.AbstractEventLoop, client: redis.asyncio.Redis) -> None:
         entry = self._clients.get(loop)
         if entry is not None and entry.client is client:
-            del self._clients[loop]
-        if self._last is not None and self._last[1].client is client:
+            self._clients.pop(loop, None)
+        last = self._last
+        if last is not None and last[1].client is client:
             self._last = None
+
+    def _drop_closed_loops(self) -> None:
+        """Forget the clients of loops closed without finalising async generators (nothing can close them now)."""
+        for loop, entry in list(self._clients.items()):
+            if loop.is_closed():
+                self._forget(loop, entry.client)
 
     async def get(self, key: str) -> bytes | None:
         try:

@@ -1,0 +1,86 @@
+"""The application factory: ``create_app()`` builds an independent app (its own database, caches, settings).
+
+Nothing is created at import. Run it with ``python -m examples.auth_app`` or
+``uvicorn --factory examples.auth_app.app:create_app``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import Response
+from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
+
+from stashly import Cached, CacheManager
+
+from .config import AppSettings, load_settings
+from .db import Database
+from .dependencies import Services, unauthorized
+from .routers import auth, cache, users
+
+__all__ = ["AUTH_NAMESPACE", "USERS_NAMESPACE", "build_manager", "create_app"]
+
+AUTH_NAMESPACE = "auth"
+USERS_NAMESPACE = "users"
+
+
+def build_manager(settings: AppSettings) -> CacheManager:
+    """The cache manager of ``config.json``'s ``redis`` section when there is a file, else ``CacheManager()``.
+
+    ``CacheManager()`` follows ``STASHLY_URL`` and the other ``STASHLY_*`` variables, and is an in-memory cache
+    when nothing is configured.
+    """
+    if settings.config_path is not None:
+        return CacheManager.from_config(settings.config_path)
+    return CacheManager()
+
+
+def create_app(
+    *,
+    manager: CacheManager | None = None,
+    database_url: str | None = None,
+    settings: AppSettings | None = None,
+) -> FastAPI:
+    """A new app with its tables created; arguments left out come from :func:`~examples.auth_app.config.load_settings`.
+
+    ``database_url`` overrides ``DATABASE_URL``. A ``manager`` passed in stays the caller's to close; one the
+    app builds itself is closed when the app shuts down, and so is the database's connection pool.
+    """
+    settings = settings or load_settings()
+    owns_manager = manager is None
+    manager = manager or build_manager(settings)
+    database = Database(database_url or settings.database_url, settings.data_dir)
+    database.create_tables()
+    services = Services(settings, database, manager, (AUTH_NAMESPACE, USERS_NAMESPACE))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        database.close()
+        if owns_manager:
+            await services.manager.aclose()
+            services.manager.close()
+
+    app = FastAPI(title="stashly auth example", lifespan=lifespan)
+    app.state.services = services
+    users_cache = Cached(namespace=USERS_NAMESPACE, manager=manager)  # the manager's default TTL (config "ttl")
+    auth_cache = Cached(namespace=AUTH_NAMESPACE, ttl=settings.auth_cache_ttl, manager=manager)
+    users_router, get_user = users.build_router(users_cache)
+    app.include_router(auth.build_router(auth_cache, public_profile=get_user))
+    app.include_router(users_router)
+    app.include_router(cache.build_router())
+    app.add_exception_handler(ObjectDeletedError, _account_gone)
+    app.add_exception_handler(StaleDataError, _account_gone)
+    return app
+
+
+async def _account_gone(request: Request, exc: Exception) -> Response:
+    """The user of a valid token no longer exists: 401.
+
+    ``get_current_user`` returns a lazy reference, so a deleted row shows up later: as ``ObjectDeletedError``
+    when an attribute is loaded, or ``StaleDataError`` when an update matches no row.
+    """
+    return await http_exception_handler(request, unauthorized("this account no longer exists"))
