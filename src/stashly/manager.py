@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import threading
-from collections.abc import Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, NamedTuple, TypeAlias, TypeVar, overload
@@ -63,56 +62,19 @@ class CacheManager:
         url: str | None = None,
         *,
         namespace: str | None = None,
-        prefix: str | None = None,
         default_ttl: float | timedelta | None = None,
         strict: bool | None = None,
-        allow_no_expiry: bool | None = None,
-        connect_timeout: float | None = None,
-        socket_timeout: float | None = None,
-        max_connections: int | None = None,
-        max_entries: int | None = None,
-        protocol: int | None = None,
-        breaker_threshold: int | None = None,
-        breaker_cooldown: float | None = None,
-        ttl_jitter: float | None = None,
-        max_value_bytes: int | None = None,
-        ssl_ca_certs: str | None = None,
-        ssl_certfile: str | None = None,
-        ssl_keyfile: str | None = None,
-        serializer: str | None = None,
-        secrets: Sequence[str] | None = None,
-        username: str | None = None,
-        password: str | None = None,
         config_path: str | os.PathLike[str] | None = None,
         settings: Settings | None = None,
+        **options: Any,
     ) -> None:
+        """``options`` are the other settings by name (``prefix``, ``socket_timeout``, ``max_entries``, …: the
+        README's settings table); an unknown name raises ``TypeError``. ``settings`` bypasses resolution."""
         if settings is None:
             if isinstance(default_ttl, timedelta):
                 default_ttl = default_ttl.total_seconds()
             settings = resolve(
-                config_path=config_path,
-                url=url,
-                namespace=namespace,
-                prefix=prefix,
-                default_ttl=default_ttl,
-                strict=strict,
-                allow_no_expiry=allow_no_expiry,
-                connect_timeout=connect_timeout,
-                socket_timeout=socket_timeout,
-                max_connections=max_connections,
-                max_entries=max_entries,
-                protocol=protocol,
-                breaker_threshold=breaker_threshold,
-                breaker_cooldown=breaker_cooldown,
-                ttl_jitter=ttl_jitter,
-                max_value_bytes=max_value_bytes,
-                ssl_ca_certs=ssl_ca_certs,
-                ssl_certfile=ssl_certfile,
-                ssl_keyfile=ssl_keyfile,
-                serializer=serializer,
-                secrets=secrets,
-                username=username,
-                password=password,
+                config_path=config_path, url=url, namespace=namespace, default_ttl=default_ttl, strict=strict, **options
             )
         self.settings = settings
         self._serializer: Serializer = SignedPickle(settings.secrets) if settings.serializer == "pickle" else codec.JSON

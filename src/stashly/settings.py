@@ -90,7 +90,7 @@ def resolve(
     environ: Mapping[str, str] = os.environ if env is None else env
     unknown = sorted(set(arguments) - set(_PARSERS))
     if unknown:
-        raise TypeError(f"resolve() got an unexpected keyword argument {unknown[0]!r}")
+        raise TypeError(f"unknown setting {unknown[0]!r}: the settings are {', '.join(_PARSERS)}")
     given = {name: value for name, value in arguments.items() if value is not None and value is not NOT_SET}
     layers = [
         _build_layer(given, lambda name: f"argument {name}"),
