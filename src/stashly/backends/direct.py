@@ -1,4 +1,4 @@
-"""A Redis connection per thread for the hot path, bypassing the pool and the client's command layers.
+"""Connections for the hot path (one per thread; a few per event loop), bypassing the client's layers.
 
 redis-py spends about a quarter of a ``GET`` in its pool, observability and command plumbing. Reads are the
 product, so they go straight to a connection of the calling thread: pack, send, read. The policy is the
@@ -10,15 +10,18 @@ with an unread reply. A fork gives the child new connections.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import weakref
 from typing import Any
 
 import redis
+import redis.asyncio
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-__all__ = ["ThreadConnections"]
+__all__ = ["LoopConnections", "ThreadConnections"]
 
 
 class ThreadConnections:
@@ -63,3 +66,50 @@ class ThreadConnections:
             connections = list(self._all)
         for connection in connections:
             connection.disconnect()  # type: ignore[no-untyped-call]
+
+
+class LoopConnections:
+    """The asyncio twin for one event loop: reads on idle connections kept here, without the pool's locks.
+
+    At most ``limit`` connections; a caller finding all of them busy waits for one, up to ``wait`` seconds
+    (then ``ConnectionError``, like the blocking pool). A connection interrupted mid-reply — a timeout, or
+    its caller cancelled — is disconnected by redis-py before it comes back here, and reconnects on next use.
+    """
+
+    def __init__(self, pool: redis.asyncio.ConnectionPool, limit: int, wait: float) -> None:
+        self._pool = pool
+        self._idle: list[AbstractConnection] = []
+        self._slots = asyncio.Semaphore(limit)
+        self._wait = wait
+
+    async def execute(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Send ``commands`` in one write and read their replies, in order."""
+        slots = self._slots
+        if slots.locked():
+            try:
+                async with asyncio.timeout(self._wait):
+                    await slots.acquire()
+            except TimeoutError:
+                raise RedisConnectionError("no connection available: all are busy") from None
+        else:
+            await slots.acquire()  # free slot: returns without suspending
+        connection = self._idle.pop() if self._idle else self._pool.connection_class(**self._pool.connection_kwargs)
+        try:
+            for attempt in (1, 2):
+                try:
+                    packed = connection.pack_commands(commands)
+                    await connection.send_packed_command(packed, check_health=False)
+                    return [await connection.read_response() for _ in commands]
+                except RedisConnectionError:
+                    await connection.disconnect()
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+        finally:
+            self._idle.append(connection)
+            slots.release()
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await connection.disconnect()

@@ -26,7 +26,7 @@ from redis.retry import Retry
 
 from ..errors import CacheUnavailableError
 from .base import Lock, Read
-from .direct import ThreadConnections
+from .direct import LoopConnections, ThreadConnections
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -86,6 +86,11 @@ class RedisOptions:
             f"RedisOptions(url={self.url!r}, username={self.username!r}, password={'***' if self.password else None})"
         )
 
+    @property
+    def pool_wait(self) -> float:
+        """How long a caller waits for a free connection before giving up."""
+        return self.connect_timeout + self.socket_timeout
+
     def pool_arguments(self, asynchronous: bool = False) -> dict[str, Any]:
         retry_class = AsyncRetry if asynchronous else Retry  # the asyncio client awaits its retry policy
         tls = {
@@ -104,7 +109,7 @@ class RedisOptions:
             "socket_timeout": self.socket_timeout,
             "max_connections": self.max_connections,
             # how long a caller waits for a free pooled connection before giving up
-            "timeout": self.connect_timeout + self.socket_timeout,
+            "timeout": self.pool_wait,
             # One immediate retry on a dropped connection (the server closed an idle one: every command stashly
             # sends is idempotent, so resending is safe), never after a timeout (a hung server costs one timeout).
             "retry": retry_class(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
@@ -292,11 +297,12 @@ def _batches(keys: Iterable[bytes]) -> Iterable[list[bytes]]:
 class _LoopClient:
     """One asyncio client, its fill script, and the async generator that closes it when its loop shuts down."""
 
-    __slots__ = ("client", "closer", "fill", "release")
+    __slots__ = ("client", "closer", "fill", "reads", "release")
 
-    def __init__(self, client: redis.asyncio.Redis, closer: AsyncIterator[None]) -> None:
+    def __init__(self, client: redis.asyncio.Redis, closer: AsyncIterator[None], options: RedisOptions) -> None:
         self.client = client
         self.closer = closer
+        self.reads = LoopConnections(client.connection_pool, options.max_connections, options.pool_wait)
         self.fill: AsyncScript = client.register_script(FILL_SCRIPT)
         self.release: AsyncScript = client.register_script(RELEASE_SCRIPT)
 
@@ -330,7 +336,7 @@ class AsyncRedisBackend:
             pool = redis.asyncio.BlockingConnectionPool.from_url(self.options.url, **arguments)
             client = redis.asyncio.Redis.from_pool(pool)
             closer = self._close_at_shutdown(loop, client)
-            entry = self._clients[loop] = _LoopClient(client, closer)
+            entry = self._clients[loop] = _LoopClient(client, closer, self.options)
             await anext(closer)
         self._last = (loop, entry)
         return entry
@@ -344,7 +350,10 @@ class AsyncRedisBackend:
         try:
             yield
         finally:
+            entry = self._clients.get(loop)
             self._forget(loop, client)
+            if entry is not None and entry.client is client:
+                await entry.reads.close()
             await client.aclose()
 
     def _forget(self, loop: asyncio.AbstractEventLoop, client: redis.asyncio.Redis) -> None:
@@ -363,20 +372,17 @@ class AsyncRedisBackend:
 
     async def get(self, key: str) -> bytes | None:
         try:
-            return cast("bytes | None", await (await self._redis()).get(key))
+            return cast("bytes | None", (await (await self._entry()).reads.execute(("GET", key)))[0])
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("GET", exc) from exc
 
     async def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
         try:
-            client = await self._redis()
+            reads = (await self._entry()).reads
             if not with_ttl:
-                value, token = cast("list[bytes | None]", await client.mget(key, guard))
+                value, token = (await reads.execute(("MGET", key, guard)))[0]
                 return value, token, None
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.mget(key, guard)
-                pipe.pttl(key)
-                (value, token), pttl = await pipe.execute()
+            (value, token), pttl = await reads.execute(("MGET", key, guard), ("PTTL", key))
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("MGET", exc) from exc
         return value, token, _seconds(value, pttl)
