@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from .errors import CacheUnavailableError
+from .keys import describe
 
 __all__ = ["FailurePolicy"]
 
@@ -16,6 +17,8 @@ logger = logging.getLogger("stashly")
 
 class FailurePolicy:
     """Decides the fate of a backend failure and of unreadable entries; logs each kind at most once per interval.
+
+    Log lines name keys through :func:`~stashly.keys.describe` (namespace and digest), never their text.
 
     A dead Redis under load fails thousands of times a second; one line every few seconds with a count of
     what was suppressed says the same without drowning the application's logs.
@@ -32,15 +35,17 @@ class FailurePolicy:
         """Re-raise ``exc`` when ``strict``; otherwise log it (rate-limited) and return."""
         if strict:
             raise exc
-        self._warn(operation, "cache %s failed for %s, carrying on without the cache: %s", operation, key, exc)
+        self._warn(
+            operation, "cache %s failed for %s, carrying on without the cache: %s", operation, describe(key), exc
+        )
 
     def unreadable(self, key: str, why: str) -> None:
         """An entry exists but cannot be used (corrupt, foreign, or no longer of the expected type): a miss."""
-        self._warn("read", "cache entry %s treated as a miss: %s", key, why)
+        self._warn("read", "cache entry %s treated as a miss: %s", describe(key), why)
 
     def not_stored(self, key: str, why: str) -> None:
         """A computed value was returned to its caller but not cached."""
-        self._warn("store", "result for %s not cached: %s", key, why)
+        self._warn("store", "result for %s not cached: %s", describe(key), why)
 
     def _warn(self, kind: str, message: str, *args: object) -> None:
         now = self._clock()

@@ -31,6 +31,7 @@ from .errors import UnstableKeyError
 __all__ = [
     "KeyTemplate",
     "canonical",
+    "describe",
     "digest",
     "entry_key",
     "function_name",
@@ -58,6 +59,15 @@ def entry_key(prefix: str, namespace: str, name: str) -> str:
 def namespace_prefix(prefix: str, namespace: str) -> str:
     """What every key of ``namespace`` starts with: ``"stashly:app:"``."""
     return f"{prefix}:{namespace}:"
+
+
+def describe(key: str) -> str:
+    """How logs name a key: its prefix, namespace and a short digest — never its text, which may carry argument
+    values (a ``key=`` template renders them in). ``describe("stashly:auth:profile:alice")`` is
+    ``"stashly:auth:…#<8 hex>"``; compute it for a known key to find its log lines."""
+    prefix, _, rest = key.partition(":")
+    namespace = rest.partition(":")[0]
+    return f"{prefix}:{namespace}:…#{hashlib.blake2b(key.encode('utf-8', 'surrogatepass'), digest_size=4).hexdigest()}"
 
 
 def guard_key(prefix: str, namespace: str) -> str:

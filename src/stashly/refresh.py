@@ -29,6 +29,12 @@ logger = logging.getLogger("stashly")
 _LEASE = 30.0  # a refresh that takes longer lets another process start one
 
 
+def _refresh_failed(key: str, exc: Exception) -> None:
+    # The exception's text may quote arguments or values: only its type at WARNING, the rest at DEBUG.
+    logger.warning("background refresh of %s failed: %s", keys.describe(key), type(exc).__name__)
+    logger.debug("background refresh of %s failed", keys.describe(key), exc_info=exc)
+
+
 class Refresher:
     """Background refreshes of one cached function; one in flight per key."""
 
@@ -62,7 +68,7 @@ class Refresher:
                     finally:
                         manager._release(lock_key, owner)
             except Exception as exc:  # nobody to raise to: the caller already has its value
-                logger.warning("background refresh of %s failed: %s: %s", key, type(exc).__name__, exc)
+                _refresh_failed(key, exc)
             finally:
                 self._done(key)
 
@@ -85,7 +91,7 @@ class Refresher:
                     finally:
                         await manager._arelease(lock_key, owner)
             except Exception as exc:
-                logger.warning("background refresh of %s failed: %s: %s", key, type(exc).__name__, exc)
+                _refresh_failed(key, exc)
             finally:
                 self._done(key)
 
