@@ -4,7 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-check tour test lint chaos check-redis clean
+.PHONY: demo demo-check tour test lint chaos bench bench-quick check-redis clean
+
+BENCH_STAMP := $(VENV)/.bench-installed
 
 # The example FastAPI service on 127.0.0.1:8000: seeds two users and prints the curl walk-through.
 demo: $(STAMP)
@@ -22,13 +24,25 @@ test: $(STAMP) check-redis
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples chaos
-	$(BIN)/ruff format --check src tests examples chaos
+	$(BIN)/ruff check src tests examples chaos bench
+	$(BIN)/ruff format --check src tests examples chaos bench
 	$(BIN)/mypy --strict src
 
 # A long fault run (about 25 s): Redis paused, killed and restarted under sync and async load.
 chaos: $(STAMP) check-redis
 	$(BIN)/python chaos/run.py
+
+# stashly against hand-written redis-py code and the peers, on a private redis-server (about 3 minutes).
+bench: $(BENCH_STAMP) check-redis
+	$(BIN)/python bench/run.py --json .bench/results.json --markdown .bench/summary.md
+
+# The same scenarios in fewer, shorter rounds (under a minute): a quick look, not figures for the README.
+bench-quick: $(BENCH_STAMP) check-redis
+	$(BIN)/python bench/run.py --quick --json .bench/quick.json
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q -e '.[bench]'
+	touch $(BENCH_STAMP)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -52,4 +66,4 @@ check-redis:
 	@redis-server --version
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .bench src/*.egg-info

@@ -1,0 +1,150 @@
+"""stashly's contestants: ``Cached(...).cached`` on Redis and in memory, ``manager.get`` by key, and the
+features the issue asks for that may not exist yet (``get_many``, the local tier), shown as ``n/a`` until then.
+
+(Named ``stashly_cases`` so that ``python bench/run.py``, which puts ``bench/`` first on ``sys.path``, never
+shadows the ``stashly`` package.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import stashly
+from stashly import Cached, CacheManager
+
+from . import values
+from .cases import Case, Entry, Env, Scenario, Storage, Unavailable
+
+__all__ = ["DECORATOR", "GET", "GET_MANY", "LOCAL", "LOCAL_GET", "MEMORY", "MEMORY_GET", "cases"]
+
+DECORATOR = "stashly @cached"
+GET = "stashly manager.get"
+MEMORY = "stashly @cached memory://"
+MEMORY_GET = "stashly manager.get memory://"
+LOCAL = "stashly @cached local tier"
+LOCAL_GET = "stashly manager.get local tier"
+GET_MANY = "stashly manager.get_many"
+
+
+def cases(scenario: Scenario, env: Env) -> list[Entry]:
+    managers = _managers(env, "miss" if scenario.op == "miss" else "hit")
+    if scenario.op == "get_many":
+        return [_get_many(scenario, managers["redis"])]
+    found: list[Entry] = [
+        _decorated(DECORATOR, scenario, managers["redis"], "redis"),
+        _decorated(MEMORY, scenario, managers["memory"], "memory"),
+    ]
+    if scenario.op == "hit":
+        found.append(_by_key(GET, scenario, managers["redis"], "redis"))
+        found.append(_by_key(MEMORY_GET, scenario, managers["memory"], "memory"))
+    if scenario.op in ("hit", "tasks"):
+        local = managers.get("local")
+        if local is None:
+            reason = env.shared["stashly-local"]
+            found.append(Unavailable(LOCAL, "stashly", reason))
+            if scenario.op == "hit":
+                found.append(Unavailable(LOCAL_GET, "stashly", reason))
+        else:
+            found.append(_decorated(LOCAL, scenario, local, "client-side"))
+            if scenario.op == "hit":
+                found.append(_by_key(LOCAL_GET, scenario, local, "client-side"))
+    return found
+
+
+def _managers(env: Env, group: str) -> dict[str, CacheManager]:
+    """Managers as an application has them: Redis, memory, and the local tier, each built once per group.
+
+    The MISS scenarios get managers of their own (``group``), so that the entries they keep adding never evict
+    (from memory or a local tier) the entries a HIT scenario reads.
+    """
+    managers: dict[str, CacheManager] | None = env.shared.get(f"stashly-{group}")
+    if managers is None:
+        managers = {"redis": CacheManager(url=env.server.url), "memory": CacheManager(url="memory://")}
+        local_tier = getattr(stashly, "LocalTier", None)
+        if local_tier is None:
+            env.shared["stashly-local"] = "stashly has no LocalTier yet"
+        else:
+            try:  # the issue's API: CacheManager(..., local=LocalTier(max_entries=..., ttl=...))
+                managers["local"] = CacheManager(url=env.server.url, local=local_tier())
+            except Exception as exc:
+                env.shared["stashly-local"] = f"CacheManager(url, local=LocalTier()) failed: {exc!r}"
+        for manager in managers.values():
+            env.on_close(manager.close)
+            env.on_close(manager.aclose)
+        env.shared[f"stashly-{group}"] = managers
+    return managers
+
+
+def _decorated(name: str, scenario: Scenario, manager: CacheManager, storage: Storage) -> Case:
+    cache = Cached(namespace=f"{scenario.slug}-{storage}", ttl=scenario.ttl, manager=manager)
+    compute = values.compute(scenario.size, scenario.shape)
+    if scenario.mode == "sync":
+
+        def get_profile(n: int) -> Any:
+            return compute(n)
+
+        call: Callable[[int], Any] = get_profile
+    else:
+
+        async def aget_profile(n: int) -> Any:
+            return compute(n)
+
+        call = aget_profile
+    call.__annotations__["return"] = values.return_type(scenario.size, scenario.shape)
+    return Case(name, "stashly", cache.cached(call), expected=compute, storage=storage)
+
+
+def _by_key(name: str, scenario: Scenario, manager: CacheManager, storage: Storage) -> Case:
+    namespace = f"{scenario.slug}-{storage}-by-key"
+    compute = values.compute(scenario.size, scenario.shape)
+    kind = values.return_type(scenario.size, scenario.shape) if scenario.shape == "model" else None
+    keys = [f"user:{n}" for n in range(scenario.keys)]
+    if scenario.mode == "sync":
+
+        def prime(n: int) -> None:
+            manager.set(keys[n], compute(n), ttl=scenario.ttl, namespace=namespace)
+
+        def get(n: int) -> Any:
+            return manager.get(keys[n], type=kind, namespace=namespace)
+
+        return Case(name, "stashly", get, prime=prime, expected=compute, storage=storage)
+
+    async def aprime(n: int) -> None:
+        await manager.aset(keys[n], compute(n), ttl=scenario.ttl, namespace=namespace)
+
+    async def aget(n: int) -> Any:
+        return await manager.aget(keys[n], type=kind, namespace=namespace)
+
+    return Case(name, "stashly", aget, prime=aprime, expected=compute, storage=storage)
+
+
+def _get_many(scenario: Scenario, manager: CacheManager) -> Entry:
+    """``get_many`` of ``scenario.keys`` keys, once stashly has it (``get_many(keys, namespace=...)``)."""
+    method = "get_many" if scenario.mode == "sync" else "aget_many"
+    if not hasattr(manager, method):
+        return Unavailable(GET_MANY, "stashly", f"n/a: stashly has no {method} yet")
+    namespace = f"{scenario.slug}-by-key"
+    keys = [f"user:{n}" for n in range(scenario.keys)]
+    every = [values.make(scenario.size, "dict", n) for n in range(scenario.keys)]
+
+    def in_order(found: Any) -> Any:
+        return [found.get(key) for key in keys] if isinstance(found, Mapping) else list(found)
+
+    if scenario.mode == "sync":
+
+        def prime(n: int) -> None:
+            manager.set(keys[n], every[n], ttl=scenario.ttl, namespace=namespace)
+
+        def get_many(n: int) -> Any:
+            return in_order(manager.get_many(keys, namespace=namespace))  # type: ignore[attr-defined]
+
+        return Case(GET_MANY, "stashly", get_many, prime=prime, expected=lambda n: every)
+
+    async def aprime(n: int) -> None:
+        await manager.aset(keys[n], every[n], ttl=scenario.ttl, namespace=namespace)
+
+    async def aget_many(n: int) -> Any:
+        return in_order(await manager.aget_many(keys, namespace=namespace))  # type: ignore[attr-defined]
+
+    return Case(GET_MANY, "stashly", aget_many, prime=aprime, expected=lambda n: every)

@@ -1,0 +1,155 @@
+"""The issue's targets, checked against the figures of this run and printed next to them.
+
+A missed target is reported, never an error: the bench always exits 0 once it has measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from . import stashly_cases as st
+from .cases import Mode, Scenario
+from .report import Row, Table
+from .values import Shape
+
+__all__ = ["Outcome", "Target", "evaluate", "render", "targets"]
+
+Measure = Literal["ratio", "p99_ratio", "median_us", "ops", "ops_ratio", "commands", "peer_speedup"]
+UNITS: dict[Measure, str] = {
+    "ratio": "x baseline",
+    "p99_ratio": "x baseline p99",
+    "median_us": " µs",
+    "ops": " ops/s",
+    "ops_ratio": "x baseline ops/s",
+    "commands": " Redis commands",
+    "peer_speedup": "x faster than the fastest Redis peer",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    scenario: Scenario
+    contestant: str
+    measure: Measure
+    limit: float
+    compare: Literal["<=", ">=", "=="] = "<="
+
+
+@dataclass(frozen=True)
+class Outcome:
+    target: Target
+    value: float | None
+    met: bool | None  # None: could not be measured in this run
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self.target), "value": self.value, "met": self.met, "detail": self.detail, "text": self.text}
+
+    @property
+    def text(self) -> str:
+        t = self.target
+        unit = UNITS[t.measure]
+        goal = f"target {t.compare} {_figure(t.limit)}{unit}"
+        if self.value is None:
+            return f"{t.label}: n/a ({goal}) — {self.detail or 'not measured'}"
+        verdict = "met" if self.met else "MISSED"
+        extra = f"; {self.detail}" if self.detail else ""
+        return f"{t.label}: {_figure(self.value)}{unit} ({goal}) — {verdict}{extra}"
+
+
+def _figure(value: float) -> str:
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.2f}"
+
+
+def targets() -> list[Target]:
+    """The issue's targets, in its order: Redis HIT, MISS, concurrency, memory, local tier, get_many."""
+    modes: tuple[Mode, ...] = ("sync", "async")
+    shapes: tuple[tuple[Shape, str], ...] = (("dict", "dict"), ("model", "Pydantic"))
+    found: list[Target] = []
+    for mode in modes:
+        for shape, shape_name in shapes:
+            hit, label = Scenario("hit", mode, "300B", shape), f"stashly {mode} HIT 300B {shape_name}"
+            found.append(Target(label, hit, st.DECORATOR, "ratio", 0.90))
+            found.append(Target(label, hit, st.DECORATOR, "p99_ratio", 1.00))
+    for mode in modes:
+        label = f"stashly {mode} HIT 300B dict"
+        found.append(Target(label, Scenario("hit", mode), st.DECORATOR, "peer_speedup", 1.3, ">="))
+    for mode in modes:
+        large = Scenario("hit", mode, "10KB")
+        found.append(Target(f"stashly {mode} HIT 10KB dict", large, st.DECORATOR, "ratio", 0.85))
+    for mode in modes:
+        miss, label = Scenario("miss", mode), f"stashly {mode} MISS 300B dict"
+        found.append(Target(label, miss, st.DECORATOR, "ratio", 1.00))
+        found.append(Target(label, miss, st.DECORATOR, "commands", 2, "=="))
+    tasks, hot = Scenario("tasks", "async", keys=100), Scenario("tasks", "async", keys=1)
+    found.append(Target("stashly 100 tasks over 100 keys", tasks, st.DECORATOR, "ops_ratio", 1.0, ">="))
+    found.append(Target("stashly 100 tasks over one hot key", hot, st.DECORATOR, "ops", 90_000, ">="))
+    found.append(Target("stashly memory:// HIT sync", Scenario("hit", "sync"), st.MEMORY, "median_us", 2.0))
+    found.append(Target("stashly memory:// HIT async", Scenario("hit", "async"), st.MEMORY, "median_us", 3.0))
+    for mode in modes:
+        dict_hit, model_hit = Scenario("hit", mode), Scenario("hit", mode, shape="model")
+        found.append(Target(f"stashly local tier {mode} manager.get", dict_hit, st.LOCAL_GET, "median_us", 1.0))
+        found.append(Target(f"stashly local tier {mode} HIT dict", dict_hit, st.LOCAL, "median_us", 3.0))
+        found.append(Target(f"stashly local tier {mode} HIT Pydantic", model_hit, st.LOCAL, "median_us", 5.0))
+    for mode in modes:
+        found.append(Target(f"stashly {mode} get_many 100 keys", Scenario("get_many", mode), st.GET_MANY, "ratio", 1.2))
+    return found
+
+
+def evaluate(target: Target, tables: dict[Scenario, Table]) -> Outcome:
+    table = tables.get(target.scenario)
+    row = table.row(target.contestant) if table else None
+    if table is None or row is None or row.summary is None:
+        reason = "scenario not run" if table is None else (row.note if row else "contestant not in this run")
+        return Outcome(target, None, None, reason)
+    value, detail = _MEASURES[target.measure](row, table)
+    if value is None:
+        return Outcome(target, None, None, detail)
+    met = {"<=": value <= target.limit, ">=": value >= target.limit, "==": value == target.limit}[target.compare]
+    return Outcome(target, value, met, detail)
+
+
+def _ratio(row: Row, table: Table) -> tuple[float | None, str]:
+    return row.ratio, ""
+
+
+def _p99_ratio(row: Row, table: Table) -> tuple[float | None, str]:
+    return row.p99_ratio, ""
+
+
+def _median(row: Row, table: Table) -> tuple[float | None, str]:
+    return (row.summary.median if row.summary else None), ""
+
+
+def _commands(row: Row, table: Table) -> tuple[float | None, str]:
+    if row.commands is None:
+        return None, "commands not counted"
+    c = row.commands
+    return c.per_call, f"{c.sequence}; {c.round_trips:g} round trips"
+
+
+def _peer_speedup(row: Row, table: Table) -> tuple[float | None, str]:
+    peers = [r for r in table.rows if r.role == "peer" and r.storage == "redis" and r.summary is not None]
+    if not peers or row.summary is None:
+        return None, "no Redis peer measured"
+    fastest = min(peers, key=lambda r: r.summary.median if r.summary else float("inf"))
+    assert fastest.summary is not None
+    return fastest.summary.median / row.summary.median, f"fastest Redis peer: {fastest.name}"
+
+
+_MEASURES: dict[Measure, Callable[[Row, Table], tuple[float | None, str]]] = {
+    "ratio": _ratio,
+    "p99_ratio": _p99_ratio,
+    "median_us": _median,
+    "ops": _median,
+    "ops_ratio": _ratio,
+    "commands": _commands,
+    "peer_speedup": _peer_speedup,
+}
+
+
+def render(outcomes: list[Outcome]) -> str:
+    return "\n".join(f"  {outcome.text}" for outcome in outcomes)
