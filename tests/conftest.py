@@ -1,38 +1,121 @@
-"""Fixtures: real redis-server processes on free loopback ports (never the machine's own Redis)."""
+"""Fixtures: real redis-server processes on free loopback ports (never the machine's own Redis).
+
+``STASHLY_TEST_ACL=1`` runs every test that uses ``redis_url``, ``redis_server`` or ``disposable_redis`` with
+URLs that authenticate as a least-privilege ACL user (``redis_server.ACL_COMMANDS`` on ``~stashly:*``): the
+proof that stashly needs nothing more. The tests' own raw clients (``redis.Redis.from_url`` called from a
+test module) stay the unrestricted default user, and a test fails if the server's ``ACL LOG`` records any
+refusal (a fail-open cache would otherwise hide one).
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 
 import stashly
 
-from redis_server import RedisServer
+from redis_server import ACL_PASSWORD, ACL_USER, RedisServer
+
+# Read once at import: the autouse fixture below removes STASHLY_* variables before every test.
+ACL_MODE = os.environ.get("STASHLY_TEST_ACL") == "1"
+_TESTS_DIR = Path(__file__).resolve().parent
+_acl_logins = 0  # AUTH and HELLO the shared server answered in ACL mode: logins as ACL_USER
+
+
+def _check_no_denials(server: RedisServer) -> None:
+    if not ACL_MODE or server.process is None:
+        return
+    server.resume()
+    denials = server.acl_denials()
+    assert not denials, f"the ACL user {ACL_USER!r} was refused: {denials}"
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One private server for the whole run."""
-    with RedisServer() as server:
+    global _acl_logins
+    with RedisServer(acl=ACL_MODE) as server:
         yield server
+        if ACL_MODE:
+            server.resume()
+            with server.client() as admin:
+                stats = admin.info("commandstats")
+            _acl_logins = sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("auth", "hello"))
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
     """The shared private server, emptied first (it is ours: the library itself never flushes)."""
     redis_server.resume()
     with redis_server.client() as client:
         client.flushdb()
-    return redis_server.url
+        if ACL_MODE:
+            client.acl_log_reset()
+    yield redis_server.url
+    _check_no_denials(redis_server)
 
 
 @pytest.fixture
 def disposable_redis() -> Iterator[RedisServer]:
     """A server of the test's own, to stop, pause, kill or restart."""
-    with RedisServer() as server:
+    with RedisServer(acl=ACL_MODE) as server:
         yield server
+        _check_no_denials(server)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tests_own_clients_are_unrestricted() -> Iterator[None]:
+    """In ACL mode, a raw client a test builds from ``redis_url`` (to inspect or corrupt entries) is the admin.
+
+    Only calls made from this directory are rewritten; stashly builds its pools with
+    ``ConnectionPool.from_url``, which is never touched.
+    """
+    if not ACL_MODE:
+        yield
+        return
+    original = redis.Redis.from_url.__func__  # type: ignore[attr-defined]
+
+    def from_url(cls: type[redis.Redis], url: str, /, **kwargs: Any) -> redis.Redis:
+        caller = Path(sys._getframe(1).f_code.co_filename).resolve().parent
+        if caller == _TESTS_DIR:
+            url = url.replace(f"{ACL_USER}:{ACL_PASSWORD}@", "")
+        return original(cls, url, **kwargs)  # type: ignore[no-any-return]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(redis.Redis, "from_url", classmethod(from_url))
+        yield
+
+
+_REDIS_FIXTURES = frozenset({"redis_url", "redis_server", "disposable_redis"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """ACL mode leaves out the Redis cases of the backend contract: they drive the byte layer directly with
+    bare keys ("k", "big:1", outside ``~stashly:*``) and seed with MSET, which stashly itself never sends."""
+    if not ACL_MODE:
+        return
+    keep: list[pytest.Item] = []
+    leave_out: list[pytest.Item] = []
+    for item in items:
+        uses_redis = "redis" in item.name.lower() or bool(_REDIS_FIXTURES & set(getattr(item, "fixturenames", ())))
+        (leave_out if item.path.name == "test_backends.py" and uses_redis else keep).append(item)
+    if leave_out:
+        config.hook.pytest_deselected(items=leave_out)
+        items[:] = keep
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if ACL_MODE:
+        terminalreporter.write_line(
+            f"STASHLY_TEST_ACL: Redis tests ran as ACL user {ACL_USER!r}; "
+            f"{_acl_logins} connections authenticated as it on the shared server"
+        )
 
 
 @pytest.fixture(autouse=True)

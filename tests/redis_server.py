@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,11 +11,47 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import redis
 
 MISSING_REDIS = "redis-server not found: install the Debian package redis-server (apt-get install -y redis-server)"
+
+ACL_USER = "stashly"
+ACL_PASSWORD = "stashly-acl-pw"
+# Exactly what stashly needs (found by running the suite as this user): reads, writes, the guard counter
+# (redis-py's incr() sends INCRBY), SCAN + UNLINK for flush_namespace, PTTL for refresh_ahead, and the Lua
+# compare-and-set scripts (EVALSHA, SCRIPT LOAD on NOSCRIPT; inside them GET, SET and DEL of the lock key).
+# AUTH and HELLO need no grant; SELECT is needed only for a database other than 0.
+ACL_COMMANDS: tuple[str, ...] = (
+    "get",
+    "mget",
+    "set",
+    "del",
+    "unlink",
+    "incrby",
+    "pttl",
+    "scan",
+    "evalsha",
+    "script|load",
+)
+ACL_KEYS = "~stashly:*"
+# redis-py's optional handshake: it carries on when they are refused, but the refusal would land in ACL LOG.
+# Granted when the server knows them (CLIENT SETINFO from Redis 7.2; MAINT_NOTIFICATIONS is RESP3 only).
+ACL_OPTIONAL = ("client|setinfo", "client|maint_notifications")
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS server: its certificate and key, the CA it trusts, and a client's certificate and key."""
+
+    ca_cert: str
+    server_cert: str
+    server_key: str
+    client_cert: str
+    client_key: str
 
 
 def free_port() -> int:
@@ -29,44 +66,88 @@ class RedisServer:
     Never skips: if the binary is missing or the server does not answer, it raises, and the test fails.
     """
 
-    def __init__(self, port: int | None = None, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+        *,
+        acl: bool = False,
+        tls: TlsFiles | None = None,
+        tls_auth_clients: str = "optional",
+    ) -> None:
+        """``acl``: create the restricted user ``ACL_USER`` at every start and put its credentials in ``url``
+        (``client()`` stays the unrestricted default user). ``tls``: listen with TLS only, on ``port``."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(MISSING_REDIS)
         self.binary = binary
         self.port = port or free_port()
         self.extra_args = list(extra_args)
+        self.acl = acl
+        self.tls = tls
+        self.tls_auth_clients = tls_auth_clients
         self.dir = tempfile.mkdtemp(prefix="stashly-redis-")
         self.process: subprocess.Popen[bytes] | None = None
         self.paused = False
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        credentials = f"{ACL_USER}:{ACL_PASSWORD}@" if self.acl else ""
+        return f"{scheme}://{credentials}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        plain_port = "0" if self.tls is not None else str(self.port)  # a TLS server has no plaintext port
+        args = [self.binary, "--port", plain_port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        if self.tls is not None:
+            args += ["--tls-port", str(self.port), "--tls-auth-clients", self.tls_auth_clients]
+            args += ["--tls-cert-file", self.tls.server_cert, "--tls-key-file", self.tls.server_key]
+            args += ["--tls-ca-cert-file", self.tls.ca_cert]
         args += ["--dir", self.dir, "--daemonize", "no", "--loglevel", "warning", *self.extra_args]
         log = open(os.path.join(self.dir, "redis.log"), "wb")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        ready = False
+        while not ready and time.monotonic() < deadline:
             if self.process.poll() is not None:
                 break
             try:
                 with self.client() as probe:
-                    if probe.ping():
-                        return self
+                    ready = bool(probe.ping())
             except redis.RedisError:
                 time.sleep(0.02)
+        if ready:
+            if self.acl:  # outside the retry loop: a bad ACL rule is an error, not a slow start
+                with self.client() as admin:
+                    self._create_acl_user(admin)
+            return self
         with open(os.path.join(self.dir, "redis.log"), errors="replace") as log_file:
             output = log_file.read()
         self.stop()
         raise RuntimeError(f"redis-server on port {self.port} did not start:\n{output}")
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, socket_connect_timeout=2)
+    def client(self, **kwargs: Any) -> redis.Redis:
+        """An unrestricted client (the default user); over TLS it trusts the CA and presents the client cert."""
+        options: dict[str, Any] = {"socket_timeout": 2, "socket_connect_timeout": 2}
+        if self.tls is not None:
+            options |= {"ssl": True, "ssl_ca_certs": self.tls.ca_cert}
+            options |= {"ssl_certfile": self.tls.client_cert, "ssl_keyfile": self.tls.client_key}
+        return redis.Redis(host="127.0.0.1", port=self.port, **(options | kwargs))
+
+    def _create_acl_user(self, admin: redis.Redis) -> None:
+        rules = ["reset", "on", f">{ACL_PASSWORD}", "-@all", *(f"+{name}" for name in ACL_COMMANDS), ACL_KEYS]
+        admin.execute_command("ACL", "SETUSER", ACL_USER, *rules)
+        for name in ACL_OPTIONAL:
+            with contextlib.suppress(redis.ResponseError):  # a command this server does not have
+                admin.execute_command("ACL", "SETUSER", ACL_USER, f"+{name}")
+        admin.execute_command("ACL", "LOG", "RESET")
+
+    def acl_denials(self) -> list[dict[str, Any]]:
+        """``ACL LOG`` entries: commands, keys or logins the server refused since the last reset."""
+        with self.client() as admin:
+            entries: list[dict[str, Any]] = admin.acl_log()
+        return entries
 
     def pause(self) -> None:
         assert self.process is not None

@@ -97,6 +97,11 @@ class CacheManager:
         """The full backend key for an application key: ``<prefix>:<namespace>:<key>``."""
         if type(key) is not str or not key:
             raise TypeError(f"cache keys are non-empty strings, got {key!r}")
+        if not key.isascii():
+            try:
+                key.encode()
+            except UnicodeEncodeError:
+                raise ValueError("cache keys must be valid Unicode (a lone surrogate cannot be stored)") from None
         return keys.entry_key(self.settings.prefix, self._namespace(namespace), key)
 
     def _namespace(self, namespace: str | None) -> str:
