@@ -92,24 +92,6 @@ def _tests_own_clients_are_unrestricted() -> Iterator[None]:
         yield
 
 
-_REDIS_FIXTURES = frozenset({"redis_url", "redis_server", "disposable_redis"})
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """ACL mode leaves out the Redis cases of the backend contract: they drive the byte layer directly with
-    bare keys ("k", "big:1", outside ``~stashly:*``) and seed with MSET, which stashly itself never sends."""
-    if not ACL_MODE:
-        return
-    keep: list[pytest.Item] = []
-    leave_out: list[pytest.Item] = []
-    for item in items:
-        uses_redis = "redis" in item.name.lower() or bool(_REDIS_FIXTURES & set(getattr(item, "fixturenames", ())))
-        (leave_out if item.path.name == "test_backends.py" and uses_redis else keep).append(item)
-    if leave_out:
-        config.hook.pytest_deselected(items=leave_out)
-        items[:] = keep
-
-
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if ACL_MODE:
         terminalreporter.write_line(

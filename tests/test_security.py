@@ -193,7 +193,13 @@ def test_a_database_other_than_0_also_needs_select(acl_server: RedisServer) -> N
 @pytest.mark.timeout(300)
 def test_the_redis_suite_passes_as_the_least_privilege_user() -> None:
     """Manager, decorator, reliability and FastAPI suites, every Redis call made as the restricted ACL user."""
-    files = ["tests/test_manager.py", "tests/test_decorator.py", "tests/test_reliability.py", "tests/test_fastapi.py"]
+    files = [
+        "tests/test_backends.py",
+        "tests/test_manager.py",
+        "tests/test_decorator.py",
+        "tests/test_reliability.py",
+        "tests/test_fastapi.py",
+    ]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", *files, "-q", "-x", "-p", "no:cacheprovider"],
         cwd=ROOT,
