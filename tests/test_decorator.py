@@ -517,3 +517,21 @@ async def test_mutating_a_returned_value_never_changes_the_next_callers(cache: C
     second = await call(fn, 1)
     second["roles"].append("owner")
     assert await call(fn, 1) == {"roles": ["reader"]}
+
+
+def test_arguments_with_a_hostile_eq_are_bound_without_comparing_them(cache: Cached) -> None:
+    class NoEq:
+        def __eq__(self, other: object) -> bool:
+            raise RuntimeError("compared")
+
+        __hash__ = object.__hash__
+
+        def __cache_key__(self) -> str:
+            return "no-eq"
+
+    @cache.cached
+    def f(a: int, b: object = None, c: int = 3) -> int:
+        return a + c
+
+    assert f(1, b=NoEq()) == 4
+    assert f(1, b=NoEq()) == 4

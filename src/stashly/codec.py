@@ -97,9 +97,15 @@ def _has_non_finite(value: object) -> bool:
     return False
 
 
+@lru_cache(maxsize=8192)  # hot keys are read over and over: hash each once
 def binding(key: str) -> bytes:
     """What ties an entry to its key: 16 hex characters of BLAKE2b over the full key."""
     return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest().encode()
+
+
+@lru_cache(maxsize=8192)
+def _binding_text(key: str) -> str:
+    return binding(key).decode()
 
 
 def decode(raw: bytes, key: str) -> object | Missing:
@@ -116,7 +122,7 @@ def decode(raw: bytes, key: str) -> object | Missing:
         type(document) is not dict
         or document.get("stashly") != FORMAT_VERSION
         or "value" not in document
-        or document.get("key") != binding(key).decode()
+        or document.get("key") != _binding_text(key)
     ):
         return MISSING
     value: object = document["value"]

@@ -317,16 +317,26 @@ def canonical(value: object, path: str = "argument") -> bytes:
         _raise(exc, path)
 
 
+@functools.lru_cache(maxsize=1024)
+def _salt_part(salt: bytes) -> bytes:
+    return b"%d:%b" % (len(salt), salt)
+
+
+@functools.lru_cache(maxsize=4096)  # parameter names repeat on every call: encode each once
+def _name_part(name: str) -> bytes:
+    return _encode(name, 0)
+
+
 def digest(arguments: Iterable[tuple[str, object]], *, salt: bytes = b"", where: str = "") -> str:
     """32 hex characters hashing the ``(name, value)`` pairs in the order given, and ``salt``.
 
     The hash is blake2b over :func:`canonical` encodings, so it is the same in every process and Python
     hash seed. ``where`` names the function in errors: ``argument 'user' of app.get_me``.
     """
-    parts = [b"%d:%b" % (len(salt), salt)]
+    parts = [_salt_part(salt)]
     for name, value in arguments:
         try:
-            parts.append(_encode(name, 0))
+            parts.append(_name_part(name))
             parts.append(_encode(value, 0))
         except _Unstable as exc:
             _raise(exc, f"argument {name!r} of {where}" if where else f"argument {name!r}")

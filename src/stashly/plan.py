@@ -132,7 +132,7 @@ class Plan:
                     break
                 values[i] = value
             else:
-                if _EMPTY not in values[count:]:
+                if not any(value is _EMPTY for value in values[count:]):  # identity: never call __eq__
                     return values
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
