@@ -325,3 +325,19 @@ def test_repr_never_shows_the_password() -> None:
     cm = CacheManager(url="redis://user:s3cret-pw@127.0.0.1:1/0")
     assert "s3cret-pw" not in repr(cm)
     assert "s3cret-pw" not in repr(cm.settings)
+
+
+async def test_get_many_in_one_round_trip(api: Api) -> None:
+    await api.set("a", {"n": 1})
+    await api.set("b", None)
+    await api.set("c", UserRead(id=3, email="c@x.io"))
+    keys = ["a", "b", "missing", "c"]
+    if api.is_async:
+        found = await api.manager.aget_many(keys)
+        typed = await api.manager.aget_many(["c"], type=UserRead)
+    else:
+        found = api.manager.get_many(keys)
+        typed = api.manager.get_many(["c"], type=UserRead)
+    assert found == {"a": {"n": 1}, "b": None, "c": {"id": 3, "email": "c@x.io", "is_active": True}}
+    assert typed == {"c": UserRead(id=3, email="c@x.io")}
+    assert (api.manager.get_many([]) if not api.is_async else await api.manager.aget_many([])) == {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, TypeVar
 
 from .backends.base import AsyncBackend, Backend, Lock, Read
@@ -114,6 +114,9 @@ class GuardedBackend:
     def get(self, key: str) -> bytes | None:
         return self._call(lambda: self.backend.get(key))
 
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return self._call(lambda: self.backend.get_many(keys))
+
     def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
         return self._call(lambda: self.backend.read(key, guard, with_ttl))
 
@@ -166,6 +169,9 @@ class AsyncGuardedBackend:
 
     async def get(self, key: str) -> bytes | None:
         return await self._call(lambda: self.backend.get(key))
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return await self._call(lambda: self.backend.get_many(keys))
 
     async def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
         return await self._call(lambda: self.backend.read(key, guard, with_ttl))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+from collections.abc import Iterable
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, NamedTuple, TypeAlias, TypeVar, overload
@@ -244,6 +245,31 @@ class CacheManager:
         value = self._load(self.key(key, namespace), codec.reader_for(type))
         return default if value is MISSING else value
 
+    def get_many(self, keys: Iterable[str], *, type: Any = None, namespace: str | None = None) -> dict[str, Any]:
+        """The entries that exist among ``keys``, as ``{key: value}``, in one round trip (``MGET``).
+
+        Absent, unreadable and wrongly shaped entries are left out; so is everything if the backend fails
+        (unless strict).
+        """
+        names = list(keys)
+        full = [self.key(name, namespace) for name in names]
+        try:
+            raws = self._backend.get_many(full)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "get_many", full[0] if full else "", None)
+            return {}
+        return self._many(names, full, raws, codec.reader_for(type))
+
+    def _many(
+        self, names: list[str], full: list[str], raws: list[bytes | None], reader: codec.Reader
+    ) -> dict[str, Any]:
+        found = {}
+        for name, key, raw in zip(names, full, raws, strict=True):
+            value = self._read(raw, key, reader)
+            if value is not MISSING:
+                found[name] = value
+        return found
+
     def set(self, key: str, value: object, ttl: TTL | NotSet = NOT_SET, *, namespace: str | None = None) -> None:
         """Store ``value`` (anything JSON-able, Pydantic models included) for ``ttl`` seconds or the default TTL.
 
@@ -359,6 +385,17 @@ class CacheManager:
         """Async :meth:`get`."""
         value = await self._aload(self.key(key, namespace), codec.reader_for(type))
         return default if value is MISSING else value
+
+    async def aget_many(self, keys: Iterable[str], *, type: Any = None, namespace: str | None = None) -> dict[str, Any]:
+        """Async :meth:`get_many`."""
+        names = list(keys)
+        full = [self.key(name, namespace) for name in names]
+        try:
+            raws = await self._abackend.get_many(full)
+        except CacheUnavailableError as exc:
+            self._failed(exc, "get_many", full[0] if full else "", None)
+            return {}
+        return self._many(names, full, raws, codec.reader_for(type))
 
     async def aset(self, key: str, value: object, ttl: TTL | NotSet = NOT_SET, *, namespace: str | None = None) -> None:
         """Async :meth:`set`."""

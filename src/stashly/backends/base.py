@@ -12,6 +12,7 @@ the computation, in this process or any other.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, TypeAlias
 
 __all__ = ["AsyncBackend", "Backend", "Lock", "Read"]
@@ -30,6 +31,10 @@ class Backend(Protocol):
 
     def get(self, key: str) -> bytes | None:
         """The bytes stored under ``key``, or ``None`` when absent or expired."""
+        ...
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The bytes of each key, in order (``None`` where absent), in one round trip."""
         ...
 
     def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
@@ -76,6 +81,8 @@ class AsyncBackend(Protocol):
     """The asyncio twin of :class:`Backend`, with the same semantics."""
 
     async def get(self, key: str) -> bytes | None: ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
 
     async def read(self, key: str, guard: str, with_ttl: bool = False) -> Read: ...
 

@@ -6,7 +6,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .base import Lock, Read
 
@@ -38,6 +38,11 @@ class MemoryStore:
     def get(self, key: str) -> bytes | None:
         with self._lock:
             return self._live(key, self._clock())[0]
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        now = self._clock()
+        with self._lock:
+            return [self._live(key, now)[0] for key in keys]
 
     def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
         now = self._clock()
@@ -154,6 +159,9 @@ class AsyncMemoryBackend:
 
     async def get(self, key: str) -> bytes | None:
         return self.store.get(key)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return self.store.get_many(keys)
 
     async def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
         return self.store.read(key, guard, with_ttl)

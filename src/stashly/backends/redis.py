@@ -11,7 +11,7 @@ import asyncio
 import math
 import re
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -179,6 +179,14 @@ class RedisBackend:
             return cast("bytes | None", self._direct().execute(("GET", key))[0])
         except (RedisError, OSError) as exc:
             raise _unavailable("GET", exc) from exc
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        try:
+            return cast("list[bytes | None]", self._direct().execute(("MGET", *keys))[0])
+        except (RedisError, OSError) as exc:
+            raise _unavailable("MGET", exc) from exc
 
     def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
         try:
@@ -375,6 +383,14 @@ class AsyncRedisBackend:
             return cast("bytes | None", (await (await self._entry()).reads.execute(("GET", key)))[0])
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("GET", exc) from exc
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        try:
+            return cast("list[bytes | None]", (await (await self._entry()).reads.execute(("MGET", *keys)))[0])
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise _unavailable("MGET", exc) from exc
 
     async def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
         try:
