@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, TypeAlias, TypeVar, overload
 import pydantic
 
 from . import codec, keys
+from . import keys as keys_module  # get_many's parameter is called keys
 from .backends import create as create_backends
 from .backends.base import Lock, Read
 from .codec import Serializer
@@ -251,14 +252,22 @@ class CacheManager:
         Absent, unreadable and wrongly shaped entries are left out; so is everything if the backend fails
         (unless strict).
         """
-        names = list(keys)
-        full = [self.key(name, namespace) for name in names]
+        names, full = self._many_keys(keys, namespace)
         try:
             raws = self._backend.get_many(full)
         except CacheUnavailableError as exc:
             self._failed(exc, "get_many", full[0] if full else "", None)
             return {}
         return self._many(names, full, raws, codec.reader_for(type))
+
+    def _many_keys(self, keys: Iterable[str], namespace: str | None) -> tuple[list[str], list[str]]:
+        """The names and their full keys; the namespace is checked once, not per key."""
+        names = list(keys)
+        head = keys_module.namespace_prefix(self.settings.prefix, self._namespace(namespace))
+        for name in names:
+            if type(name) is not str or not name or not name.isascii():
+                self.key(name, namespace)  # the slow path raises the right error (or accepts valid Unicode)
+        return names, [head + name for name in names]
 
     def _many(
         self, names: list[str], full: list[str], raws: list[bytes | None], reader: codec.Reader
@@ -388,8 +397,7 @@ class CacheManager:
 
     async def aget_many(self, keys: Iterable[str], *, type: Any = None, namespace: str | None = None) -> dict[str, Any]:
         """Async :meth:`get_many`."""
-        names = list(keys)
-        full = [self.key(name, namespace) for name in names]
+        names, full = self._many_keys(keys, namespace)
         try:
             raws = await self._abackend.get_many(full)
         except CacheUnavailableError as exc:
