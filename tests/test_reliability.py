@@ -7,7 +7,7 @@ import asyncio
 import os
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -175,13 +175,8 @@ def test_breaker_probe_that_never_reports_does_not_wedge_it() -> None:
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_dead_redis_is_skipped_then_recovered_without_restart(disposable_redis: RedisServer, mode: str) -> None:
     cm = CacheManager(url=disposable_redis.url, namespace="t", breaker_threshold=3, breaker_cooldown=0.2)
-    cache = Cached(manager=cm)
     source = Source()
-
-    def value(n: int) -> int:
-        return source.read() + n
-
-    fn = cache.cached(value) if mode == "sync" else cache.cached(_async_version(value))
+    fn = _counted(cm, mode, source)
     assert await _call(fn, 1) == 1
     disposable_redis.stop()
     for _ in range(20):
@@ -192,6 +187,17 @@ async def test_dead_redis_is_skipped_then_recovered_without_restart(disposable_r
     assert await _eventually_hit(fn, 1, source) == 1
     assert not cm._backend.breaker.is_open  # type: ignore[attr-defined]
     await _close(cm)
+
+
+def _counted(cm: CacheManager, mode: str, source: Source, result: Callable[[int], int] = int) -> Any:
+    """A cached function of ``n`` whose computations ``source`` counts, as a sync or an async function."""
+
+    def value(n: int) -> int:
+        source.read()
+        return result(n)
+
+    cache = Cached(manager=cm)
+    return cache.cached(value) if mode == "sync" else cache.cached(_async_version(value))
 
 
 def _async_version(fn: Any) -> Any:
@@ -229,13 +235,8 @@ async def _close(cm: CacheManager) -> None:
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_hung_redis_keeps_answering_correctly(disposable_redis: RedisServer, mode: str) -> None:
     cm = CacheManager(url=disposable_redis.url, namespace="t", socket_timeout=0.1, connect_timeout=0.1)
-    cache = Cached(manager=cm)
     source = Source()
-
-    def value(n: int) -> int:
-        return source.read() * 0 + n * 10
-
-    fn = cache.cached(value) if mode == "sync" else cache.cached(_async_version(value))
+    fn = _counted(cm, mode, source, lambda n: n * 10)
     for n in range(3):
         await _call(fn, n)
     disposable_redis.pause()
@@ -252,14 +253,8 @@ async def test_hung_redis_keeps_answering_correctly(disposable_redis: RedisServe
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_restart_on_the_same_port_recomputes_without_errors(disposable_redis: RedisServer, mode: str) -> None:
     cm = CacheManager(url=disposable_redis.url, namespace="t", breaker_cooldown=0.1)
-    cache = Cached(manager=cm)
     source = Source()
-
-    def value(n: int) -> int:
-        source.read()
-        return n
-
-    fn = cache.cached(value) if mode == "sync" else cache.cached(_async_version(value))
+    fn = _counted(cm, mode, source)
     assert [await _call(fn, n) for n in range(5)] == list(range(5))
     disposable_redis.kill()
     disposable_redis.start()  # same port, data gone
@@ -275,14 +270,8 @@ async def test_idle_connections_killed_by_the_server(
     redis_url: str, redis_server: RedisServer, mode: str, protocol: int
 ) -> None:
     cm = CacheManager(url=redis_url, namespace="idle", protocol=protocol)
-    cache = Cached(manager=cm)
     source = Source()
-
-    def value(n: int) -> int:
-        source.read()
-        return n
-
-    fn = cache.cached(value) if mode == "sync" else cache.cached(_async_version(value))
+    fn = _counted(cm, mode, source)
     for n in range(10):
         await _call(fn, n)
     with redis_server.client() as admin:
