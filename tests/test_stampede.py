@@ -99,7 +99,7 @@ def test_a_dead_holder_is_taken_over_after_its_lease(redis_url: str) -> None:
 
 
 def test_a_holder_slower_than_its_lease_cannot_overwrite_the_takeover(manager: CacheManager) -> None:
-    release_slow = threading.Event()
+    release_slow, slow_started = threading.Event(), threading.Event()
     versions = iter(["slow holder's stale value", "takeover value"])
     lock = threading.Lock()
 
@@ -107,6 +107,7 @@ def test_a_holder_slower_than_its_lease_cannot_overwrite_the_takeover(manager: C
         with lock:
             mine = next(versions)
         if mine.startswith("slow"):
+            slow_started.set()
             release_slow.wait(10)
         return mine
 
@@ -114,7 +115,7 @@ def test_a_holder_slower_than_its_lease_cannot_overwrite_the_takeover(manager: C
     slow_result: list[str] = []
     slow_thread = threading.Thread(target=lambda: slow_result.append(slow(1)))
     slow_thread.start()
-    time.sleep(0.05)
+    assert slow_started.wait(10)  # the slow holder has the lock and is computing
     assert fast(1) == "takeover value"  # waited out the 0.2 s lease, then computed and stored
     release_slow.set()
     slow_thread.join(10)
