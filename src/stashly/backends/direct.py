@@ -20,6 +20,7 @@ import redis
 import redis.asyncio
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["LoopConnections", "ThreadConnections"]
 
@@ -97,8 +98,7 @@ class LoopConnections:
         try:
             for attempt in (1, 2):
                 try:
-                    packed = connection.pack_commands(commands)
-                    await connection.send_packed_command(packed, check_health=False)
+                    await _send(connection, connection.pack_commands(commands))
                     return [await connection.read_response() for _ in commands]
                 except RedisConnectionError:
                     await connection.disconnect()
@@ -113,3 +113,29 @@ class LoopConnections:
         idle, self._idle = self._idle, []
         for connection in idle:
             await connection.disconnect()
+
+
+async def _send(connection: AbstractConnection, packed: list[bytes]) -> None:
+    """Write a request on an open connection without redis-py's ``wait_for``, which costs a task per send.
+
+    Writing to the transport does not wait; only a full socket buffer makes ``drain`` wait, and that wait is
+    bounded by the socket timeout. Anything else (not connected yet, closing) takes redis-py's own path.
+    """
+    writer: asyncio.StreamWriter | None = getattr(connection, "_writer", None)
+    if writer is None or writer.transport.is_closing():
+        await connection.send_packed_command(packed, check_health=False)
+        return
+    try:
+        writer.writelines(packed)
+        if writer.transport.get_write_buffer_size():
+            async with asyncio.timeout(connection.socket_timeout):
+                await writer.drain()
+    except TimeoutError:
+        await connection.disconnect(nowait=True)
+        raise RedisTimeoutError("Timeout writing to socket") from None
+    except OSError as exc:
+        await connection.disconnect(nowait=True)
+        raise RedisConnectionError(f"error while writing to socket: {exc}") from exc
+    except BaseException:
+        await connection.disconnect(nowait=True)  # a write cut short: never reuse the connection
+        raise
