@@ -349,20 +349,22 @@ def test_manager_created_before_fork_works_in_the_child(redis_url: str) -> None:
         return n * 2
 
     assert value(1) == 2
-    parent_connection = id(cm._backend.backend._redis().connection_pool)  # type: ignore[attr-defined]
+    backend = cm._backend.backend  # type: ignore[attr-defined]
+    parent_socket = backend._direct()._connection()._sock  # the parent's own socket, used by reads and fills
+    assert parent_socket is not None
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             ok = value(1) == 2 and value(2) == 4 and cm.stats().errors == 0
-            pool = cm._backend.backend._redis().connection_pool  # type: ignore[attr-defined]
-            code = 0 if ok and pool.pid == os.getpid() else 2
+            child_socket = backend._direct()._connection()._sock
+            code = 0 if ok and child_socket is not None and child_socket is not parent_socket else 2
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert value(2) == 4  # stored by the child, readable by the parent
-    assert id(cm._backend.backend._redis().connection_pool) == parent_connection  # type: ignore[attr-defined]
+    assert backend._direct()._connection()._sock is parent_socket  # the parent's socket was left alone
     cm.close()
 
 

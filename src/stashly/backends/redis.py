@@ -8,6 +8,7 @@ server costs one timeout), and a *blocking* pool so a burst waits for a connecti
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import re
 import threading
@@ -21,7 +22,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript, Script
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from ..errors import CacheUnavailableError
@@ -43,6 +44,7 @@ if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET',
 if KEYS[3] then redis.call('DEL', KEYS[3]) end
 return 1
 """
+FILL_SHA = hashlib.sha1(FILL_SCRIPT.encode()).hexdigest()  # what EVALSHA names it (not for security)
 RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -148,7 +150,6 @@ class RedisBackend:
         self.options = options
         self._client: redis.Redis | None = None
         self._connections: ThreadConnections | None = None
-        self._fill: Script | None = None
         self._release: Script | None = None
         self._lock = threading.Lock()
 
@@ -161,7 +162,6 @@ class RedisBackend:
                     pool = redis.BlockingConnectionPool.from_url(self.options.url, **self.options.pool_arguments())
                     client = redis.Redis(connection_pool=pool)
                     self._connections = ThreadConnections(pool)
-                    self._fill = client.register_script(FILL_SCRIPT)
                     self._release = client.register_script(RELEASE_SCRIPT)
                     self._client = client
         return client
@@ -210,10 +210,15 @@ class RedisBackend:
     def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:
-        self._redis()
+        direct = self._direct()
+        keys, arguments = _fill_call(key, value, ttl, guard, token, lock)
+        evalsha = ("EVALSHA", FILL_SHA, len(keys), *keys, *arguments)
         try:
-            assert self._fill is not None
-            return bool(self._fill(*_fill_call(key, value, ttl, guard, token, lock)))
+            try:
+                return bool(direct.execute(evalsha)[0])
+            except NoScriptError:  # a new or restarted server: load the script once, then run it
+                direct.execute(("SCRIPT", "LOAD", FILL_SCRIPT))
+                return bool(direct.execute(evalsha)[0])
         except (RedisError, OSError) as exc:
             raise _unavailable("EVALSHA (guarded SET)", exc) from exc
 
@@ -303,15 +308,15 @@ def _batches(keys: Iterable[bytes]) -> Iterable[list[bytes]]:
 
 
 class _LoopClient:
-    """One asyncio client, its fill script, and the async generator that closes it when its loop shuts down."""
+    """One asyncio client, its read connections, its release script, and the async generator that closes it
+    when its loop shuts down."""
 
-    __slots__ = ("client", "closer", "fill", "reads", "release")
+    __slots__ = ("client", "closer", "reads", "release")
 
     def __init__(self, client: redis.asyncio.Redis, closer: AsyncIterator[None], options: RedisOptions) -> None:
         self.client = client
         self.closer = closer
         self.reads = LoopConnections(client.connection_pool, options.max_connections, options.pool_wait)
-        self.fill: AsyncScript = client.register_script(FILL_SCRIPT)
         self.release: AsyncScript = client.register_script(RELEASE_SCRIPT)
 
 
@@ -416,9 +421,15 @@ class AsyncRedisBackend:
     async def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:
+        keys, arguments = _fill_call(key, value, ttl, guard, token, lock)
+        evalsha = ("EVALSHA", FILL_SHA, len(keys), *keys, *arguments)
         try:
-            entry = await self._entry()
-            return bool(await entry.fill(*_fill_call(key, value, ttl, guard, token, lock)))
+            reads = (await self._entry()).reads
+            try:
+                return bool((await reads.execute(evalsha))[0])
+            except NoScriptError:
+                await reads.execute(("SCRIPT", "LOAD", FILL_SCRIPT))
+                return bool((await reads.execute(evalsha))[0])
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("EVALSHA (guarded SET)", exc) from exc
 
