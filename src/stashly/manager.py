@@ -13,7 +13,6 @@ from typing import Any, NamedTuple, TypeAlias, TypeVar, overload
 import pydantic
 
 from . import codec, keys
-from . import keys as keys_module  # get_many's parameter is called keys
 from .backends import create as create_backends
 from .backends.base import Lock, Read
 from .codec import Serializer
@@ -105,6 +104,10 @@ class CacheManager:
             except UnicodeEncodeError:
                 raise ValueError("cache keys must be valid Unicode (a lone surrogate cannot be stored)") from None
         return keys.entry_key(self.settings.prefix, self._namespace(namespace), key)
+
+    def _head(self, namespace: str | None) -> str:
+        """What every key of ``namespace`` starts with: ``<prefix>:<namespace>:``."""
+        return keys.namespace_prefix(self.settings.prefix, self._namespace(namespace))
 
     def _namespace(self, namespace: str | None) -> str:
         if namespace is None:
@@ -263,7 +266,7 @@ class CacheManager:
     def _many_keys(self, keys: Iterable[str], namespace: str | None) -> tuple[list[str], list[str]]:
         """The names and their full keys; the namespace is checked once, not per key."""
         names = list(keys)
-        head = keys_module.namespace_prefix(self.settings.prefix, self._namespace(namespace))
+        head = self._head(namespace)
         for name in names:
             if type(name) is not str or not name or not name.isascii():
                 self.key(name, namespace)  # the slow path raises the right error (or accepts valid Unicode)
@@ -309,7 +312,7 @@ class CacheManager:
         ``FLUSHDB`` — so other namespaces and keys stashly did not write are untouched. Values being computed
         at that moment are not stored afterwards.
         """
-        head = keys.namespace_prefix(self.settings.prefix, self._namespace(namespace))
+        head = self._head(namespace)
         try:
             return self._backend.delete_prefix(head, self._guard(namespace))
         except CacheUnavailableError as exc:
@@ -321,7 +324,7 @@ class CacheManager:
 
         On Redis this walks the namespace with ``SCAN``: fine for dashboards, not for a hot path.
         """
-        head = keys.namespace_prefix(self.settings.prefix, self._namespace(namespace))
+        head = self._head(namespace)
         try:
             return self._backend.count_prefix(head)
         except CacheUnavailableError as exc:
@@ -423,7 +426,7 @@ class CacheManager:
 
     async def aflush_namespace(self, namespace: str | None = None) -> int:
         """Async :meth:`flush_namespace`."""
-        head = keys.namespace_prefix(self.settings.prefix, self._namespace(namespace))
+        head = self._head(namespace)
         try:
             return await self._abackend.delete_prefix(head, self._guard(namespace))
         except CacheUnavailableError as exc:
@@ -432,7 +435,7 @@ class CacheManager:
 
     async def acount(self, namespace: str | None = None) -> int:
         """Async :meth:`count`."""
-        head = keys.namespace_prefix(self.settings.prefix, self._namespace(namespace))
+        head = self._head(namespace)
         try:
             return await self._abackend.count_prefix(head)
         except CacheUnavailableError as exc:
