@@ -36,8 +36,14 @@ ACL_COMMANDS: tuple[str, ...] = (
     "scan",
     "evalsha",
     "script|load",
+    # the local tier's invalidation connection: CLIENT TRACKING ... BCAST, redirected to its own subscription
+    "client|id",
+    "client|tracking",
+    "subscribe",
+    "ping",
 )
 ACL_KEYS = "~stashly:*"
+ACL_CHANNELS = "&__redis__:invalidate"
 # redis-py's optional handshake: it carries on when they are refused, but the refusal would land in ACL LOG.
 # Granted when the server knows them (CLIENT SETINFO from Redis 7.2; MAINT_NOTIFICATIONS is RESP3 only).
 ACL_OPTIONAL = ("client|setinfo", "client|maint_notifications")
@@ -136,7 +142,15 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, **(options | kwargs))
 
     def _create_acl_user(self, admin: redis.Redis) -> None:
-        rules = ["reset", "on", f">{ACL_PASSWORD}", "-@all", *(f"+{name}" for name in ACL_COMMANDS), ACL_KEYS]
+        rules = [
+            "reset",
+            "on",
+            f">{ACL_PASSWORD}",
+            "-@all",
+            *(f"+{name}" for name in ACL_COMMANDS),
+            ACL_KEYS,
+            ACL_CHANNELS,
+        ]
         admin.execute_command("ACL", "SETUSER", ACL_USER, *rules)
         for name in ACL_OPTIONAL:
             with contextlib.suppress(redis.ResponseError):  # a command this server does not have

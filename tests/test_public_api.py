@@ -16,6 +16,7 @@ EXPECTED = {
     "Cached",
     "CachedFunction",
     "ConfigError",
+    "LocalTier",
     "SerializationError",
     "Settings",
     "StashlyError",

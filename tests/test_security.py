@@ -37,6 +37,7 @@ from stashly import (
 from tls import make_ca, make_tls_files
 
 from redis_server import ACL_COMMANDS, ACL_OPTIONAL, ACL_PASSWORD, ACL_USER, RedisServer, TlsFiles, free_port
+from support import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -152,6 +153,9 @@ def test_stashly_sends_exactly_the_documented_commands(acl_server: RedisServer) 
                 exercise_sync(cm, cache)
                 asyncio.run(exercise_async(cm, cache))
                 assert cm.stats().errors == 0
+        with CacheManager(url=acl_server.url, namespace="local", local=True, strict=True) as cm:
+            cm.set("k", 1)  # until the tier holds it: its invalidation connection is subscribed
+            assert eventually(lambda: cm.get("k") == 1 and cm.local is not None and len(cm.local) == 1)
         after = commandstats(admin)
     sent = {name: calls - before.get(name, 0) for name, calls in after.items() if calls > before.get(name, 0)}
     assert sent.pop("info") == 1  # the admin's first snapshot: stashly sent no INFO

@@ -14,6 +14,7 @@ from .errors import (
     UnstableKeyError,
     ValueTooLargeError,
 )
+from .local import LocalTier
 from .manager import CacheManager, default_manager, set_default_manager
 from .sentinels import MISSING, NOT_SET
 from .settings import Settings
@@ -28,6 +29,7 @@ __all__ = [
     "Cached",
     "CachedFunction",
     "ConfigError",
+    "LocalTier",
     "SerializationError",
     "Settings",
     "StashlyError",

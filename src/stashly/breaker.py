@@ -117,7 +117,7 @@ class GuardedBackend:
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return self._call(lambda: self.backend.get_many(keys))
 
-    def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
+    def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
         # _call spelled out: this is every decorator hit, and the lambda and extra frame are measurable there
         breaker = self.breaker
         if not breaker.allow():
@@ -184,7 +184,7 @@ class AsyncGuardedBackend:
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return await self._call(lambda: self.backend.get_many(keys))
 
-    async def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
+    async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
         # _call spelled out, as in the sync twin: the hot path
         breaker = self.breaker
         if not breaker.allow():

@@ -47,6 +47,11 @@ class FailurePolicy:
         """A computed value was returned to its caller but not cached."""
         self._warn("store", "result for %s not cached: %s", describe(key), why)
 
+    def local_suspended(self, exc: BaseException) -> None:
+        """The local tier's invalidation connection failed: the tier serves nothing until it is back."""
+        message = "local tier suspended, reading from Redis until it reconnects: %s: %s"
+        self._warn("local", message, type(exc).__name__, exc)
+
     def _warn(self, kind: str, message: str, *args: object) -> None:
         now = self._clock()
         with self._lock:

@@ -18,6 +18,7 @@ from .backends.base import Lock, Read
 from .codec import Serializer
 from .errors import CacheUnavailableError, ValueTooLargeError
 from .failures import FailurePolicy
+from .local import LocalTier
 from .sentinels import MISSING, NOT_SET, Missing, NotSet
 from .settings import Settings, parse_name, resolve
 from .signed_pickle import SignedPickle
@@ -67,20 +68,35 @@ class CacheManager:
         strict: bool | None = None,
         config_path: str | os.PathLike[str] | None = None,
         settings: Settings | None = None,
+        local: LocalTier | bool | None = None,
         **options: Any,
     ) -> None:
         """``options`` are the other settings by name (``prefix``, ``socket_timeout``, ``max_entries``, …: the
-        README's settings table); an unknown name raises ``TypeError``. ``settings`` bypasses resolution."""
+        README's settings table); an unknown name raises ``TypeError``. ``settings`` bypasses resolution.
+        ``local`` puts a :class:`~stashly.LocalTier` in front of Redis: a tier, or ``True`` for one built from
+        the ``local_*`` settings."""
+        tier = local if isinstance(local, LocalTier) else None
         if settings is None:
             if isinstance(default_ttl, timedelta):
                 default_ttl = default_ttl.total_seconds()
             settings = resolve(
-                config_path=config_path, url=url, namespace=namespace, default_ttl=default_ttl, strict=strict, **options
+                config_path=config_path,
+                url=url,
+                namespace=namespace,
+                default_ttl=default_ttl,
+                strict=strict,
+                local=None if tier is not None else local,
+                **options,
             )
         self.settings = settings
         self._serializer: Serializer = SignedPickle(settings.secrets) if settings.serializer == "pickle" else codec.JSON
-        self._backend, self._abackend = create_backends(settings)
         self._failures = FailurePolicy()
+        if tier is None and settings.local:
+            tier = LocalTier(settings.local_max_entries, settings.local_max_bytes, settings.local_ttl)
+        if tier is not None:
+            tier.claim()
+        self.local = None if settings.url.startswith("memory:") else tier  # the memory backend is local already
+        self._backend, self._abackend = create_backends(settings, tier, self._failures.local_suspended)
         self._counters = Counters()
 
     @classmethod

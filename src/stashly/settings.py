@@ -51,6 +51,10 @@ class Settings:
     ssl_keyfile: str | None = None
     serializer: str = "json"
     secrets: tuple[str, ...] = ()
+    local: bool = False
+    local_ttl: float = 60.0
+    local_max_entries: int = 10_000
+    local_max_bytes: int = 64 * 1024 * 1024
 
     def __repr__(self) -> str:
         fields = []
@@ -321,6 +325,10 @@ _PARSERS: Final[dict[str, Callable[[object, str], object]]] = {
     "ssl_keyfile": _parse_file,
     "serializer": _parse_serializer,
     "secrets": _parse_secrets,
+    "local": _parse_bool,
+    "local_ttl": _parse_positive_float,
+    "local_max_entries": _parse_positive_int,
+    "local_max_bytes": _parse_positive_int,
 }
 _FILE_KEYS: Final = frozenset(_PARSERS) | {"ttl", *_URL_PARTS}
 
@@ -357,6 +365,10 @@ _FROM_TEXT: Final[dict[str, Callable[[str, str], object]]] = {
     "breaker_cooldown": _to_float,
     "ttl_jitter": _to_float,
     "max_value_bytes": _to_int,
+    "local": _text_to_bool,
+    "local_ttl": _to_float,
+    "local_max_entries": _to_int,
+    "local_max_bytes": _to_int,
 }
 
 

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .base import AsyncBackend, Backend
 from .memory import AsyncMemoryBackend, MemoryStore
 
 if TYPE_CHECKING:
+    from ..local import LocalTier
     from ..settings import Settings
 
 __all__ = ["AsyncBackend", "Backend", "create"]
 
 
-def create(settings: Settings) -> tuple[Backend, AsyncBackend]:
-    """The backends for ``settings.url``; nothing connects until the first operation."""
+def create(
+    settings: Settings, tier: LocalTier | None = None, report: Callable[[BaseException], None] | None = None
+) -> tuple[Backend, AsyncBackend]:
+    """The backends for ``settings.url``; nothing connects until the first operation.
+
+    ``tier`` puts a local tier in front of Redis (the memory backend is local already: it is ignored there);
+    ``report`` hears why its invalidation connection was lost.
+    """
     if settings.url.startswith("memory:"):
         store = MemoryStore(settings.max_entries)
         return store, AsyncMemoryBackend(store)
@@ -23,4 +31,16 @@ def create(settings: Settings) -> tuple[Backend, AsyncBackend]:
 
     options = RedisOptions.from_settings(settings)
     breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)  # one Redis, one breaker
-    return GuardedBackend(RedisBackend(options), breaker), AsyncGuardedBackend(AsyncRedisBackend(options), breaker)
+    backend: Backend = GuardedBackend(RedisBackend(options), breaker)
+    abackend: AsyncBackend = AsyncGuardedBackend(AsyncRedisBackend(options), breaker)
+    if tier is None:
+        return backend, abackend
+    from .tiered import AsyncTieredBackend, TieredBackend
+    from .tracking import InvalidationTracker
+
+    tracker = InvalidationTracker(tier, options, settings.prefix + ":", report or _ignore)
+    return TieredBackend(backend, tier, tracker), AsyncTieredBackend(abackend, tier)
+
+
+def _ignore(exc: BaseException) -> None:
+    pass

@@ -44,11 +44,11 @@ class MemoryStore:
         with self._lock:
             return [self._live(key, now)[0] for key in keys]
 
-    def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
+    def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
         now = self._clock()
         with self._lock:
             value, deadline = self._live(key, now)
-            token = self._guards.get(guard)
+            token = None if guard is None else self._guards.get(guard)
         ttl = None if deadline is None or not with_ttl else deadline - now
         return value, None if token is None else b"%d" % token, ttl
 
@@ -163,7 +163,7 @@ class AsyncMemoryBackend:
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return self.store.get_many(keys)
 
-    async def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
+    async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
         return self.store.read(key, guard, with_ttl)
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:

@@ -188,15 +188,12 @@ class RedisBackend:
         except (RedisError, OSError) as exc:
             raise _unavailable("MGET", exc) from exc
 
-    def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
+    def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
         try:
-            if not with_ttl:
-                value, token = self._direct().execute(("MGET", key, guard))[0]
-                return value, token, None
-            (value, token), pttl = self._direct().execute(("MGET", key, guard), ("PTTL", key))
+            replies = self._direct().execute(*_read_commands(key, guard, with_ttl))
         except (RedisError, OSError) as exc:
             raise _unavailable("MGET", exc) from exc
-        return value, token, _seconds(value, pttl)
+        return _read_result(replies, guard, with_ttl)
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         try:
@@ -275,6 +272,17 @@ class RedisBackend:
         if client is not None:
             client.connection_pool.disconnect()
             client.close()
+
+
+def _read_commands(key: str, guard: str | None, with_ttl: bool) -> tuple[tuple[str, ...], ...]:
+    """``read`` in one round trip: the entry with its guard (``MGET``), or alone (``GET``), then maybe ``PTTL``."""
+    first = ("GET", key) if guard is None else ("MGET", key, guard)
+    return (first, ("PTTL", key)) if with_ttl else (first,)
+
+
+def _read_result(replies: list[Any], guard: str | None, with_ttl: bool) -> Read:
+    value, token = (replies[0], None) if guard is None else replies[0]
+    return value, token, _seconds(value, replies[1]) if with_ttl else None
 
 
 def _seconds(value: bytes | None, pttl: int) -> float | None:
@@ -397,16 +405,12 @@ class AsyncRedisBackend:
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("MGET", exc) from exc
 
-    async def read(self, key: str, guard: str, with_ttl: bool = False) -> Read:
+    async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
         try:
-            reads = (await self._entry()).reads
-            if not with_ttl:
-                value, token = (await reads.execute(("MGET", key, guard)))[0]
-                return value, token, None
-            (value, token), pttl = await reads.execute(("MGET", key, guard), ("PTTL", key))
+            replies = await (await self._entry()).reads.execute(*_read_commands(key, guard, with_ttl))
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("MGET", exc) from exc
-        return value, token, _seconds(value, pttl)
+        return _read_result(replies, guard, with_ttl)
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         try:

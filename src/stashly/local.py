@@ -1,0 +1,234 @@
+"""The local tier: entries kept in this process, in front of Redis, dropped the moment Redis says they changed.
+
+A local entry is only as good as the news about it. The tier serves entries only while an invalidation
+connection (:mod:`stashly.backends.tracking`) is known to be alive: it extends :meth:`LocalTier.keep_alive`
+on every reply from Redis, and the tier stops serving by itself when those stop. A read that will store its
+result first takes a *ticket*; any invalidation of that key arriving before the result is offered voids the
+ticket, so a value read just before a write can never be stored just after its invalidation went by.
+
+Entries are the bytes Redis returned: every hit is decoded afresh, so nothing a caller does to a returned
+value changes what the next caller gets.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+from .sentinels import Missing
+
+__all__ = ["LocalTier"]
+
+
+class Entry(NamedTuple):
+    """One local entry: the stored bytes, the guard token read with them, and two deadlines (monotonic)."""
+
+    raw: bytes
+    token: bytes | Missing | None  # MISSING when read without the guard (``get``): ``read`` then asks Redis
+    local_deadline: float
+    redis_deadline: float | None  # None: the Redis entry never expires
+
+
+class LocalTier:
+    """An in-process tier in front of Redis that stays coherent across processes (opt-in).
+
+    >>> cache = CacheManager("redis://127.0.0.1:6379/0", local=LocalTier(max_entries=10_000, ttl=30))  # doctest: +SKIP
+
+    Hits on hot keys then cost a dictionary lookup and a decode instead of a round trip. Coherence comes from
+    Redis (``CLIENT TRACKING ... BCAST``): a write to a key, from any process, drops it here within a
+    network hop. If that connection is lost, or stops answering for ``1 s``, the whole tier is dropped and
+    reads go to Redis until it is back. No local entry outlives ``ttl`` or its remaining TTL in Redis.
+    ``max_entries`` and ``max_bytes`` bound it (least recently used first out). A tier belongs to one manager.
+    """
+
+    def __init__(
+        self,
+        max_entries: int = 10_000,
+        max_bytes: int = 64 * 1024 * 1024,
+        ttl: float = 60.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        for name, value in (("max_entries", max_entries), ("max_bytes", max_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"LocalTier {name} must be a positive integer, got {value!r}")
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
+            raise ValueError(f"LocalTier ttl must be a positive, finite number of seconds, got {ttl!r}")
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.ttl = float(ttl)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._tickets: dict[str, object] = {}
+        self._bytes = 0
+        self._alive_until = -math.inf  # serve nothing until the invalidation connection says it is listening
+        self._wake: Callable[[], None] | None = None
+        self._claimed = False
+        self.hits = 0
+        """Reads this tier answered (approximate under threads: plain counters, no lock)."""
+        self.misses = 0
+        """Reads it passed on to Redis."""
+        _watch_forks(self)
+
+    def __repr__(self) -> str:
+        return f"LocalTier(max_entries={self.max_entries}, max_bytes={self.max_bytes}, ttl={self.ttl})"
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        """The bytes held by local entries."""
+        return self._bytes
+
+    @property
+    def serving(self) -> bool:
+        """Whether the tier serves entries now (its invalidation connection answered within the last second)."""
+        return self._clock() < self._alive_until
+
+    # -- the hit path -------------------------------------------------------------------------------------
+
+    def lookup(self, key: str) -> Entry | None:
+        """The live entry for ``key``, or ``None`` (absent, expired, or the tier is not serving)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        now = self._clock()
+        if now >= entry.local_deadline or now >= self._alive_until:
+            self.misses += 1
+            return None
+        self.hits += 1
+        try:  # noqa: SIM105 (contextlib.suppress costs a context manager on every hit)
+            self._entries.move_to_end(key)
+        except KeyError:  # invalidated this instant by the tracking thread: the entry we hold was current
+            pass
+        return entry
+
+    def remaining(self, entry: Entry) -> float | None:
+        """The entry's remaining TTL in Redis, in seconds (``None``: never expires)."""
+        return None if entry.redis_deadline is None else max(0.0, entry.redis_deadline - self._clock())
+
+    # -- filling from Redis -------------------------------------------------------------------------------
+
+    def ticket(self, key: str) -> tuple[object, float] | None:
+        """Announce a read of ``key`` whose result may be stored: a ticket and the time, or ``None`` (not serving).
+
+        Take it *before* sending the read: an invalidation that arrives while the read is in flight voids it.
+        """
+        now = self._clock()
+        if now >= self._alive_until:
+            wake = self._wake
+            if wake is not None:
+                wake()  # (re)start the invalidation connection: after a fork, a close, or at first use
+            return None
+        ticket = object()
+        self._tickets[key] = ticket
+        return ticket, now
+
+    def offer(
+        self,
+        key: str,
+        ticket: tuple[object, float],
+        raw: bytes | None,
+        token: bytes | Missing | None,
+        ttl: float | None,
+    ) -> None:
+        """Store what a read returned, unless its ticket was voided (``ttl``: remaining seconds in Redis)."""
+        mark, started = ticket
+        if raw is None or len(raw) > self.max_bytes:
+            if self._tickets.get(key) is mark:
+                self._tickets.pop(key, None)
+            return
+        redis_deadline = None if ttl is None else started + ttl
+        local_deadline = started + (self.ttl if ttl is None else min(self.ttl, ttl))
+        entry = Entry(raw, token, local_deadline, redis_deadline)
+        with self._lock:
+            if self._tickets.get(key) is not mark or self._clock() >= self._alive_until:
+                return
+            del self._tickets[key]
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old.raw)
+            self._entries[key] = entry
+            self._bytes += len(raw)
+            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= len(evicted.raw)
+
+    # -- invalidation -------------------------------------------------------------------------------------
+
+    def invalidate(self, keys: Iterable[str]) -> None:
+        """Drop ``keys`` and void their tickets (a write here, or a message from Redis)."""
+        with self._lock:
+            for key in keys:
+                self._tickets.pop(key, None)
+                entry = self._entries.pop(key, None)
+                if entry is not None:
+                    self._bytes -= len(entry.raw)
+
+    def invalidate_prefix(self, prefix: str) -> None:
+        """Drop every key starting with ``prefix`` (a namespace flushed here)."""
+        with self._lock:
+            doomed = [key for key in (*self._entries, *self._tickets) if key.startswith(prefix)]
+        self.invalidate(doomed)
+
+    def clear(self) -> None:
+        """Drop everything and void every ticket."""
+        with self._lock:
+            self._entries.clear()
+            self._tickets.clear()
+            self._bytes = 0
+
+    # -- driven by the invalidation connection -------------------------------------------------------------
+
+    def keep_alive(self, until: float) -> None:
+        """Serve entries until ``until`` (monotonic), unless told again before then."""
+        self._alive_until = until
+
+    def suspend(self) -> None:
+        """Stop serving and drop everything: invalidations may have been missed."""
+        self._alive_until = -math.inf
+        self.clear()
+
+    def claim(self) -> None:
+        """Mark the tier as one manager's; a second manager raises ``ValueError`` (one Redis per tier)."""
+        if self._claimed:
+            raise ValueError(f"{self!r} already belongs to a manager: give each manager its own LocalTier")
+        self._claimed = True
+
+    def on_wake(self, wake: Callable[[], None] | None) -> None:
+        """What to call when a read finds the tier not serving (the tracker starts its connection there)."""
+        self._wake = wake
+
+    def _forked(self) -> None:
+        # The child has none of the parent's threads: no invalidation connection until a read wakes one.
+        self._lock = threading.Lock()
+        self._alive_until = -math.inf
+        self._entries.clear()
+        self._tickets.clear()
+        self._bytes = 0
+
+
+_tiers: weakref.WeakSet[LocalTier] = weakref.WeakSet()
+_hooked = False
+
+
+def _reset_after_fork() -> None:
+    for tier in list(_tiers):
+        tier._forked()
+
+
+def _watch_forks(tier: LocalTier) -> None:
+    global _hooked
+    if not _hooked and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_reset_after_fork)  # once per process, at the first tier
+        _hooked = True
+    _tiers.add(tier)

@@ -1,0 +1,398 @@
+"""The local tier: its store (injected clock, no Redis) and its coherence against real redis-server processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stashly import Cached, CacheManager, LocalTier
+
+from redis_server import RedisServer
+from support import eventually
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def serving_tier(clock: Clock, **options: int | float) -> LocalTier:
+    tier = LocalTier(clock=clock, **options)  # type: ignore[arg-type]
+    tier.keep_alive(clock.now + 3600)
+    return tier
+
+
+def put(tier: LocalTier, key: str, raw: bytes, ttl: float | None = 100.0, token: bytes | None = b"1") -> None:
+    ticket = tier.ticket(key)
+    assert ticket is not None
+    tier.offer(key, ticket, raw, token, ttl)
+
+
+# -- the store --------------------------------------------------------------------------------------------
+
+
+def test_an_invalidation_during_a_read_voids_its_ticket() -> None:
+    clock = Clock()
+    tier = serving_tier(clock)
+    ticket = tier.ticket("k")
+    assert ticket is not None
+    tier.invalidate(["k"])  # Redis reported a write while our read was in flight
+    tier.offer("k", ticket, b"old", b"1", 100.0)
+    assert tier.lookup("k") is None
+    put(tier, "k", b"new")
+    entry = tier.lookup("k")
+    assert entry is not None
+    assert entry.raw == b"new"
+
+
+def test_a_newer_ticket_wins_over_an_older_read() -> None:
+    tier = serving_tier(Clock())
+    first, second = tier.ticket("k"), tier.ticket("k")
+    assert first is not None
+    assert second is not None
+    tier.offer("k", first, b"from-first", b"1", 100.0)
+    assert tier.lookup("k") is None
+    tier.offer("k", second, b"from-second", b"1", 100.0)
+    entry = tier.lookup("k")
+    assert entry is not None
+    assert entry.raw == b"from-second"
+
+
+def test_nothing_is_served_or_stored_unless_the_invalidation_connection_is_alive() -> None:
+    clock = Clock()
+    tier = LocalTier(clock=clock)
+    assert tier.ticket("k") is None
+    assert not tier.serving
+    tier.keep_alive(clock.now + 1.0)
+    put(tier, "k", b"v")
+    assert tier.lookup("k") is not None
+    clock.now += 1.0  # no word from Redis for a second
+    assert not tier.serving
+    assert tier.lookup("k") is None
+    ticket = tier.ticket("j")
+    assert ticket is None
+
+
+def test_a_ticket_taken_before_a_suspension_stores_nothing() -> None:
+    clock = Clock()
+    tier = serving_tier(clock)
+    ticket = tier.ticket("k")
+    assert ticket is not None
+    tier.suspend()
+    tier.keep_alive(clock.now + 10)  # reconnected before the read came back
+    tier.offer("k", ticket, b"v", b"1", 100.0)
+    assert tier.lookup("k") is None
+    assert len(tier) == 0
+
+
+def test_a_local_entry_never_outlives_its_redis_ttl_nor_the_tier_ttl() -> None:
+    clock = Clock()
+    tier = serving_tier(clock, ttl=30.0)
+    put(tier, "short", b"v", ttl=2.0)
+    put(tier, "long", b"v", ttl=500.0)
+    put(tier, "forever", b"v", ttl=None)
+    entry = tier.lookup("short")
+    assert entry is not None
+    assert tier.remaining(entry) == pytest.approx(2.0)
+    clock.now += 2.0
+    assert tier.lookup("short") is None
+    assert tier.lookup("long") is not None
+    assert tier.lookup("forever") is not None
+    clock.now += 28.0
+    assert tier.lookup("long") is None
+    assert tier.lookup("forever") is None
+
+
+def test_least_recently_used_entries_go_first_by_count_and_by_bytes() -> None:
+    tier = serving_tier(Clock(), max_entries=3, max_bytes=100)
+    for key in "abc":
+        put(tier, key, b"x" * 10)
+    assert tier.lookup("a") is not None  # a is now the most recently used
+    put(tier, "d", b"x" * 10)
+    assert tier.lookup("b") is None
+    assert {k for k in "acd" if tier.lookup(k)} == {"a", "c", "d"}
+    put(tier, "e", b"y" * 90)
+    assert tier.size_bytes <= 100
+    assert tier.lookup("e") is not None
+    assert len(tier) <= 2
+    put(tier, "huge", b"z" * 101)  # larger than the whole tier: not kept
+    assert tier.lookup("huge") is None
+    assert tier.lookup("e") is not None
+
+
+def test_flushing_a_prefix_drops_exactly_that_prefix() -> None:
+    tier = serving_tier(Clock())
+    put(tier, "stashly:a:1", b"v")
+    put(tier, "stashly:ab:1", b"v")
+    tier.invalidate_prefix("stashly:a:")
+    assert tier.lookup("stashly:a:1") is None
+    assert tier.lookup("stashly:ab:1") is not None
+
+
+@pytest.mark.parametrize(
+    "options", [{"max_entries": 0}, {"max_bytes": -1}, {"ttl": 0}, {"ttl": float("inf")}, {"max_entries": True}]
+)
+def test_bad_options_name_the_problem(options: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=next(iter(options))):
+        LocalTier(**options)  # type: ignore[arg-type]
+
+
+def test_a_tier_belongs_to_one_manager() -> None:
+    tier = LocalTier()
+    CacheManager("memory://", local=tier)
+    with pytest.raises(ValueError, match="already belongs"):
+        CacheManager("memory://", local=tier)
+
+
+def test_the_memory_backend_has_no_local_tier() -> None:
+    assert CacheManager("memory://", local=True).local is None
+
+
+def test_settings_build_a_tier(redis_url: str) -> None:
+    with CacheManager(redis_url, local=True, local_ttl=5, local_max_entries=7, local_max_bytes=1000) as cm:
+        assert cm.local is not None
+        assert (cm.local.ttl, cm.local.max_entries, cm.local.max_bytes) == (5.0, 7, 1000)
+    with CacheManager(redis_url) as cm:
+        assert cm.local is None
+
+
+# -- against Redis ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local(redis_url: str) -> Iterator[CacheManager]:
+    with CacheManager(redis_url, namespace="lt", local=LocalTier(ttl=60)) as cm:
+        yield cm
+
+
+@pytest.fixture
+def writer(redis_url: str) -> Iterator[CacheManager]:
+    """Another process's manager, as far as the local tier can tell: its own connections, no tier."""
+    with CacheManager(redis_url, namespace="lt") as cm:
+        yield cm
+
+
+def warm(cm: CacheManager, key: str) -> None:
+    """Read ``key`` until the tier holds it (the first reads wake the invalidation connection)."""
+    tier = cm.local
+    assert tier is not None
+    assert eventually(lambda: cm.get(key) is not None and tier.lookup(cm.key(key)) is not None)
+
+
+def gets_sent(server: RedisServer) -> int:
+    with server.client() as admin:
+        stats = admin.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("get", "mget"))
+
+
+def test_hits_are_served_in_process(local: CacheManager, redis_server: RedisServer) -> None:
+    local.set("user:1", {"id": 1})
+    warm(local, "user:1")
+    before = gets_sent(redis_server)
+    for _ in range(100):
+        assert local.get("user:1") == {"id": 1}
+    assert gets_sent(redis_server) == before
+
+
+def test_a_caller_mutating_a_hit_does_not_change_the_next_one(local: CacheManager) -> None:
+    local.set("user:1", {"id": 1, "roles": ["a"]})
+    warm(local, "user:1")
+    mine = local.get("user:1")
+    mine["roles"].append("admin")
+    mine["id"] = 2
+    assert local.get("user:1") == {"id": 1, "roles": ["a"]}
+
+
+def test_own_writes_are_read_back_at_once(local: CacheManager) -> None:
+    local.set("k", 1)
+    warm(local, "k")
+    local.set("k", 2)
+    assert local.get("k") == 2
+    assert local.remove("k") is True
+    assert local.get("k") is None
+
+
+def test_another_process_writes_reach_the_tier(local: CacheManager, writer: CacheManager) -> None:
+    local.set("k", "v1")
+    warm(local, "k")
+    writer.set("k", "v2")
+    assert eventually(lambda: local.get("k") == "v2")
+    writer.remove("k")
+    assert eventually(lambda: local.get("k") is None)
+    local.set("other", 1)
+    warm(local, "other")
+    writer.flush_namespace()
+    assert eventually(lambda: local.get("other") is None)
+
+
+def test_a_server_flush_empties_the_tier(local: CacheManager, redis_server: RedisServer) -> None:
+    local.set("k", 1)
+    warm(local, "k")
+    with redis_server.client() as admin:
+        admin.flushdb()
+    assert eventually(lambda: local.get("k") is None)
+
+
+def test_decorated_hits_come_from_the_tier_and_invalidate_everywhere(local: CacheManager, writer: CacheManager) -> None:
+    calls = []
+
+    def profile(user_id: int) -> dict[str, int]:
+        calls.append(user_id)
+        return {"id": user_id, "version": len(calls)}
+
+    mine = Cached("profiles", manager=local).cached(profile)
+    theirs = Cached("profiles", manager=writer).cached(profile)
+    first = mine(7)
+    assert local.local is not None
+    assert eventually(lambda: mine(7) == first and local.local is not None and len(local.local) == 1)
+    hits = local.local.hits
+    assert mine(7) == first
+    assert local.local.hits == hits + 1
+    theirs.invalidate(7)
+    assert eventually(lambda: mine(7) != first)
+
+
+async def test_an_async_local_hit_never_yields_to_the_event_loop(local: CacheManager) -> None:
+    await local.aset("k", {"a": 1})
+    assert local.local is not None
+    tier = local.local
+    while tier.lookup(local.key("k")) is None:
+        await local.aget("k")
+        await asyncio.sleep(0.01)
+    ran = []
+    asyncio.get_running_loop().call_soon(ran.append, True)
+    assert await local.aget("k") == {"a": 1}
+    assert ran == []  # a miss would have awaited a socket, letting the callback run
+    await asyncio.sleep(0)
+    assert ran == [True]
+
+
+def test_get_many_serves_local_entries_and_asks_redis_for_the_rest(local: CacheManager) -> None:
+    local.set("a", 1)
+    local.set("b", 2)
+    warm(local, "a")
+    assert local.get_many(["a", "b", "c"]) == {"a": 1, "b": 2}
+
+
+def test_a_paused_server_stops_the_tier_within_two_seconds(disposable_redis: RedisServer) -> None:
+    with CacheManager(disposable_redis.url, namespace="lt", local=LocalTier()) as cm:
+        cm.set("k", "v")
+        warm(cm, "k")
+        disposable_redis.pause()
+        try:
+            time.sleep(2.0)
+            assert cm.local is not None
+            assert not cm.local.serving
+            assert cm.get("k", "fallback") == "fallback"  # failed open after the timeout, not a local answer
+        finally:
+            disposable_redis.resume()
+        assert eventually(lambda: cm.get("k") == "v" and cm.local is not None and cm.local.serving)
+
+
+def test_the_tier_starts_empty_after_a_restart(disposable_redis: RedisServer) -> None:
+    with CacheManager(disposable_redis.url, namespace="lt", local=LocalTier()) as cm:
+        cm.set("k", "v")
+        warm(cm, "k")
+        disposable_redis.restart()  # the data is gone with it
+        assert eventually(lambda: cm.get("k") is None)
+        cm.set("k", "again")
+        warm(cm, "k")
+        assert cm.get("k") == "again"
+
+
+def test_a_forked_child_listens_for_itself(local: CacheManager, writer: CacheManager) -> None:
+    local.set("k", "parent")
+    warm(local, "k")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what it saw, then leave without running the parent's cleanup
+        status = 1
+        try:
+            tier = local.local
+            assert tier is not None
+            assert len(tier) == 0
+            warm(local, "k")
+            os.write(write, b"warm\n")
+            assert eventually(lambda: local.get("k") == "updated")
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        assert pipe.readline() == "warm\n"
+        writer.set("k", "updated")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_invalidation_connection_needs_only_the_documented_grants(redis_url: str) -> None:
+    # In STASHLY_TEST_ACL=1 runs this manager is the least-privilege user, and ACL LOG must stay empty.
+    with CacheManager(redis_url, namespace="lt", local=True) as cm:
+        cm.set("k", 1)
+        warm(cm, "k")
+
+
+# -- several processes: the issue's coherence test ----------------------------------------------------------
+
+READER = Path(__file__).with_name("local_tier_reader.py")
+
+
+def test_readers_in_other_processes_never_serve_a_value_older_than_100_ms(redis_url: str) -> None:
+    """A writer updates or removes a key every 200 ms for 10 s while 3 reader processes read it flat out."""
+    with CacheManager(redis_url, namespace="coherence") as cm:
+        cm.set("k", 0)
+        steps: list[tuple[float, float, int | None]] = [(0.0, time.monotonic(), 0)]  # (start, end, state)
+        readers = [
+            subprocess.Popen(
+                [sys.executable, str(READER), redis_url, "10"], stdout=subprocess.PIPE, text=True, env=_child_env()
+            )
+            for _ in range(3)
+        ]
+        try:
+            for reader in readers:
+                assert reader.stdout is not None
+                assert reader.stdout.readline().strip() == "ready"
+            version = 0
+            deadline = time.monotonic() + 10.5
+            while time.monotonic() < deadline:
+                time.sleep(0.2)
+                version += 1
+                start = time.monotonic()
+                if version % 5 == 0:
+                    cm.remove("k")
+                    state = None
+                else:
+                    cm.set("k", version)
+                    state = version
+                steps.append((start, time.monotonic(), state))
+            reports = [json.loads(reader.communicate(timeout=30)[0]) for reader in readers]
+        finally:
+            for reader in readers:
+                reader.kill()
+    for report in reports:
+        for state, last_start, last_end in report["runs"]:
+            # The newest step that had returned 100 ms before this read began; the read must show it or a later one.
+            settled = max(i for i, step in enumerate(steps) if step[1] <= last_start - 0.1)
+            assert any(steps[m][2] == state and steps[m][0] <= last_end for m in range(settled, len(steps))), (
+                f"a reader returned {state!r} at {last_start:.3f}, older than step {settled}: {steps[settled]}"
+            )
+        assert report["hits"] / report["reads"] >= 0.8, report
+
+
+def _child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STASHLY_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH", "")]))
+    return env
