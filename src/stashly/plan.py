@@ -32,12 +32,14 @@ __all__ = ["Binding", "Plan", "check_lease", "check_refresh_ahead"]
 logger = logging.getLogger("stashly")
 _EMPTY = inspect.Parameter.empty
 _RECEIVERS = ("self", "cls")
+_KEY_MEMO = 4096  # remembered keys per function and manager; cleared whole when full
+_MEMO_TEXT = 256  # longer strings are not remembered (the memo must stay small)
 
 
 class Binding:
     """What a plan needs from its manager, worked out once per manager (the default manager is resolved late)."""
 
-    __slots__ = ("expiry", "guard", "head", "manager", "reader", "salt", "strict")
+    __slots__ = ("expiry", "guard", "head", "keys", "manager", "reader", "salt", "strict")
 
     def __init__(self, plan: Plan, manager: CacheManager) -> None:
         settings = manager.settings
@@ -51,6 +53,7 @@ class Binding:
         self.salt = codec.schema_fingerprint(annotation)
         self.strict = settings.strict if plan.strict is None else plan.strict
         self.expiry = resolve_ttl(plan.ttl, settings.default_ttl, settings.allow_no_expiry, f"@cached {plan.name}")
+        self.keys: dict[tuple[Any, ...], str] = {}  # positional int/str arguments -> key, see Plan.key
 
 
 class Plan:
@@ -138,7 +141,26 @@ class Plan:
         bound.apply_defaults()
         return tuple(bound.arguments.values())
 
-    def key(self, binding: Binding, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+    def key(self, binding: Binding, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """The full key for a call. Calls with only positional ``int`` and ``str`` arguments (exactly those
+        types: ``1``, ``1.0`` and ``True`` are equal as dict keys but must key apart) are remembered."""
+        if not kwargs and not self._receiver:
+            for arg in args:
+                kind = type(arg)
+                if kind is not int and (kind is not str or len(arg) > _MEMO_TEXT):
+                    break
+            else:
+                memo = binding.keys
+                key = memo.get(args)
+                if key is None:
+                    key = self._key(binding, args, kwargs)
+                    if len(memo) >= _KEY_MEMO:
+                        memo.clear()
+                    memo[args] = key
+                return key
+        return self._key(binding, args, kwargs)
+
+    def _key(self, binding: Binding, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
         values = self.bind(args, kwargs)
         if self._template is not None:
             return binding.head + self._template.render(dict(zip(self._names, values, strict=True)))
