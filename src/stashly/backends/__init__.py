@@ -27,12 +27,13 @@ def create(
         store = MemoryStore(settings.max_entries)
         return store, AsyncMemoryBackend(store)
     from ..breaker import AsyncGuardedBackend, CircuitBreaker, GuardedBackend
+    from ..coalesce import AsyncCoalescedBackend
     from .redis import AsyncRedisBackend, RedisBackend, RedisOptions
 
     options = RedisOptions.from_settings(settings)
     breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)  # one Redis, one breaker
     backend: Backend = GuardedBackend(RedisBackend(options), breaker)
-    abackend: AsyncBackend = AsyncGuardedBackend(AsyncRedisBackend(options), breaker)
+    abackend: AsyncBackend = AsyncCoalescedBackend(AsyncGuardedBackend(AsyncRedisBackend(options), breaker))
     if tier is None:
         return backend, abackend
     from .tiered import AsyncTieredBackend, TieredBackend
