@@ -29,6 +29,7 @@ __all__ = ["CacheManager", "default_manager", "set_default_manager"]
 
 T = TypeVar("T")
 D = TypeVar("D")
+_HEADS = 1024  # validated namespace heads remembered per manager
 Token: TypeAlias = bytes | Missing | None
 """A guard's value read before a computation; MISSING when the read failed (then nothing is stored)."""
 
@@ -91,6 +92,7 @@ class CacheManager:
         self.settings = settings
         self._serializer: Serializer = SignedPickle(settings.secrets) if settings.serializer == "pickle" else codec.JSON
         self._failures = FailurePolicy()
+        self._heads: dict[str | None, str] = {}  # namespace argument -> validated key head
         if tier is None and settings.local:
             tier = LocalTier(settings.local_max_entries, settings.local_max_bytes, settings.local_ttl)
         if tier is not None:
@@ -119,11 +121,20 @@ class CacheManager:
                 key.encode()
             except UnicodeEncodeError:
                 raise ValueError("cache keys must be valid Unicode (a lone surrogate cannot be stored)") from None
-        return keys.entry_key(self.settings.prefix, self._namespace(namespace), key)
+        try:
+            return self._heads[namespace] + key
+        except (KeyError, TypeError):  # first use of this namespace, or not a name at all (_head says why)
+            return self._head(namespace) + key
 
     def _head(self, namespace: str | None) -> str:
-        """What every key of ``namespace`` starts with: ``<prefix>:<namespace>:``."""
-        return keys.namespace_prefix(self.settings.prefix, self._namespace(namespace))
+        """What every key of ``namespace`` starts with: ``<prefix>:<namespace>:`` (validated once per name)."""
+        head = self._heads.get(namespace) if namespace is None or type(namespace) is str else None
+        if head is None:
+            head = keys.namespace_prefix(self.settings.prefix, self._namespace(namespace))
+            if len(self._heads) >= _HEADS:
+                self._heads.clear()
+            self._heads[namespace] = head
+        return head
 
     def _namespace(self, namespace: str | None) -> str:
         if namespace is None:
