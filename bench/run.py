@@ -28,7 +28,7 @@ import redis.utils
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import commands, markdown, measure, report, scenarios, targets, values
+from bench import commands, markdown, measure, metrics_cost, report, scenarios, targets, values
 from bench.cases import Env, Scenario, Unavailable
 from bench.server import PrivateRedis
 
@@ -73,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("Targets (issue 6), from the ratios of this run:")
     print(targets.render(outcomes))
+    counting = metrics_cost.measure()
+    meta["metrics_cost_us"] = round(counting, 4)
+    print()
+    print("Target (issue 8), measured in the same process:")
+    print(metrics_cost.render(counting))
     for failure in close_failures:
         print(f"note: closing failed: {failure}")
     if args.json:

@@ -40,6 +40,7 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self._probe_at = -float("inf")
         self.epoch = 0  # bumped when the breaker opens: a success from an operation begun before that is stale
+        self.changes = 0  # times it opened or closed
 
     @property
     def is_open(self) -> bool:
@@ -70,6 +71,7 @@ class CircuitBreaker:
                     return
                 was_open = self._opened_at is not None
                 self._failures, self._opened_at = 0, None
+                self.changes += was_open
             if was_open:
                 logger.warning("cache backend is answering again: circuit closed")
 
@@ -81,6 +83,7 @@ class CircuitBreaker:
                 return
             self._opened_at = self._probe_at = now
             self.epoch += 1
+            self.changes += 1
         logger.warning(
             "cache backend failed %d times in a row: circuit open, skipping it and probing every %.3gs",
             self.threshold,

@@ -200,9 +200,10 @@ def _sync_wrapper(plan: Plan) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         binding = plan.binding()
         key = plan.key(binding, args, kwargs)
-        found = binding.manager._lookup_sync(key, binding.guard, binding.reader, binding.strict, with_ttl)
+        found = binding.manager._lookup_sync(key, binding.guard, binding.reader, binding.strict, binding.site, with_ttl)
         if found.value is not MISSING:
             if plan.refresh_due(binding, found):
+                binding.site.stale += 1
                 call = functools.partial(fn, *args, **kwargs)
                 refresher.start(binding.manager, key, found.token, plan.computation(binding, key, call))
             return found.value
@@ -226,9 +227,12 @@ def _async_wrapper(plan: Plan) -> Callable[..., Any]:
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         binding = plan.binding()
         key = plan.key(binding, args, kwargs)
-        found = await binding.manager._alookup(key, binding.guard, binding.reader, binding.strict, with_ttl)
+        found = await binding.manager._alookup(
+            key, binding.guard, binding.reader, binding.strict, binding.site, with_ttl
+        )
         if found.value is not MISSING:
             if plan.refresh_due(binding, found):
+                binding.site.stale += 1
                 call = functools.partial(fn, *args, **kwargs)
                 refresher.astart(binding.manager, key, found.token, plan.acomputation(binding, key, call))
             return found.value
@@ -246,11 +250,12 @@ def _attach(wrapper: Callable[..., Any], plan: Plan, is_async: bool) -> Callable
 
     def sync_invalidate(*args: Any, **kwargs: Any) -> bool:
         binding = plan.binding()
-        return binding.manager._delete(plan.key(binding, args, kwargs), binding.guard, binding.strict)
+        return binding.manager._delete(plan.key(binding, args, kwargs), binding.guard, binding.site, binding.strict)
 
     async def async_invalidate(*args: Any, **kwargs: Any) -> bool:
         binding = plan.binding()
-        return await binding.manager._adelete(plan.key(binding, args, kwargs), binding.guard, binding.strict)
+        key = plan.key(binding, args, kwargs)
+        return await binding.manager._adelete(key, binding.guard, binding.site, binding.strict)
 
     def cache_key(*args: Any, **kwargs: Any) -> str:
         return plan.key(plan.binding(), args, kwargs)

@@ -7,6 +7,7 @@ import random
 import threading
 from collections.abc import Iterable
 from datetime import timedelta
+from time import perf_counter_ns
 from types import TracebackType
 from typing import Any, NamedTuple, TypeAlias, TypeVar, overload
 
@@ -22,7 +23,7 @@ from .local import LocalTier
 from .sentinels import MISSING, NOT_SET, Missing, NotSet
 from .settings import Settings, parse_name, resolve
 from .signed_pickle import SignedPickle
-from .stats import CacheStats, Counters
+from .stats import SAMPLED, CacheStats, Site, combine
 from .ttl import TTL, check_ttl, resolve_ttl
 
 __all__ = ["CacheManager", "default_manager", "set_default_manager"]
@@ -98,8 +99,11 @@ class CacheManager:
         if tier is not None:
             tier.claim()
         self.local = None if settings.url.startswith("memory:") else tier  # the memory backend is local already
-        self._backend, self._abackend = create_backends(settings, tier, self._failures.local_suspended)
-        self._counters = Counters()
+        self._backend, self._abackend, self._breaker = create_backends(settings, tier, self._failures.local_suspended)
+        self._sites: list[Site] = []
+        self._sites_lock = threading.Lock()
+        self._namespace_sites: dict[str | None, Site] = {}
+        self._baseline = CacheStats()
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str], **arguments: Any) -> CacheManager:
@@ -143,14 +147,15 @@ class CacheManager:
 
     # -- the shared core: everything but the I/O ------------------------------------------------------------
 
-    def _read(self, raw: bytes | None, key: str, reader: codec.Reader) -> Any:
+    def _read(self, raw: bytes | None, key: str, reader: codec.Reader, site: Site) -> Any:
         """A stored entry turned into the caller's value, or MISSING (absent, unreadable, wrong shape)."""
         if raw is None:
-            self._counters.misses += 1
+            site.misses += 1
             return MISSING
+        site.bytes_read += len(raw)
         if len(raw) > self.settings.max_value_bytes:  # bounded decoding: never parse a huge foreign value
             self._failures.unreadable(key, f"{len(raw)} bytes, over max_value_bytes")
-            self._counters.misses += 1
+            site.misses += 1
             return MISSING
         value = self._serializer.decode(raw, key)
         if value is MISSING:
@@ -162,14 +167,17 @@ class CacheManager:
                 self._failures.unreadable(key, f"does not validate as the expected type ({exc.error_count()} errors)")
                 value = MISSING
         if value is MISSING:
-            self._counters.misses += 1
+            site.misses += 1
         else:
-            self._counters.hits += 1
+            site.hits += 1
         return value
 
-    def _lookup(self, read: Read, key: str, reader: codec.Reader) -> Lookup:
+    def _lookup(self, read: Read, key: str, reader: codec.Reader, site: Site, started: int) -> Lookup:
         raw, token, ttl = read
-        return Lookup(self._read(raw, key, reader), raw or b"", token, ttl)
+        value = self._read(raw, key, reader, site)
+        if started and value is not MISSING:
+            site.hit_ns[(perf_counter_ns() - started).bit_length()] += 1
+        return Lookup(value, raw or b"", token, ttl)
 
     def _expiry(self, ttl: TTL | NotSet, key: str) -> float | None:
         s = self.settings
@@ -203,31 +211,48 @@ class CacheManager:
     def _guard(self, namespace: str | None) -> str:
         return keys.guard_key(self.settings.prefix, self._namespace(namespace))
 
-    def _failed(self, exc: CacheUnavailableError, operation: str, key: str, strict: bool | None) -> None:
-        self._counters.errors += 1
+    def _failed(
+        self, exc: CacheUnavailableError, operation: str, key: str, strict: bool | None, site: Site | None = None
+    ) -> None:
+        (site or self._site(None)).errors += 1
         self._failures.backend_failed(exc, operation, key, self.settings.strict if strict is None else strict)
 
     # -- sync driver ----------------------------------------------------------------------------------------
 
-    def _load(self, key: str, reader: codec.Reader) -> Any:
+    def _load(self, key: str, reader: codec.Reader, site: Site) -> Any:
+        started = 0 if site.hits & SAMPLED else perf_counter_ns()  # one hit in 16 is timed
         try:
             raw = self._backend.get(key)
         except CacheUnavailableError as exc:
-            self._failed(exc, "get", key, None)
+            self._failed(exc, "get", key, None, site)
             return MISSING
-        return self._read(raw, key, reader)
+        value = self._read(raw, key, reader, site)
+        if started and value is not MISSING:
+            site.hit_ns[(perf_counter_ns() - started).bit_length()] += 1
+        return value
 
-    def _lookup_sync(self, key: str, guard: str, reader: codec.Reader, strict: bool, with_ttl: bool = False) -> Lookup:
+    def _lookup_sync(
+        self, key: str, guard: str, reader: codec.Reader, strict: bool, site: Site, with_ttl: bool = False
+    ) -> Lookup:
         """The entry, and the guard token a fill for this key must present (``UNKNOWN`` if the read failed)."""
+        started = 0 if site.hits & SAMPLED else perf_counter_ns()  # one hit in 16 is timed
         try:
             read = self._backend.read(key, guard, with_ttl)
         except CacheUnavailableError as exc:
-            self._failed(exc, "get", key, strict)
+            self._failed(exc, "get", key, strict, site)
             return Lookup(MISSING, b"", MISSING, None)
-        return self._lookup(read, key, reader)
+        return self._lookup(read, key, reader, site, started)
 
     def _fill(
-        self, key: str, payload: bytes, expiry: float | None, guard: str, token: Token, strict: bool, lock: Lock = None
+        self,
+        key: str,
+        payload: bytes,
+        expiry: float | None,
+        guard: str,
+        token: Token,
+        strict: bool,
+        site: Site,
+        lock: Lock = None,
     ) -> None:
         """Store a computed value unless an invalidation happened since ``token`` was read (or ``lock`` was lost)."""
         if token is MISSING:
@@ -237,9 +262,10 @@ class CacheManager:
         try:
             stored = self._backend.fill(key, payload, self._jittered(expiry), guard, token, lock)
         except CacheUnavailableError as exc:
-            self._failed(exc, "set", key, strict)
+            self._failed(exc, "set", key, strict, site)
         else:
-            self._counters.stores += stored
+            site.stores += stored
+            site.bytes_written += len(payload) if stored else 0
 
     def _acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
         """Take a stampede lock; when the backend fails, proceed as if we had it (compute, fail open)."""
@@ -255,11 +281,12 @@ class CacheManager:
         except CacheUnavailableError as exc:  # the lease runs out by itself
             self._failed(exc, "unlock", lock_key, False)
 
-    def _delete(self, key: str, guard: str, strict: bool | None = None) -> bool:
+    def _delete(self, key: str, guard: str, site: Site, strict: bool | None = None) -> bool:
+        site.invalidations += 1
         try:
             return self._backend.delete(key, guard)
         except CacheUnavailableError as exc:
-            self._failed(exc, "remove", key, strict)
+            self._failed(exc, "remove", key, strict, site)
             return False
 
     @overload
@@ -273,7 +300,7 @@ class CacheManager:
         With ``type=`` the JSON is validated into that type (``type=UserRead`` returns a ``UserRead``); an entry
         that does not validate counts as absent.
         """
-        value = self._load(self.key(key, namespace), codec.reader_for(type))
+        value = self._load(self.key(key, namespace), codec.reader_for(type), self._site(namespace))
         return default if value is MISSING else value
 
     def get_many(self, keys: Iterable[str], *, type: Any = None, namespace: str | None = None) -> dict[str, Any]:
@@ -283,12 +310,13 @@ class CacheManager:
         (unless strict).
         """
         names, full = self._many_keys(keys, namespace)
+        site = self._site(namespace)
         try:
             raws = self._backend.get_many(full)
         except CacheUnavailableError as exc:
-            self._failed(exc, "get_many", full[0] if full else "", None)
+            self._failed(exc, "get_many", full[0] if full else "", None, site)
             return {}
-        return self._many(names, full, raws, codec.reader_for(type))
+        return self._many(names, full, raws, codec.reader_for(type), site)
 
     def _many_keys(self, keys: Iterable[str], namespace: str | None) -> tuple[list[str], list[str]]:
         """The names and their full keys; the namespace is checked once, not per key."""
@@ -300,11 +328,11 @@ class CacheManager:
         return names, [head + name for name in names]
 
     def _many(
-        self, names: list[str], full: list[str], raws: list[bytes | None], reader: codec.Reader
+        self, names: list[str], full: list[str], raws: list[bytes | None], reader: codec.Reader, site: Site
     ) -> dict[str, Any]:
         found = {}
         for name, key, raw in zip(names, full, raws, strict=True):
-            value = self._read(raw, key, reader)
+            value = self._read(raw, key, reader, site)
             if value is not MISSING:
                 found[name] = value
         return found
@@ -317,12 +345,14 @@ class CacheManager:
         full = self.key(key, namespace)
         expiry = self._jittered(self._expiry(ttl, full))
         payload = self._payload(value, full)
+        site = self._site(namespace)
         try:
             self._backend.set(full, payload, expiry)
         except CacheUnavailableError as exc:
-            self._failed(exc, "set", full, None)
+            self._failed(exc, "set", full, None, site)
         else:
-            self._counters.stores += 1
+            site.stores += 1
+            site.bytes_written += len(payload)
 
     def remove(self, key: str, *, namespace: str | None = None) -> bool:
         """Drop ``key``; ``True`` when something was removed.
@@ -330,7 +360,7 @@ class CacheManager:
         A value being computed for this namespace at that moment (by ``@cached``, in any process) is not
         stored afterwards, so a removal is never undone by a computation that started before it.
         """
-        return self._delete(self.key(key, namespace), self._guard(namespace))
+        return self._delete(self.key(key, namespace), self._guard(namespace), self._site(namespace))
 
     def flush_namespace(self, namespace: str | None = None) -> int:
         """Remove every entry of ``namespace`` (this manager's by default); the number of keys removed.
@@ -340,10 +370,12 @@ class CacheManager:
         at that moment are not stored afterwards.
         """
         head = self._head(namespace)
+        site = self._site(namespace)
+        site.invalidations += 1
         try:
             return self._backend.delete_prefix(head, self._guard(namespace))
         except CacheUnavailableError as exc:
-            self._failed(exc, "flush_namespace", head, None)
+            self._failed(exc, "flush_namespace", head, None, site)
             return 0
 
     def count(self, namespace: str | None = None) -> int:
@@ -370,35 +402,49 @@ class CacheManager:
 
     # -- async driver ---------------------------------------------------------------------------------------
 
-    async def _aload(self, key: str, reader: codec.Reader) -> Any:
+    async def _aload(self, key: str, reader: codec.Reader, site: Site) -> Any:
+        started = 0 if site.hits & SAMPLED else perf_counter_ns()  # one hit in 16 is timed
         try:
             raw = await self._abackend.get(key)
         except CacheUnavailableError as exc:
-            self._failed(exc, "get", key, None)
+            self._failed(exc, "get", key, None, site)
             return MISSING
-        return self._read(raw, key, reader)
+        value = self._read(raw, key, reader, site)
+        if started and value is not MISSING:
+            site.hit_ns[(perf_counter_ns() - started).bit_length()] += 1
+        return value
 
     async def _alookup(
-        self, key: str, guard: str, reader: codec.Reader, strict: bool, with_ttl: bool = False
+        self, key: str, guard: str, reader: codec.Reader, strict: bool, site: Site, with_ttl: bool = False
     ) -> Lookup:
+        started = 0 if site.hits & SAMPLED else perf_counter_ns()  # one hit in 16 is timed
         try:
             read = await self._abackend.read(key, guard, with_ttl)
         except CacheUnavailableError as exc:
-            self._failed(exc, "get", key, strict)
+            self._failed(exc, "get", key, strict, site)
             return Lookup(MISSING, b"", MISSING, None)
-        return self._lookup(read, key, reader)
+        return self._lookup(read, key, reader, site, started)
 
     async def _afill(
-        self, key: str, payload: bytes, expiry: float | None, guard: str, token: Token, strict: bool, lock: Lock = None
+        self,
+        key: str,
+        payload: bytes,
+        expiry: float | None,
+        guard: str,
+        token: Token,
+        strict: bool,
+        site: Site,
+        lock: Lock = None,
     ) -> None:
         if token is MISSING or self._too_large(payload, key):
             return
         try:
             stored = await self._abackend.fill(key, payload, self._jittered(expiry), guard, token, lock)
         except CacheUnavailableError as exc:
-            self._failed(exc, "set", key, strict)
+            self._failed(exc, "set", key, strict, site)
         else:
-            self._counters.stores += stored
+            site.stores += stored
+            site.bytes_written += len(payload) if stored else 0
 
     async def _aacquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
         try:
@@ -413,51 +459,57 @@ class CacheManager:
         except CacheUnavailableError as exc:
             self._failed(exc, "unlock", lock_key, False)
 
-    async def _adelete(self, key: str, guard: str, strict: bool | None = None) -> bool:
+    async def _adelete(self, key: str, guard: str, site: Site, strict: bool | None = None) -> bool:
+        site.invalidations += 1
         try:
             return await self._abackend.delete(key, guard)
         except CacheUnavailableError as exc:
-            self._failed(exc, "remove", key, strict)
+            self._failed(exc, "remove", key, strict, site)
             return False
 
     async def aget(self, key: str, default: Any = None, *, type: Any = None, namespace: str | None = None) -> Any:
         """Async :meth:`get`."""
-        value = await self._aload(self.key(key, namespace), codec.reader_for(type))
+        value = await self._aload(self.key(key, namespace), codec.reader_for(type), self._site(namespace))
         return default if value is MISSING else value
 
     async def aget_many(self, keys: Iterable[str], *, type: Any = None, namespace: str | None = None) -> dict[str, Any]:
         """Async :meth:`get_many`."""
         names, full = self._many_keys(keys, namespace)
+        site = self._site(namespace)
         try:
             raws = await self._abackend.get_many(full)
         except CacheUnavailableError as exc:
-            self._failed(exc, "get_many", full[0] if full else "", None)
+            self._failed(exc, "get_many", full[0] if full else "", None, site)
             return {}
-        return self._many(names, full, raws, codec.reader_for(type))
+        return self._many(names, full, raws, codec.reader_for(type), site)
 
     async def aset(self, key: str, value: object, ttl: TTL | NotSet = NOT_SET, *, namespace: str | None = None) -> None:
         """Async :meth:`set`."""
         full = self.key(key, namespace)
         expiry = self._jittered(self._expiry(ttl, full))
         payload = self._payload(value, full)
+        site = self._site(namespace)
         try:
             await self._abackend.set(full, payload, expiry)
         except CacheUnavailableError as exc:
-            self._failed(exc, "set", full, None)
+            self._failed(exc, "set", full, None, site)
         else:
-            self._counters.stores += 1
+            site.stores += 1
+            site.bytes_written += len(payload)
 
     async def aremove(self, key: str, *, namespace: str | None = None) -> bool:
         """Async :meth:`remove`."""
-        return await self._adelete(self.key(key, namespace), self._guard(namespace))
+        return await self._adelete(self.key(key, namespace), self._guard(namespace), self._site(namespace))
 
     async def aflush_namespace(self, namespace: str | None = None) -> int:
         """Async :meth:`flush_namespace`."""
         head = self._head(namespace)
+        site = self._site(namespace)
+        site.invalidations += 1
         try:
             return await self._abackend.delete_prefix(head, self._guard(namespace))
         except CacheUnavailableError as exc:
-            self._failed(exc, "flush_namespace", head, None)
+            self._failed(exc, "flush_namespace", head, None, site)
             return 0
 
     async def acount(self, namespace: str | None = None) -> int:
@@ -484,8 +536,45 @@ class CacheManager:
     # -- observability --------------------------------------------------------------------------------------
 
     def stats(self, reset: bool = False) -> CacheStats:
-        """Hits, misses, stores and backend errors so far; ``reset=True`` starts a new interval."""
-        return self._counters.snapshot(reset)
+        """What this manager has seen since it was created, or since the last ``stats(reset=True)``: in total,
+        by namespace and by cached function (see :class:`~stashly.CacheStats`). ``reset=True`` starts a new
+        interval; exporters (Prometheus, OpenTelemetry) read :meth:`totals`, which resets never touch."""
+        totals = self.totals()
+        with self._sites_lock:
+            interval = totals.since(self._baseline)
+            if reset:
+                self._baseline = totals
+        return interval
+
+    def totals(self) -> CacheStats:
+        """Everything counted since this manager was created (counters that only grow)."""
+        with self._sites_lock:
+            sites = list(self._sites)
+        tier, breaker = self.local, self._breaker
+        return combine(
+            sites,
+            local_hits=0 if tier is None else tier.hits,
+            breaker_changes=0 if breaker is None else breaker.changes,
+        )
+
+    def _site(self, namespace: str | None) -> Site:
+        """The counters of ``namespace`` (this manager's by default)."""
+        try:
+            return self._namespace_sites[namespace]
+        except (KeyError, TypeError):
+            name = self._namespace(namespace)
+            site = self._register(Site(name))
+            self._namespace_sites[namespace] = site
+            return site
+
+    def _function_site(self, namespace: str, function: str) -> Site:
+        """The counters of a cached function (a new one per binding of the function to this manager)."""
+        return self._register(Site(namespace, function))
+
+    def _register(self, site: Site) -> Site:
+        with self._sites_lock:
+            self._sites.append(site)
+        return site
 
 
 _default: CacheManager | None = None

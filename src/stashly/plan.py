@@ -12,6 +12,7 @@ import inspect
 import logging
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 import pydantic
@@ -39,7 +40,7 @@ _MEMO_TEXT = 256  # longer strings are not remembered (the memo must stay small)
 class Binding:
     """What a plan needs from its manager, worked out once per manager (the default manager is resolved late)."""
 
-    __slots__ = ("expiry", "guard", "head", "keys", "manager", "reader", "salt", "strict")
+    __slots__ = ("expiry", "guard", "head", "keys", "manager", "reader", "salt", "site", "strict")
 
     def __init__(self, plan: Plan, manager: CacheManager) -> None:
         settings = manager.settings
@@ -54,6 +55,7 @@ class Binding:
         self.strict = settings.strict if plan.strict is None else plan.strict
         self.expiry = resolve_ttl(plan.ttl, settings.default_ttl, settings.allow_no_expiry, f"@cached {plan.name}")
         self.keys: dict[tuple[Any, ...], str] = {}  # positional int/str arguments -> key, see Plan.key
+        self.site = manager._function_site(namespace, plan.name)
 
 
 class Plan:
@@ -184,10 +186,19 @@ class Plan:
         """Run ``call`` and store its result, guarded by a token (and a lock, if given)."""
 
         def compute(token: Token, lock: Lock) -> Filled:
-            result = call()
+            site = binding.site
+            site.fills += 1
+            started = perf_counter_ns()
+            try:
+                result = call()
+            except BaseException:
+                site.fill_errors += 1
+                raise
             payload = self.payload(binding, result, key)
             if payload is not None:
-                binding.manager._fill(key, payload, binding.expiry, binding.guard, token, binding.strict, lock)
+                manager = binding.manager
+                manager._fill(key, payload, binding.expiry, binding.guard, token, binding.strict, site, lock)
+            site.fill_ns[(perf_counter_ns() - started).bit_length()] += 1
             return result, payload
 
         return compute
@@ -196,10 +207,19 @@ class Plan:
         self, binding: Binding, key: str, call: Callable[[], Awaitable[Any]]
     ) -> Callable[[Token, Lock], Awaitable[Filled]]:
         async def compute(token: Token, lock: Lock) -> Filled:
-            result = await call()
+            site = binding.site
+            site.fills += 1
+            started = perf_counter_ns()
+            try:
+                result = await call()
+            except BaseException:
+                site.fill_errors += 1
+                raise
             payload = self.payload(binding, result, key)
             if payload is not None:
-                await binding.manager._afill(key, payload, binding.expiry, binding.guard, token, binding.strict, lock)
+                manager = binding.manager
+                await manager._afill(key, payload, binding.expiry, binding.guard, token, binding.strict, site, lock)
+            site.fill_ns[(perf_counter_ns() - started).bit_length()] += 1
             return result, payload
 
         return compute
@@ -211,7 +231,7 @@ class Plan:
             return compute(found.token, None)
 
         def look() -> Lookup:
-            return binding.manager._lookup_sync(key, binding.guard, binding.reader, binding.strict)
+            return binding.manager._lookup_sync(key, binding.guard, binding.reader, binding.strict, binding.site)
 
         return fill_under_lock(binding.manager, key, self.lock_lease, look, found.token, compute)
 
@@ -222,7 +242,7 @@ class Plan:
             return await compute(found.token, None)
 
         async def look() -> Lookup:
-            return await binding.manager._alookup(key, binding.guard, binding.reader, binding.strict)
+            return await binding.manager._alookup(key, binding.guard, binding.reader, binding.strict, binding.site)
 
         return await afill_under_lock(binding.manager, key, self.lock_lease, look, found.token, compute)
 

@@ -137,7 +137,8 @@ def http_endpoint(plan: Plan, is_async: bool) -> Callable[..., Any]:
             request, response = kwargs.pop(_REQUEST, None), kwargs.pop(_RESPONSE, None)
             binding = plan.binding()
             key = plan.key(binding, args, kwargs)
-            found = await binding.manager._alookup(key, binding.guard, binding.reader, binding.strict, with_ttl=True)
+            manager = binding.manager
+            found = await manager._alookup(key, binding.guard, binding.reader, binding.strict, binding.site, True)
             if found.value is not MISSING:
                 return _respond(request, response, kwargs, policy, key, (found.value, found.raw, found.ttl, "HIT"))
 
@@ -156,7 +157,8 @@ def http_endpoint(plan: Plan, is_async: bool) -> Callable[..., Any]:
             request, response = kwargs.pop(_REQUEST, None), kwargs.pop(_RESPONSE, None)
             binding: Binding = plan.binding()
             key = plan.key(binding, args, kwargs)
-            found = binding.manager._lookup_sync(key, binding.guard, binding.reader, binding.strict, with_ttl=True)
+            manager = binding.manager
+            found = manager._lookup_sync(key, binding.guard, binding.reader, binding.strict, binding.site, True)
             if found.value is not MISSING:
                 return _respond(request, response, kwargs, policy, key, (found.value, found.raw, found.ttl, "HIT"))
 
