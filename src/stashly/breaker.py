@@ -20,7 +20,7 @@ from .errors import CacheUnavailableError
 
 __all__ = ["AsyncGuardedBackend", "CircuitBreaker", "GuardedBackend"]
 
-logger = logging.getLogger("stashly.breaker")
+logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
@@ -73,7 +73,7 @@ class CircuitBreaker:
                 self._failures, self._opened_at = 0, None
                 self.changes += was_open
             if was_open:
-                logger.warning("cache backend is answering again: circuit closed")
+                logger.warning("cache backend is answering again: circuit closed", extra=_fields("breaker_closed"))
 
     def failed(self) -> None:
         now = self._clock()
@@ -88,7 +88,12 @@ class CircuitBreaker:
             "cache backend failed %d times in a row: circuit open, skipping it and probing every %.3gs",
             self.threshold,
             self.cooldown,
+            extra=_fields("breaker_opened"),
         )
+
+
+def _fields(outcome: str) -> dict[str, str | None]:
+    return {"namespace": None, "function": None, "outcome": outcome}
 
 
 _OPEN: Final = "circuit open: the backend failed repeatedly and is skipped until a probe succeeds"

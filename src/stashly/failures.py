@@ -8,11 +8,11 @@ import time
 from collections.abc import Callable
 
 from .errors import CacheUnavailableError
-from .keys import describe
+from .keys import describe, log_fields
 
 __all__ = ["FailurePolicy"]
 
-logger = logging.getLogger("stashly")
+logger = logging.getLogger(__name__)
 
 
 class FailurePolicy:
@@ -35,24 +35,31 @@ class FailurePolicy:
         """Re-raise ``exc`` when ``strict``; otherwise log it (rate-limited) and return."""
         if strict:
             raise exc
+        fields = log_fields(key, "backend_error")
         self._warn(
-            operation, "cache %s failed for %s, carrying on without the cache: %s", operation, describe(key), exc
+            operation,
+            fields,
+            "cache %s failed for %s, carrying on without the cache: %s",
+            operation,
+            describe(key),
+            exc,
         )
 
     def unreadable(self, key: str, why: str) -> None:
         """An entry exists but cannot be used (corrupt, foreign, or no longer of the expected type): a miss."""
-        self._warn("read", "cache entry %s treated as a miss: %s", describe(key), why)
+        self._warn("read", log_fields(key, "unreadable"), "cache entry %s treated as a miss: %s", describe(key), why)
 
     def not_stored(self, key: str, why: str) -> None:
         """A computed value was returned to its caller but not cached."""
-        self._warn("store", "result for %s not cached: %s", describe(key), why)
+        self._warn("store", log_fields(key, "not_stored"), "result for %s not cached: %s", describe(key), why)
 
     def local_suspended(self, exc: BaseException) -> None:
         """The local tier's invalidation connection failed: the tier serves nothing until it is back."""
         message = "local tier suspended, reading from Redis until it reconnects: %s: %s"
-        self._warn("local", message, type(exc).__name__, exc)
+        fields = {"namespace": None, "function": None, "outcome": "local_tier_suspended"}
+        self._warn("local", fields, message, type(exc).__name__, exc)
 
-    def _warn(self, kind: str, message: str, *args: object) -> None:
+    def _warn(self, kind: str, fields: dict[str, str | None], message: str, *args: object) -> None:
         now = self._clock()
         with self._lock:
             last = self._last.get(kind)
@@ -63,4 +70,4 @@ class FailurePolicy:
             suppressed = self._suppressed.pop(kind, 0)
         if suppressed:
             message += f" ({suppressed} similar messages suppressed)"
-        logger.warning(message, *args)
+        logger.warning(message, *args, extra=fields | {"suppressed": suppressed})

@@ -37,6 +37,7 @@ __all__ = [
     "function_name",
     "guard_key",
     "lock_key",
+    "log_fields",
     "namespace_prefix",
     "receiver_key",
 ]
@@ -59,6 +60,13 @@ def entry_key(prefix: str, namespace: str, name: str) -> str:
 def namespace_prefix(prefix: str, namespace: str) -> str:
     """What every key of ``namespace`` starts with: ``"stashly:app:"``."""
     return f"{prefix}:{namespace}:"
+
+
+def log_fields(key: str, outcome: str, function: str | None = None) -> dict[str, str | None]:
+    """Structured fields for a log record about ``key`` (``extra=``): its namespace, the cached function when
+    known, and what happened. Never the key's text or any value."""
+    namespace = key.partition(":")[2].partition(":")[0] or None
+    return {"namespace": namespace, "function": function, "outcome": outcome}
 
 
 def describe(key: str) -> str:

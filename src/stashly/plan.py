@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Binding", "Plan", "check_lease", "check_refresh_ahead"]
 
-logger = logging.getLogger("stashly")
+logger = logging.getLogger(__name__)
 _EMPTY = inspect.Parameter.empty
 _RECEIVERS = ("self", "cls")
 _KEY_MEMO = 4096  # remembered keys per function and manager; cleared whole when full
@@ -270,6 +270,7 @@ def _warn_unannotated_once(name: str, kind: str) -> None:
         name,
         kind,
         kind,
+        extra={"namespace": None, "function": name, "outcome": "unannotated"},
     )
 
 

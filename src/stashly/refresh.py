@@ -25,14 +25,15 @@ if TYPE_CHECKING:
 
 __all__ = ["Refresher"]
 
-logger = logging.getLogger("stashly")
+logger = logging.getLogger(__name__)
 _LEASE = 30.0  # a refresh that takes longer lets another process start one
 
 
 def _refresh_failed(key: str, exc: Exception) -> None:
     # The exception's text may quote arguments or values: only its type at WARNING, the rest at DEBUG.
-    logger.warning("background refresh of %s failed: %s", keys.describe(key), type(exc).__name__)
-    logger.debug("background refresh of %s failed", keys.describe(key), exc_info=exc)
+    fields = keys.log_fields(key, "refresh_failed")
+    logger.warning("background refresh of %s failed: %s", keys.describe(key), type(exc).__name__, extra=fields)
+    logger.debug("background refresh of %s failed", keys.describe(key), exc_info=exc, extra=fields)
 
 
 class Refresher:
