@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
 import pytest
 
 from stashly import Cached, CacheManager, CacheStats, LocalTier
@@ -117,14 +120,18 @@ def test_local_hits_are_counted_apart(redis_url: str) -> None:
 
 
 def test_refresh_ahead_serves_are_counted_as_stale(manager: CacheManager) -> None:
-    cache = Cached("r", manager=manager, ttl=10)
+    manager = CacheManager(settings=dataclasses.replace(manager.settings, ttl_jitter=0.0))  # TTLs exactly as set
+    cache = Cached("r", manager=manager, ttl=1)
 
-    @cache.cached(refresh_ahead=0.99)
+    @cache.cached(refresh_ahead=0.9)
     def value(n: int) -> int:
         return n
 
     value(1)
-    value(1)  # less than 99% of the TTL left: served, and recomputed in the background
+    assert value(1) == 1  # just stored: over 90% of the TTL left, a plain hit
+    assert manager.stats().stale == 0
+    time.sleep(0.15)
+    assert value(1) == 1  # under 90% left: served, and recomputed in the background
     assert manager.stats().stale == 1
 
 

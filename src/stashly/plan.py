@@ -12,6 +12,7 @@ import inspect
 import logging
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,10 @@ _EMPTY = inspect.Parameter.empty
 _RECEIVERS = ("self", "cls")
 _KEY_MEMO = 4096  # remembered keys per function and manager; cleared whole when full
 _MEMO_TEXT = 256  # longer strings are not remembered (the memo must stay small)
+
+FILL_SPAN: Callable[[CacheManager, str, str], AbstractContextManager[object]] | None = None
+"""Set by ``stashly.integrations.otel.instrument(spans=True)``: called with the manager, the namespace and the
+function's name, it opens a context around each fill. ``None`` (the default): a fill pays one global read."""
 
 
 class Binding:
@@ -185,7 +190,7 @@ class Plan:
     def computation(self, binding: Binding, key: str, call: Callable[[], Any]) -> Callable[[Token, Lock], Filled]:
         """Run ``call`` and store its result, guarded by a token (and a lock, if given)."""
 
-        def compute(token: Token, lock: Lock) -> Filled:
+        def run(token: Token, lock: Lock) -> Filled:
             site = binding.site
             site.fills += 1
             started = perf_counter_ns()
@@ -201,12 +206,19 @@ class Plan:
             site.fill_ns[(perf_counter_ns() - started).bit_length()] += 1
             return result, payload
 
+        def compute(token: Token, lock: Lock) -> Filled:
+            span = FILL_SPAN
+            if span is None:
+                return run(token, lock)
+            with span(binding.manager, binding.site.namespace, self.name):
+                return run(token, lock)
+
         return compute
 
     def acomputation(
         self, binding: Binding, key: str, call: Callable[[], Awaitable[Any]]
     ) -> Callable[[Token, Lock], Awaitable[Filled]]:
-        async def compute(token: Token, lock: Lock) -> Filled:
+        async def run(token: Token, lock: Lock) -> Filled:
             site = binding.site
             site.fills += 1
             started = perf_counter_ns()
@@ -221,6 +233,13 @@ class Plan:
                 await manager._afill(key, payload, binding.expiry, binding.guard, token, binding.strict, site, lock)
             site.fill_ns[(perf_counter_ns() - started).bit_length()] += 1
             return result, payload
+
+        async def compute(token: Token, lock: Lock) -> Filled:
+            span = FILL_SPAN
+            if span is None:
+                return await run(token, lock)
+            with span(binding.manager, binding.site.namespace, self.name):
+                return await run(token, lock)
 
         return compute
 
