@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-check tour test lint chaos bench bench-quick check-redis clean
+.PHONY: demo demo-check tour test lint chaos bench bench-quick check-redis check-chromium clean
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
@@ -20,7 +20,7 @@ demo-check: $(STAMP)
 tour: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 
-test: $(STAMP) check-redis
+test: $(STAMP) check-redis check-chromium
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -64,6 +64,14 @@ check-redis:
 			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; \
 		else echo "redis-server not found: install the Debian package redis-server (sudo apt-get install -y redis-server)" >&2; exit 1; fi; }
 	@redis-server --version
+
+# The stats page test drives a real headless Chromium through chromedriver: a missing browser fails it, never skips.
+check-chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || \
+		{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "chromium or chromedriver not found: installing the Debian packages chromium chromium-driver"; \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+		else echo "chromium or chromedriver not found: install the Debian packages chromium and chromium-driver (sudo apt-get install -y chromium chromium-driver)" >&2; exit 1; fi; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .bench src/*.egg-info

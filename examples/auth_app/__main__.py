@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     base_url = f"http://{args.host}:{args.port}"
     print("In another terminal:\n")
     print("\n".join(f"  {line}" for line in curl_lines(base_url)))
-    print(f"\nOpenAPI docs: {base_url}/docs\n")
+    print(f"\nOpenAPI docs: {base_url}/docs")
+    print(f"Cache stats:  {base_url}/cache/  (open in the demo; put it behind auth in production)\n")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 

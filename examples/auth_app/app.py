@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from stashly import Cached, CacheManager
+from stashly.fastapi import stats_router
 
 from .config import AppSettings, load_settings
 from .db import Database
@@ -72,6 +73,9 @@ def create_app(
     app.include_router(auth.build_router(auth_cache, public_profile=get_user))
     app.include_router(users_router)
     app.include_router(cache.build_router())
+    # The dashboard at /cache/ (data at /cache/stats.json). Open here for the demo: a production app mounts it
+    # behind its own authentication, e.g. include_router(..., dependencies=[Depends(require_admin)]).
+    app.include_router(stats_router(manager), prefix="/cache")
     app.add_exception_handler(ObjectDeletedError, _account_gone)
     app.add_exception_handler(StaleDataError, _account_gone)
     return app

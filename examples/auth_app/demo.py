@@ -102,4 +102,13 @@ def run_check(app: FastAPI, say: Callable[[str], None] = print) -> None:
         step(f"GET /users/{before['id']} (no token)", http.get(f"/users/{before['id']}"), cache="MISS")
         step(f"GET /users/{before['id']} again", http.get(f"/users/{before['id']}"), cache="HIT")
         step("GET /cache/stats", http.get("/cache/stats"))
+        page = http.get("/cache/")  # the stats page; its data is /cache/stats.json
+        say(f"  {'GET /cache/ (stats page)':<34} -> {page.status_code} {page.headers.get('content-type')}")
+        if page.status_code != 200 or "<canvas" not in page.text:
+            raise CheckFailedError(f"GET /cache/: expected the stats page, got {page.status_code}")
+        data = http.get("/cache/stats.json")
+        namespaces = sorted(n["name"] for n in data.json()["namespaces"]) if data.status_code == 200 else []
+        say(f"  {'GET /cache/stats.json':<34} -> {data.status_code} namespaces: {', '.join(namespaces) or '-'}")
+        if namespaces != sorted(services_of(app).namespaces):
+            raise CheckFailedError(f"GET /cache/stats.json: expected namespaces auth and users, got {namespaces}")
     say(f"check passed on {services_of(app).manager.settings.url}")

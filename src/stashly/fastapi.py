@@ -15,11 +15,14 @@ A client's ``Cache-Control: no-cache`` revalidates (the ``ETag`` dance); it neve
 an invalidation. Values of the types named in :data:`CONTEXT_TYPES` (request, response, background tasks,
 SQLAlchemy sessions) are left out of keys automatically; SQLAlchemy ORM instances are keyed by class and
 primary key.
+
+:func:`stats_router` serves a small dashboard of a manager's counters (HTML and JSON) wherever it is mounted.
 """
 
 from __future__ import annotations
 
 from .context import CONTEXT_TYPES
 from .integrations.fastapi import etag, if_none_match
+from .integrations.stats_page import stats_router
 
-__all__ = ["CONTEXT_TYPES", "etag", "if_none_match"]
+__all__ = ["CONTEXT_TYPES", "etag", "if_none_match", "stats_router"]
