@@ -160,3 +160,21 @@ def test_stats_are_immutable(manager: CacheManager) -> None:
         stats.hits = 5  # type: ignore[misc]
     with pytest.raises(TypeError):
         stats.namespaces["x"] = stats  # type: ignore[index]
+
+
+def test_every_backend_error_counts_against_its_own_namespace(disposable_redis: RedisServer) -> None:
+    with CacheManager(disposable_redis.url, namespace="default-ns") as cm:
+
+        @Cached("auth", manager=cm).cached(lock=True)
+        def profile(user_id: int) -> int:
+            return user_id
+
+        disposable_redis.stop()
+        assert profile(1) == 1  # the read, the lock and its release all fail, and the call goes on
+        assert cm.count("reports") == 0
+        stats = cm.stats()
+    assert stats.errors >= 3
+    assert {name: s.errors for name, s in stats.namespaces.items() if s.errors} == {
+        "auth": stats.errors - 1,
+        "reports": 1,
+    }

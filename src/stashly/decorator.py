@@ -205,7 +205,7 @@ def _sync_wrapper(plan: Plan) -> Callable[..., Any]:
             if plan.refresh_due(binding, found):
                 binding.site.stale += 1
                 call = functools.partial(fn, *args, **kwargs)
-                refresher.start(binding.manager, key, found.token, plan.computation(binding, key, call))
+                refresher.start(binding.manager, binding.site, key, found.token, plan.computation(binding, key, call))
             return found.value
 
         def fill() -> Filled:
@@ -234,7 +234,7 @@ def _async_wrapper(plan: Plan) -> Callable[..., Any]:
             if plan.refresh_due(binding, found):
                 binding.site.stale += 1
                 call = functools.partial(fn, *args, **kwargs)
-                refresher.astart(binding.manager, key, found.token, plan.acomputation(binding, key, call))
+                refresher.astart(binding.manager, binding.site, key, found.token, plan.acomputation(binding, key, call))
             return found.value
 
         async def fill() -> Filled:

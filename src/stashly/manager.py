@@ -93,7 +93,6 @@ class CacheManager:
         self.settings = settings
         self._serializer: Serializer = SignedPickle(settings.secrets) if settings.serializer == "pickle" else codec.JSON
         self._failures = FailurePolicy()
-        self._heads: dict[str | None, str] = {}  # namespace argument -> validated key head
         if tier is None and settings.local:
             tier = LocalTier(settings.local_max_entries, settings.local_max_bytes, settings.local_ttl)
         if tier is not None:
@@ -102,7 +101,9 @@ class CacheManager:
         self._backend, self._abackend, self._breaker = create_backends(settings, tier, self._failures.local_suspended)
         self._sites: list[Site] = []
         self._sites_lock = threading.Lock()
-        self._namespace_sites: dict[str | None, Site] = {}
+        self._by_name: dict[str, Site] = {}  # namespace -> its counters
+        # namespace argument (None: the manager's) -> (validated key head, counters); cleared when it grows
+        self._namespaces: dict[str | None, tuple[str, Site]] = {}
         self._baseline = CacheStats()
 
     @classmethod
@@ -126,19 +127,35 @@ class CacheManager:
             except UnicodeEncodeError:
                 raise ValueError("cache keys must be valid Unicode (a lone surrogate cannot be stored)") from None
         try:
-            return self._heads[namespace] + key
-        except (KeyError, TypeError):  # first use of this namespace, or not a name at all (_head says why)
-            return self._head(namespace) + key
+            return self._namespaces[namespace][0] + key
+        except (KeyError, TypeError):  # first use of this namespace, or not a name at all (_resolve says why)
+            return self._resolve(namespace)[0] + key
 
     def _head(self, namespace: str | None) -> str:
-        """What every key of ``namespace`` starts with: ``<prefix>:<namespace>:`` (validated once per name)."""
-        head = self._heads.get(namespace) if namespace is None or type(namespace) is str else None
-        if head is None:
-            head = keys.namespace_prefix(self.settings.prefix, self._namespace(namespace))
-            if len(self._heads) >= _HEADS:
-                self._heads.clear()
-            self._heads[namespace] = head
-        return head
+        """What every key of ``namespace`` starts with: ``<prefix>:<namespace>:``."""
+        return self._resolve(namespace)[0]
+
+    def _site(self, namespace: str | None) -> Site:
+        """The counters of ``namespace`` (this manager's by default)."""
+        return self._resolve(namespace)[1]
+
+    def _resolve(self, namespace: str | None) -> tuple[str, Site]:
+        """The key head and the counters of a namespace argument, validated once and then remembered."""
+        if namespace is None or type(namespace) is str:
+            found = self._namespaces.get(namespace)
+            if found is not None:
+                return found
+        name = self._namespace(namespace)
+        with self._sites_lock:
+            site = self._by_name.get(name)
+            if site is None:
+                site = self._by_name[name] = Site(name)
+                self._sites.append(site)
+        resolved = keys.namespace_prefix(self.settings.prefix, name), site
+        if len(self._namespaces) >= _HEADS:
+            self._namespaces.clear()
+        self._namespaces[namespace] = resolved
+        return resolved
 
     def _namespace(self, namespace: str | None) -> str:
         if namespace is None:
@@ -211,10 +228,8 @@ class CacheManager:
     def _guard(self, namespace: str | None) -> str:
         return keys.guard_key(self.settings.prefix, self._namespace(namespace))
 
-    def _failed(
-        self, exc: CacheUnavailableError, operation: str, key: str, strict: bool | None, site: Site | None = None
-    ) -> None:
-        (site or self._site(None)).errors += 1
+    def _failed(self, exc: CacheUnavailableError, operation: str, key: str, strict: bool | None, site: Site) -> None:
+        site.errors += 1
         self._failures.backend_failed(exc, operation, key, self.settings.strict if strict is None else strict)
 
     # -- sync driver ----------------------------------------------------------------------------------------
@@ -267,19 +282,19 @@ class CacheManager:
             site.stores += stored
             site.bytes_written += len(payload) if stored else 0
 
-    def _acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
+    def _acquire(self, lock_key: str, owner: bytes, lease: float, site: Site) -> bool:
         """Take a stampede lock; when the backend fails, proceed as if we had it (compute, fail open)."""
         try:
             return self._backend.acquire(lock_key, owner, lease)
         except CacheUnavailableError as exc:
-            self._failed(exc, "lock", lock_key, False)
+            self._failed(exc, "lock", lock_key, False, site)
             return True
 
-    def _release(self, lock_key: str, owner: bytes) -> None:
+    def _release(self, lock_key: str, owner: bytes, site: Site) -> None:
         try:
             self._backend.release(lock_key, owner)
         except CacheUnavailableError as exc:  # the lease runs out by itself
-            self._failed(exc, "unlock", lock_key, False)
+            self._failed(exc, "unlock", lock_key, False, site)
 
     def _delete(self, key: str, guard: str, site: Site, strict: bool | None = None) -> bool:
         site.invalidations += 1
@@ -369,8 +384,7 @@ class CacheManager:
         ``FLUSHDB`` — so other namespaces and keys stashly did not write are untouched. Values being computed
         at that moment are not stored afterwards.
         """
-        head = self._head(namespace)
-        site = self._site(namespace)
+        head, site = self._resolve(namespace)
         site.invalidations += 1
         try:
             return self._backend.delete_prefix(head, self._guard(namespace))
@@ -383,11 +397,11 @@ class CacheManager:
 
         On Redis this walks the namespace with ``SCAN``: fine for dashboards, not for a hot path.
         """
-        head = self._head(namespace)
+        head, site = self._resolve(namespace)
         try:
             return self._backend.count_prefix(head)
         except CacheUnavailableError as exc:
-            self._failed(exc, "count", head, None)
+            self._failed(exc, "count", head, None, site)
             return 0
 
     def close(self) -> None:
@@ -446,18 +460,18 @@ class CacheManager:
             site.stores += stored
             site.bytes_written += len(payload) if stored else 0
 
-    async def _aacquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
+    async def _aacquire(self, lock_key: str, owner: bytes, lease: float, site: Site) -> bool:
         try:
             return await self._abackend.acquire(lock_key, owner, lease)
         except CacheUnavailableError as exc:
-            self._failed(exc, "lock", lock_key, False)
+            self._failed(exc, "lock", lock_key, False, site)
             return True
 
-    async def _arelease(self, lock_key: str, owner: bytes) -> None:
+    async def _arelease(self, lock_key: str, owner: bytes, site: Site) -> None:
         try:
             await self._abackend.release(lock_key, owner)
         except CacheUnavailableError as exc:
-            self._failed(exc, "unlock", lock_key, False)
+            self._failed(exc, "unlock", lock_key, False, site)
 
     async def _adelete(self, key: str, guard: str, site: Site, strict: bool | None = None) -> bool:
         site.invalidations += 1
@@ -503,8 +517,7 @@ class CacheManager:
 
     async def aflush_namespace(self, namespace: str | None = None) -> int:
         """Async :meth:`flush_namespace`."""
-        head = self._head(namespace)
-        site = self._site(namespace)
+        head, site = self._resolve(namespace)
         site.invalidations += 1
         try:
             return await self._abackend.delete_prefix(head, self._guard(namespace))
@@ -514,11 +527,11 @@ class CacheManager:
 
     async def acount(self, namespace: str | None = None) -> int:
         """Async :meth:`count`."""
-        head = self._head(namespace)
+        head, site = self._resolve(namespace)
         try:
             return await self._abackend.count_prefix(head)
         except CacheUnavailableError as exc:
-            self._failed(exc, "count", head, None)
+            self._failed(exc, "count", head, None, site)
             return 0
 
     async def aclose(self) -> None:
@@ -557,21 +570,9 @@ class CacheManager:
             breaker_changes=0 if breaker is None else breaker.changes,
         )
 
-    def _site(self, namespace: str | None) -> Site:
-        """The counters of ``namespace`` (this manager's by default)."""
-        try:
-            return self._namespace_sites[namespace]
-        except (KeyError, TypeError):
-            name = self._namespace(namespace)
-            site = self._register(Site(name))
-            self._namespace_sites[namespace] = site
-            return site
-
     def _function_site(self, namespace: str, function: str) -> Site:
         """The counters of a cached function (a new one per binding of the function to this manager)."""
-        return self._register(Site(namespace, function))
-
-    def _register(self, site: Site) -> Site:
+        site = Site(namespace, function)
         with self._sites_lock:
             self._sites.append(site)
         return site

@@ -22,6 +22,7 @@ from .backends.base import Lock
 
 if TYPE_CHECKING:
     from .manager import CacheManager, Token
+    from .stats import Site
 
 __all__ = ["Refresher"]
 
@@ -55,7 +56,9 @@ class Refresher:
         with self._lock:
             self._running.discard(key)
 
-    def start(self, manager: CacheManager, key: str, token: Token, compute: Callable[[Token, Lock], Any]) -> None:
+    def start(
+        self, manager: CacheManager, site: Site, key: str, token: Token, compute: Callable[[Token, Lock], Any]
+    ) -> None:
         """Refresh ``key`` in a daemon thread unless a refresh of it is already running here."""
         if not self._claim(key):
             return
@@ -63,11 +66,11 @@ class Refresher:
         def work() -> None:
             lock_key, owner = keys.lock_key(manager.settings.prefix, key), secrets.token_hex(16).encode()
             try:
-                if manager._acquire(lock_key, owner, _LEASE):
+                if manager._acquire(lock_key, owner, _LEASE, site):
                     try:
                         compute(token, (lock_key, owner))
                     finally:
-                        manager._release(lock_key, owner)
+                        manager._release(lock_key, owner, site)
             except Exception as exc:  # nobody to raise to: the caller already has its value
                 _refresh_failed(key, exc)
             finally:
@@ -77,7 +80,12 @@ class Refresher:
         threading.Thread(target=context.run, args=(work,), name=f"stashly-refresh {key}", daemon=True).start()
 
     def astart(
-        self, manager: CacheManager, key: str, token: Token, compute: Callable[[Token, Lock], Awaitable[Any]]
+        self,
+        manager: CacheManager,
+        site: Site,
+        key: str,
+        token: Token,
+        compute: Callable[[Token, Lock], Awaitable[Any]],
     ) -> None:
         """Refresh ``key`` in a task of the running loop unless a refresh of it is already running here."""
         if not self._claim(key):
@@ -86,11 +94,11 @@ class Refresher:
         async def work() -> None:
             lock_key, owner = keys.lock_key(manager.settings.prefix, key), secrets.token_hex(16).encode()
             try:
-                if await manager._aacquire(lock_key, owner, _LEASE):
+                if await manager._aacquire(lock_key, owner, _LEASE, site):
                     try:
                         await compute(token, (lock_key, owner))
                     finally:
-                        await manager._arelease(lock_key, owner)
+                        await manager._arelease(lock_key, owner, site)
             except Exception as exc:
                 _refresh_failed(key, exc)
             finally:

@@ -22,6 +22,7 @@ from .sentinels import MISSING
 
 if TYPE_CHECKING:
     from .manager import CacheManager, Lookup, Token
+    from .stats import Site
 
 __all__ = ["Filled", "afill_under_lock", "fill_under_lock"]
 
@@ -50,6 +51,7 @@ class _Wait:
 
 def fill_under_lock(
     manager: CacheManager,
+    site: Site,
     key: str,
     lease: float,
     look: Callable[[], Lookup],
@@ -60,11 +62,11 @@ def fill_under_lock(
     lock_key, owner = keys.lock_key(manager.settings.prefix, key), secrets.token_hex(16).encode()
     wait = _Wait(lease)
     while True:
-        if manager._acquire(lock_key, owner, lease):
+        if manager._acquire(lock_key, owner, lease, site):
             try:
                 return compute(token, (lock_key, owner))
             finally:
-                manager._release(lock_key, owner)
+                manager._release(lock_key, owner, site)
         delay = wait.next_delay()
         if delay is None:
             return compute(token, None)  # waited a whole lease: compute ourselves, the store still guarded
@@ -77,6 +79,7 @@ def fill_under_lock(
 
 async def afill_under_lock(
     manager: CacheManager,
+    site: Site,
     key: str,
     lease: float,
     look: Callable[[], Awaitable[Lookup]],
@@ -87,11 +90,11 @@ async def afill_under_lock(
     lock_key, owner = keys.lock_key(manager.settings.prefix, key), secrets.token_hex(16).encode()
     wait = _Wait(lease)
     while True:
-        if await manager._aacquire(lock_key, owner, lease):
+        if await manager._aacquire(lock_key, owner, lease, site):
             try:
                 return await compute(token, (lock_key, owner))
             finally:
-                await manager._arelease(lock_key, owner)
+                await manager._arelease(lock_key, owner, site)
         delay = wait.next_delay()
         if delay is None:
             return await compute(token, None)
