@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from .sentinels import Missing
+from .settings import _parse_positive_float, _parse_positive_int
 
 __all__ = ["LocalTier"]
 
@@ -55,14 +56,10 @@ class LocalTier:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        for name, value in (("max_entries", max_entries), ("max_bytes", max_bytes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"LocalTier {name} must be a positive integer, got {value!r}")
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
-            raise ValueError(f"LocalTier ttl must be a positive, finite number of seconds, got {ttl!r}")
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self.ttl = float(ttl)
+        # The settings' own parsers: the same rules (and ConfigError, a ValueError) as the local_* settings.
+        self.max_entries = _parse_positive_int(max_entries, "LocalTier max_entries")
+        self.max_bytes = _parse_positive_int(max_bytes, "LocalTier max_bytes")
+        self.ttl = _parse_positive_float(ttl, "LocalTier ttl")
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, Entry] = OrderedDict()
@@ -154,9 +151,7 @@ class LocalTier:
             if self._tickets.get(key) is not mark or self._clock() >= self._alive_until:
                 return
             del self._tickets[key]
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= len(old.raw)
+            self._discard(key)
             self._entries[key] = entry
             self._bytes += len(raw)
             while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
@@ -170,9 +165,13 @@ class LocalTier:
         with self._lock:
             for key in keys:
                 self._tickets.pop(key, None)
-                entry = self._entries.pop(key, None)
-                if entry is not None:
-                    self._bytes -= len(entry.raw)
+                self._discard(key)
+
+    def _discard(self, key: str) -> None:
+        """Drop ``key``'s entry and its bytes; the caller holds the lock."""
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= len(entry.raw)
 
     def invalidate_prefix(self, prefix: str) -> None:
         """Drop every key starting with ``prefix`` (a namespace flushed here)."""
@@ -209,12 +208,10 @@ class LocalTier:
         self._wake = wake
 
     def _forked(self) -> None:
-        # The child has none of the parent's threads: no invalidation connection until a read wakes one.
+        # The child has none of the parent's threads (a lock held by one stays held): no invalidation connection
+        # until a read wakes one.
         self._lock = threading.Lock()
-        self._alive_until = -math.inf
-        self._entries.clear()
-        self._tickets.clear()
-        self._bytes = 0
+        self.suspend()
 
 
 _tiers: weakref.WeakSet[LocalTier] = weakref.WeakSet()
