@@ -70,9 +70,7 @@ class _Session:
     @property
     def client(self) -> redis.Redis:
         if self._client is None:
-            options = RedisOptions.from_settings(self.settings)
-            pool = redis.BlockingConnectionPool.from_url(self.settings.url, **options.pool_arguments())
-            self._client = redis.Redis(connection_pool=pool)
+            self._client = redis.Redis(connection_pool=RedisOptions.from_settings(self.settings).pool())
         return self._client
 
     @property

@@ -88,6 +88,10 @@ class RedisOptions:
             f"RedisOptions(url={self.url!r}, username={self.username!r}, password={'***' if self.password else None})"
         )
 
+    def pool(self) -> redis.BlockingConnectionPool:
+        """A synchronous connection pool with this policy (nothing connects until it is used)."""
+        return redis.BlockingConnectionPool.from_url(self.url, **self.pool_arguments())
+
     @property
     def pool_wait(self) -> float:
         """How long a caller waits for a free connection before giving up."""
@@ -159,7 +163,7 @@ class RedisBackend:
             with self._lock:
                 client = self._client
                 if client is None:
-                    pool = redis.BlockingConnectionPool.from_url(self.options.url, **self.options.pool_arguments())
+                    pool = self.options.pool()
                     client = redis.Redis(connection_pool=pool)
                     self._connections = ThreadConnections(pool)
                     self._release = client.register_script(RELEASE_SCRIPT)

@@ -24,8 +24,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import redis
-
 from ..local import LocalTier
 from .redis import RedisOptions
 
@@ -46,7 +44,7 @@ class InvalidationTracker:
         self._tier = weakref.ref(tier)
         self._prefix = prefix
         self._report = report
-        pool = redis.BlockingConnectionPool.from_url(options.url, **options.pool_arguments())
+        pool = options.pool()  # only for its connection settings: this thread makes its own connection
         self._connect_kwargs: dict[str, Any] = {**pool.connection_kwargs, "protocol": 2}
         self._connection_class = pool.connection_class
         self._lock = threading.Lock()
