@@ -10,9 +10,11 @@ else (totals, per-namespace sums, seconds, quantiles) happens when a snapshot is
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import operator
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 __all__ = ["BUCKETS", "SAMPLED", "CacheStats", "Histogram", "Site", "SiteStats", "combine"]
 
@@ -63,12 +65,14 @@ class Histogram:
         return self.bounds[-1]
 
     def __add__(self, other: Histogram) -> Histogram:
-        counts = tuple(a + b for a, b in zip(self.counts, other.counts, strict=True))
-        return Histogram(self.bounds, counts, self.total + other.total)
+        return self._zip(other, operator.add)
 
     def __sub__(self, other: Histogram) -> Histogram:
-        counts = tuple(a - b for a, b in zip(self.counts, other.counts, strict=True))
-        return Histogram(self.bounds, counts, self.total - other.total)
+        return self._zip(other, operator.sub)
+
+    def _zip(self, other: Histogram, op: Callable[[Any, Any], Any]) -> Histogram:
+        counts = tuple(op(a, b) for a, b in zip(self.counts, other.counts, strict=True))
+        return Histogram(self.bounds, counts, op(self.total, other.total))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,20 +104,10 @@ class SiteStats:
         return self.hits / lookups if lookups else 0.0
 
     def __add__(self, other: SiteStats) -> SiteStats:
-        counts = {name: getattr(self, name) + getattr(other, name) for name in _COUNTS}
-        return SiteStats(
-            **counts,
-            hit_latency=self.hit_latency + other.hit_latency,
-            fill_latency=self.fill_latency + other.fill_latency,
-        )
+        return SiteStats(**_site_fields(self, other, operator.add))
 
     def __sub__(self, other: SiteStats) -> SiteStats:
-        counts = {name: getattr(self, name) - getattr(other, name) for name in _COUNTS}
-        return SiteStats(
-            **counts,
-            hit_latency=self.hit_latency - other.hit_latency,
-            fill_latency=self.fill_latency - other.fill_latency,
-        )
+        return SiteStats(**_site_fields(self, other, operator.sub))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,16 +129,21 @@ class CacheStats(SiteStats):
 
     def since(self, earlier: CacheStats) -> CacheStats:
         """What happened between ``earlier`` and this snapshot (both cumulative)."""
-        counts = {name: getattr(self, name) - getattr(earlier, name) for name in _COUNTS}
         return CacheStats(
-            **counts,
-            hit_latency=self.hit_latency - earlier.hit_latency,
-            fill_latency=self.fill_latency - earlier.fill_latency,
+            **_site_fields(self, earlier, operator.sub),
             local_hits=self.local_hits - earlier.local_hits,
             breaker_changes=self.breaker_changes - earlier.breaker_changes,
             namespaces=_since(self.namespaces, earlier.namespaces),
             functions=_since(self.functions, earlier.functions),
         )
+
+
+def _site_fields(a: SiteStats, b: SiteStats, op: Callable[[Any, Any], Any]) -> dict[str, Any]:
+    """The :class:`SiteStats` fields of ``a`` combined with ``b`` by ``op``, by name."""
+    fields = {name: op(getattr(a, name), getattr(b, name)) for name in _COUNTS}
+    fields["hit_latency"] = op(a.hit_latency, b.hit_latency)
+    fields["fill_latency"] = op(a.fill_latency, b.fill_latency)
+    return fields
 
 
 def _since(now: Mapping[str, SiteStats], earlier: Mapping[str, SiteStats]) -> Mapping[str, SiteStats]:
@@ -159,9 +158,6 @@ class Site:
     def __init__(self, namespace: str, function: str | None = None) -> None:
         self.namespace = namespace
         self.function = function
-        self._zero()
-
-    def _zero(self) -> None:
         self.hits = self.misses = self.stale = self.fills = self.fill_errors = self.stores = 0
         self.invalidations = self.errors = self.bytes_read = self.bytes_written = 0
         # On the hot path: ``site.hit_ns[ns.bit_length()] += 1`` (no call, no min(): 64 buckets hold any int64).
@@ -191,11 +187,8 @@ def combine(sites: Iterable[Site], *, local_hits: int = 0, breaker_changes: int 
         namespaces[site.namespace] = namespaces.get(site.namespace, SiteStats()) + stats
         if site.function is not None:
             functions[site.function] = functions.get(site.function, SiteStats()) + stats
-    fields = {name: getattr(total, name) for name in _COUNTS}
     return CacheStats(
-        **fields,
-        hit_latency=total.hit_latency,
-        fill_latency=total.fill_latency,
+        **_site_fields(total, SiteStats(), operator.add),
         local_hits=local_hits,
         breaker_changes=breaker_changes,
         namespaces=MappingProxyType(namespaces),
