@@ -21,6 +21,11 @@ class Api:
             return await self.manager.aget(key, default, **kw)
         return self.manager.get(key, default, **kw)
 
+    async def get_many(self, keys: list[str], **kw: Any) -> dict[str, Any]:
+        if self.is_async:
+            return await self.manager.aget_many(keys, **kw)
+        return self.manager.get_many(keys, **kw)
+
     async def set(self, key: str, value: Any, *args: Any, **kw: Any) -> None:
         if self.is_async:
             await self.manager.aset(key, value, *args, **kw)
@@ -32,10 +37,10 @@ class Api:
             return await self.manager.aremove(key, **kw)
         return self.manager.remove(key, **kw)
 
-    async def flush_namespace(self, namespace: str | None = None) -> int:
+    async def flush_namespace(self, namespace: str | None = None, **kw: Any) -> int:
         if self.is_async:
-            return await self.manager.aflush_namespace(namespace)
-        return self.manager.flush_namespace(namespace)
+            return await self.manager.aflush_namespace(namespace, **kw)
+        return self.manager.flush_namespace(namespace, **kw)
 
 
 def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:

@@ -236,6 +236,10 @@ def test_another_process_writes_reach_the_tier(local: CacheManager, writer: Cach
     warm(local, "other")
     writer.flush_namespace()
     assert eventually(lambda: local.get("other") is None)
+    local.set("kept", 1)
+    warm(local, "kept")
+    writer.flush_namespace(mode="versioned")  # only the namespace's generation changes: the tier drops it all
+    assert eventually(lambda: local.get("kept") is None)
 
 
 def test_a_server_flush_empties_the_tier(local: CacheManager, redis_server: RedisServer) -> None:

@@ -134,6 +134,26 @@ async def test_namespaces_are_isolated(api: Api) -> None:
     assert await api.get("k", namespace="other") == "in other"
 
 
+async def test_versioned_flush_drops_the_namespace_and_keeps_the_next_writes(api: Api) -> None:
+    await api.set("k", "old")
+    await api.set("k", "in other", namespace="other")
+    assert await api.flush_namespace(mode="versioned") == 0  # nothing removed: made unreachable
+    assert await api.get("k") is None
+    assert await api.get("k", namespace="other") == "in other"
+    await api.set("k", "new")
+    assert await api.get("k") == "new"
+    assert await api.get_many(["k", "absent"]) == {"k": "new"}
+    assert await api.flush_namespace(mode="versioned") == 0
+    assert await api.get("k") is None
+    await api.set("k", "newer")
+    assert await api.flush_namespace() == 1  # a scan flush removes every generation's keys
+
+
+async def test_unknown_flush_mode_is_rejected(api: Api) -> None:
+    with pytest.raises(ValueError, match="mode must be 'scan' or 'versioned', got 'fast'"):
+        await api.flush_namespace(mode="fast")
+
+
 async def test_ttl_expiry(api: Api) -> None:
     await api.set("short", "v", 0.2)
     await api.set("long", "v", timedelta(minutes=5))
@@ -237,6 +257,20 @@ async def test_flush_never_touches_foreign_keys(redis_api: Api, raw: redis.Redis
     await redis_api.set("b", 2)
     assert await redis_api.flush_namespace() == 2
     assert sorted(k.decode() for k in raw.keys("*")) == sorted([*foreign, "stashly::guard:t"])
+
+
+async def test_versioned_flush_is_one_counter_and_old_entries_expire(redis_api: Api, raw: redis.Redis) -> None:
+    await redis_api.set("k", "old", 60)
+    assert await redis_api.flush_namespace(mode="versioned") == 0
+    assert raw.get("stashly::gen:t") == b"1"
+    assert raw.get("stashly:t:k") is not None  # still stored, unreachable, reclaimed by its TTL
+    assert 0 < raw.pttl("stashly:t:k") <= 60_000
+    await redis_api.set("k", "new", 60)
+    stored = raw.get("stashly:t:k") or b""
+    assert stored.startswith(b"\x001\x00")  # stamped with generation 1
+    assert orjson.loads(stored[3:])["value"] == "new"
+    raw.incr("stashly::gen:t")  # another process's versioned flush
+    assert await redis_api.get("k") is None
 
 
 async def test_glob_namespace_is_literal(redis_api: Api, raw: redis.Redis) -> None:

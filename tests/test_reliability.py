@@ -43,7 +43,9 @@ def url(request: pytest.FixtureRequest) -> str:
     return "memory://" if request.param == "memory" else str(request.getfixturevalue("redis_url"))
 
 
-@pytest.mark.parametrize("invalidation", ["invalidate", "remove", "flush_namespace", "other_manager"])
+@pytest.mark.parametrize(
+    "invalidation", ["invalidate", "remove", "flush_namespace", "versioned_flush", "other_manager", "other_versioned"]
+)
 def test_invalidation_during_a_sync_fill_wins(url: str, invalidation: str) -> None:
     cm = CacheManager(url=url, namespace="race")
     cache = Cached(manager=cm)
@@ -77,14 +79,19 @@ def _invalidate(cm: CacheManager, fn: Any, how: str, url: str) -> None:
         cm.remove("item:1")
     elif how == "flush_namespace":
         cm.flush_namespace()
+    elif how == "versioned_flush":
+        cm.flush_namespace(mode="versioned")
     elif url != "memory://":  # another process's manager: its own connections, the same Redis
         with CacheManager(url=url, namespace="race") as other:
-            other.remove("item:1")
+            if how == "other_versioned":
+                other.flush_namespace(mode="versioned")
+            else:
+                other.remove("item:1")
     else:
         cm.remove("item:1")
 
 
-@pytest.mark.parametrize("invalidation", ["invalidate", "flush_namespace"])
+@pytest.mark.parametrize("invalidation", ["invalidate", "flush_namespace", "versioned_flush"])
 async def test_invalidation_during_an_async_fill_wins(url: str, invalidation: str) -> None:
     cm = CacheManager(url=url, namespace="race")
     cache = Cached(manager=cm)
@@ -103,7 +110,7 @@ async def test_invalidation_during_an_async_fill_wins(url: str, invalidation: st
     if invalidation == "invalidate":
         await item.invalidate(1)
     else:
-        await cm.aflush_namespace()
+        await cm.aflush_namespace(mode="versioned" if invalidation == "versioned_flush" else "scan")
     fresh = asyncio.create_task(item(1))  # after the invalidation: must not join the slow computation
     await asyncio.sleep(0.05)
     release.set()

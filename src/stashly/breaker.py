@@ -159,6 +159,9 @@ class GuardedBackend:
     def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
         return self._call(lambda: self.backend.delete_prefix(prefix, guard))
 
+    def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
+        self._call(lambda: self.backend.retire_prefix(prefix, guard))
+
     def count_prefix(self, prefix: str) -> int:
         return self._call(lambda: self.backend.count_prefix(prefix))
 
@@ -225,6 +228,9 @@ class AsyncGuardedBackend:
 
     async def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
         return await self._call(lambda: self.backend.delete_prefix(prefix, guard))
+
+    async def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
+        await self._call(lambda: self.backend.retire_prefix(prefix, guard))
 
     async def count_prefix(self, prefix: str) -> int:
         return await self._call(lambda: self.backend.count_prefix(prefix))

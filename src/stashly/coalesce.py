@@ -102,6 +102,9 @@ class AsyncCoalescedBackend:
     async def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
         return await self.backend.delete_prefix(prefix, guard)
 
+    async def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
+        await self.backend.retire_prefix(prefix, guard)
+
     async def count_prefix(self, prefix: str) -> int:
         return await self.backend.count_prefix(prefix)
 

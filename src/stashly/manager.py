@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from time import perf_counter_ns
 from types import TracebackType
-from typing import Any, NamedTuple, TypeAlias, TypeVar, overload
+from typing import Any, Literal, NamedTuple, TypeAlias, TypeVar, overload
 
 import pydantic
 
@@ -33,6 +33,14 @@ D = TypeVar("D")
 _HEADS = 1024  # validated namespace heads remembered per manager
 Token: TypeAlias = bytes | Missing | None
 """A guard's value read before a computation; MISSING when the read failed (then nothing is stored)."""
+FlushMode: TypeAlias = Literal["scan", "versioned"]
+"""How ``flush_namespace`` drops a namespace: remove its keys, or retire its generation in O(1)."""
+
+
+def _flush_mode(mode: object) -> FlushMode:
+    if mode == "scan" or mode == "versioned":
+        return mode
+    raise ValueError(f"flush_namespace mode must be 'scan' or 'versioned', got {mode!r}")
 
 
 class Lookup(NamedTuple):
@@ -377,16 +385,28 @@ class CacheManager:
         """
         return self._delete(self.key(key, namespace), self._guard(namespace), self._site(namespace))
 
-    def flush_namespace(self, namespace: str | None = None) -> int:
-        """Remove every entry of ``namespace`` (this manager's by default); the number of keys removed.
+    def flush_namespace(self, namespace: str | None = None, *, mode: FlushMode = "scan") -> int:
+        """Drop every entry of ``namespace`` (this manager's by default); the number of keys removed.
 
-        On Redis this is an incremental ``SCAN``/``UNLINK`` over ``<prefix>:<namespace>:*`` — never ``KEYS`` or
-        ``FLUSHDB`` — so other namespaces and keys stashly did not write are untouched. Values being computed
-        at that moment are not stored afterwards.
+        ``mode="scan"`` (the default) removes them: on Redis an incremental ``SCAN``/``UNLINK`` over
+        ``<prefix>:<namespace>:*`` on every primary — never ``KEYS`` or ``FLUSHDB`` — so other namespaces and
+        keys stashly did not write are untouched. Its time grows with the whole keyspace.
+
+        ``mode="versioned"`` makes them unreachable at once, in one ``INCR`` of the namespace's generation,
+        whatever the namespace's size; the old entries stay in Redis until their TTLs run out, and it returns 0.
+
+        Either way, values being computed at that moment are not stored afterwards.
+
+        Example::
+
+            cache.flush_namespace("catalog", mode="versioned")  # a million entries, one round trip
         """
         head, site = self._resolve(namespace)
         site.invalidations += 1
         try:
+            if _flush_mode(mode) == "versioned":
+                self._backend.retire_prefix(head, self._guard(namespace))
+                return 0
             return self._backend.delete_prefix(head, self._guard(namespace))
         except CacheUnavailableError as exc:
             self._failed(exc, "flush_namespace", head, None, site)
@@ -515,11 +535,14 @@ class CacheManager:
         """Async :meth:`remove`."""
         return await self._adelete(self.key(key, namespace), self._guard(namespace), self._site(namespace))
 
-    async def aflush_namespace(self, namespace: str | None = None) -> int:
+    async def aflush_namespace(self, namespace: str | None = None, *, mode: FlushMode = "scan") -> int:
         """Async :meth:`flush_namespace`."""
         head, site = self._resolve(namespace)
         site.invalidations += 1
         try:
+            if _flush_mode(mode) == "versioned":
+                await self._abackend.retire_prefix(head, self._guard(namespace))
+                return 0
             return await self._abackend.delete_prefix(head, self._guard(namespace))
         except CacheUnavailableError as exc:
             self._failed(exc, "flush_namespace", head, None, site)

@@ -68,6 +68,14 @@ class Backend(Protocol):
         """Bump ``guard``, then remove every key starting with the literal ``prefix``; the number removed."""
         ...
 
+    def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
+        """Make every entry of the namespace whose keys start with ``prefix`` unreachable at once, in O(1).
+
+        Redis bumps the namespace's generation (the entries stay in memory until their TTLs run out); the
+        memory backend, where nothing outlives the process, simply removes them and bumps ``guard``.
+        """
+        ...
+
     def count_prefix(self, prefix: str) -> int:
         """How many keys start with the literal string ``prefix``."""
         ...
@@ -99,6 +107,8 @@ class AsyncBackend(Protocol):
     async def delete(self, key: str, guard: str | None = None) -> bool: ...
 
     async def delete_prefix(self, prefix: str, guard: str | None = None) -> int: ...
+
+    async def retire_prefix(self, prefix: str, guard: str | None = None) -> None: ...
 
     async def count_prefix(self, prefix: str) -> int: ...
 

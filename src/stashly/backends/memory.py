@@ -130,6 +130,9 @@ class MemoryStore:
                 live += deadline is None or deadline > now
         return live
 
+    def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
+        self.delete_prefix(prefix, guard)
+
     def count_prefix(self, prefix: str) -> int:
         now = self._clock()
         with self._lock:
@@ -185,6 +188,9 @@ class AsyncMemoryBackend:
 
     async def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
         return self.store.delete_prefix(prefix, guard)
+
+    async def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
+        self.store.retire_prefix(prefix, guard)
 
     async def count_prefix(self, prefix: str) -> int:
         return self.store.count_prefix(prefix)

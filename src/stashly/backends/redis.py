@@ -14,7 +14,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
@@ -28,6 +28,7 @@ from redis.retry import Retry
 from ..errors import CacheUnavailableError
 from .base import Lock, Read
 from .direct import LoopConnections, ThreadConnections
+from .generations import fill_token, generation_key, split_token, stamp, unstamp
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -35,16 +36,27 @@ if TYPE_CHECKING:
 __all__ = ["AsyncRedisBackend", "RedisBackend", "RedisOptions"]
 
 _SCAN_COUNT = 1000
-# Store only if the guard still holds the token read before computing (an empty token: the guard was absent).
-# With a stampede lock (KEYS[3], owner ARGV[4]), also only while the lock is still ours; then release it.
+# Store only if the guard (KEYS[2]) and the generation (KEYS[3]) still hold the token read before computing,
+# ``<guard>/<generation>`` with absent counters empty. With a stampede lock (KEYS[4], owner ARGV[4]), also only
+# while the lock is still ours; then release it. The value comes stamped with the token's generation.
 FILL_SCRIPT = """
-if (redis.call('GET', KEYS[2]) or '') ~= ARGV[2] then return 0 end
-if KEYS[3] and redis.call('GET', KEYS[3]) ~= ARGV[4] then return 0 end
+local now = (redis.call('GET', KEYS[2]) or '') .. '/' .. (redis.call('GET', KEYS[3]) or '')
+if now ~= ARGV[2] then return 0 end
+if KEYS[4] and redis.call('GET', KEYS[4]) ~= ARGV[4] then return 0 end
 if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) end
-if KEYS[3] then redis.call('DEL', KEYS[3]) end
+if KEYS[4] then redis.call('DEL', KEYS[4]) end
 return 1
 """
 FILL_SHA = hashlib.sha1(FILL_SCRIPT.encode()).hexdigest()  # what EVALSHA names it (not for security)
+# A plain write, stamped with the namespace's generation (KEYS[2]) as it is when the write lands.
+SET_SCRIPT = """
+local generation = redis.call('GET', KEYS[2])
+local value = ARGV[1]
+if generation or string.byte(value, 1) == 0 then value = '\\0' .. (generation or '') .. '\\0' .. value end
+if ARGV[2] == '' then redis.call('SET', KEYS[1], value) else redis.call('SET', KEYS[1], value, 'PX', ARGV[2]) end
+return 1
+"""
+SET_SHA = hashlib.sha1(SET_SCRIPT.encode()).hexdigest()
 RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -180,17 +192,20 @@ class RedisBackend:
 
     def get(self, key: str) -> bytes | None:
         try:
-            return cast("bytes | None", self._direct().execute(("GET", key))[0])
+            raw, generation = self._direct().execute(("MGET", key, generation_key(key)))[0]
         except (RedisError, OSError) as exc:
             raise _unavailable("GET", exc) from exc
+        return unstamp(raw, generation)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
+        command, generations = _many_command(keys)
         try:
-            return cast("list[bytes | None]", self._direct().execute(("MGET", *keys))[0])
+            replies = self._direct().execute(command)[0]
         except (RedisError, OSError) as exc:
             raise _unavailable("MGET", exc) from exc
+        return _many_result(keys, replies, generations)
 
     def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
         try:
@@ -200,28 +215,29 @@ class RedisBackend:
         return _read_result(replies, guard, with_ttl)
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        arguments = [value, "" if ttl is None else _expiry_ms(ttl)]
         try:
-            if ttl is None:
-                self._redis().set(key, value)
-            else:
-                self._redis().set(key, value, px=_expiry_ms(ttl))
+            self._script(SET_SCRIPT, SET_SHA, [key, generation_key(key)], arguments)
         except (RedisError, OSError) as exc:
-            raise _unavailable("SET", exc) from exc
+            raise _unavailable("EVALSHA (SET)", exc) from exc
 
     def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:
-        direct = self._direct()
         keys, arguments = _fill_call(key, value, ttl, guard, token, lock)
-        evalsha = ("EVALSHA", FILL_SHA, len(keys), *keys, *arguments)
         try:
-            try:
-                return bool(direct.execute(evalsha)[0])
-            except NoScriptError:  # a new or restarted server: load the script once, then run it
-                direct.execute(("SCRIPT", "LOAD", FILL_SCRIPT))
-                return bool(direct.execute(evalsha)[0])
+            return bool(self._script(FILL_SCRIPT, FILL_SHA, keys, arguments))
         except (RedisError, OSError) as exc:
             raise _unavailable("EVALSHA (guarded SET)", exc) from exc
+
+    def _script(self, script: str, sha: str, keys: list[str], arguments: list[bytes | int | str]) -> Any:
+        direct = self._direct()
+        evalsha = ("EVALSHA", sha, len(keys), *keys, *arguments)
+        try:
+            return direct.execute(evalsha)[0]
+        except NoScriptError:  # a new or restarted server: load the script once, then run it
+            direct.execute(("SCRIPT", "LOAD", script))
+            return direct.execute(evalsha)[0]
 
     def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
         try:
@@ -261,6 +277,12 @@ class RedisBackend:
             raise _unavailable("SCAN/UNLINK", exc) from exc
         return removed
 
+    def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
+        try:
+            self._redis().incr(generation_key(prefix))
+        except (RedisError, OSError) as exc:
+            raise _unavailable("INCR (generation)", exc) from exc
+
     def count_prefix(self, prefix: str) -> int:
         try:
             return sum(1 for _ in self._redis().scan_iter(match=escape_glob(prefix) + "*", count=_SCAN_COUNT))
@@ -279,14 +301,26 @@ class RedisBackend:
 
 
 def _read_commands(key: str, guard: str | None, with_ttl: bool) -> tuple[tuple[str, ...], ...]:
-    """``read`` in one round trip: the entry with its guard (``MGET``), or alone (``GET``), then maybe ``PTTL``."""
-    first = ("GET", key) if guard is None else ("MGET", key, guard)
+    """``read`` in one round trip: the entry with its generation and guard (``MGET``), then maybe ``PTTL``."""
+    first = ("MGET", key, generation_key(key)) if guard is None else ("MGET", key, generation_key(key), guard)
     return (first, ("PTTL", key)) if with_ttl else (first,)
 
 
 def _read_result(replies: list[Any], guard: str | None, with_ttl: bool) -> Read:
-    value, token = (replies[0], None) if guard is None else replies[0]
-    return value, token, _seconds(value, replies[1]) if with_ttl else None
+    raw, generation, *rest = replies[0]
+    value = unstamp(raw, generation)
+    return value, fill_token(rest[0] if rest else None, generation), _seconds(value, replies[1]) if with_ttl else None
+
+
+def _many_command(keys: Sequence[str]) -> tuple[tuple[str, ...], list[str]]:
+    """One ``MGET`` of ``keys`` and the generations of their namespaces (usually one)."""
+    generations = list(dict.fromkeys(map(generation_key, keys)))
+    return ("MGET", *keys, *generations), generations
+
+
+def _many_result(keys: Sequence[str], replies: list[bytes | None], generations: list[str]) -> list[bytes | None]:
+    current = dict(zip(generations, replies[len(keys) :], strict=True))
+    return [unstamp(raw, current[generation_key(key)]) for key, raw in zip(keys, replies, strict=False)]
 
 
 def _seconds(value: bytes | None, pttl: int) -> float | None:
@@ -297,15 +331,17 @@ def _seconds(value: bytes | None, pttl: int) -> float | None:
 def _fill_call(
     key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock
 ) -> tuple[list[str], list[bytes | int | str]]:
-    """KEYS and ARGV of FILL_SCRIPT."""
+    """KEYS and ARGV of FILL_SCRIPT: the value stamped with the generation its computation started in."""
+    generation = split_token(token)[1]
     arguments: list[bytes | int | str] = [
-        value,
-        b"" if token is None else token,
+        stamp(value, generation),
+        token or b"/",
         "" if ttl is None else _expiry_ms(ttl),
     ]
+    keys = [key, guard, generation_key(key)]
     if lock is None:
-        return [key, guard], arguments
-    return [key, guard, lock[0]], [*arguments, lock[1]]
+        return keys, arguments
+    return [*keys, lock[0]], [*arguments, lock[1]]
 
 
 def _batches(keys: Iterable[bytes]) -> Iterable[list[bytes]]:
@@ -397,17 +433,21 @@ class AsyncRedisBackend:
 
     async def get(self, key: str) -> bytes | None:
         try:
-            return cast("bytes | None", (await (await self._entry()).reads.execute(("GET", key)))[0])
+            replies = await (await self._entry()).reads.execute(("MGET", key, generation_key(key)))
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("GET", exc) from exc
+        raw, generation = replies[0]
+        return unstamp(raw, generation)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
+        command, generations = _many_command(keys)
         try:
-            return cast("list[bytes | None]", (await (await self._entry()).reads.execute(("MGET", *keys)))[0])
+            replies = (await (await self._entry()).reads.execute(command))[0]
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("MGET", exc) from exc
+        return _many_result(keys, replies, generations)
 
     async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
         try:
@@ -417,29 +457,29 @@ class AsyncRedisBackend:
         return _read_result(replies, guard, with_ttl)
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        arguments = [value, "" if ttl is None else _expiry_ms(ttl)]
         try:
-            client = await self._redis()
-            if ttl is None:
-                await client.set(key, value)
-            else:
-                await client.set(key, value, px=_expiry_ms(ttl))
+            await self._script(SET_SCRIPT, SET_SHA, [key, generation_key(key)], arguments)
         except (TimeoutError, RedisError, OSError) as exc:
-            raise _unavailable("SET", exc) from exc
+            raise _unavailable("EVALSHA (SET)", exc) from exc
 
     async def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:
         keys, arguments = _fill_call(key, value, ttl, guard, token, lock)
-        evalsha = ("EVALSHA", FILL_SHA, len(keys), *keys, *arguments)
         try:
-            reads = (await self._entry()).reads
-            try:
-                return bool((await reads.execute(evalsha))[0])
-            except NoScriptError:
-                await reads.execute(("SCRIPT", "LOAD", FILL_SCRIPT))
-                return bool((await reads.execute(evalsha))[0])
+            return bool(await self._script(FILL_SCRIPT, FILL_SHA, keys, arguments))
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("EVALSHA (guarded SET)", exc) from exc
+
+    async def _script(self, script: str, sha: str, keys: list[str], arguments: list[bytes | int | str]) -> Any:
+        reads = (await self._entry()).reads
+        evalsha = ("EVALSHA", sha, len(keys), *keys, *arguments)
+        try:
+            return (await reads.execute(evalsha))[0]
+        except NoScriptError:  # a new or restarted server: load the script once, then run it
+            await reads.execute(("SCRIPT", "LOAD", script))
+            return (await reads.execute(evalsha))[0]
 
     async def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
         try:
@@ -483,6 +523,12 @@ class AsyncRedisBackend:
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("SCAN/UNLINK", exc) from exc
         return removed
+
+    async def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
+        try:
+            await (await self._redis()).incr(generation_key(prefix))
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise _unavailable("INCR (generation)", exc) from exc
 
     async def count_prefix(self, prefix: str) -> int:
         count = 0

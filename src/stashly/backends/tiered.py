@@ -91,6 +91,12 @@ class TieredBackend:
         finally:
             self._tier.invalidate_prefix(prefix)
 
+    def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
+        try:
+            self._inner.retire_prefix(prefix, guard)
+        finally:
+            self._tier.invalidate_prefix(prefix)
+
     def count_prefix(self, prefix: str) -> int:
         return self._inner.count_prefix(prefix)
 
@@ -166,6 +172,12 @@ class AsyncTieredBackend:
     async def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
         try:
             return await self._inner.delete_prefix(prefix, guard)
+        finally:
+            self._tier.invalidate_prefix(prefix)
+
+    async def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
+        try:
+            await self._inner.retire_prefix(prefix, guard)
         finally:
             self._tier.invalidate_prefix(prefix)
 

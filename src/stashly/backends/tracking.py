@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..local import LocalTier
+from .generations import retired_head
 from .redis import RedisOptions
 
 __all__ = ["InvalidationTracker"]
@@ -139,7 +140,10 @@ class InvalidationTracker:
                 if keys is None:  # FLUSHDB / FLUSHALL: everything is gone
                     tier.clear()
                 else:
-                    tier.invalidate([key.decode("utf-8", "surrogateescape") for key in keys])
+                    names = [key.decode("utf-8", "surrogateescape") for key in keys]
+                    tier.invalidate(names)
+                    for head in filter(None, map(retired_head, names)):  # a versioned flush
+                        tier.invalidate_prefix(head)
             elif kind == b"pong" and unanswered:
                 # Replies come in order: every invalidation sent before this PING was applied above.
                 tier.keep_alive(unanswered.popleft() + SILENCE)
