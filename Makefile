@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-check tour test lint chaos bench bench-quick check-redis check-chromium clean
+.PHONY: demo demo-check tour test lint chaos bench bench-quick bench-flush check-redis check-chromium clean
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
@@ -39,6 +39,11 @@ bench: $(BENCH_STAMP) check-redis
 # The same scenarios in fewer, shorter rounds (under a minute): a quick look, not figures for the README.
 bench-quick: $(BENCH_STAMP) check-redis
 	$(BIN)/python bench/run.py --quick --json .bench/quick.json
+
+# Invalidating a namespace of 1,000,000 keys: flush_namespace mode="scan" vs "versioned", on a private redis-server
+# (about a minute): time to invalidation, time until the memory is back, and what other reads felt meanwhile.
+bench-flush: $(STAMP) check-redis
+	$(BIN)/python bench/flush_namespace.py --json .bench/flush.json
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/pip install -q -e '.[bench]'

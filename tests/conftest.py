@@ -21,6 +21,10 @@ import redis
 import stashly
 
 from redis_server import ACL_PASSWORD, ACL_USER, RedisServer
+from support import REPORTS
+from topologies import LocalCluster, LocalSentinel
+
+pytest_plugins = ["topology_fixtures"]  # redis_cluster, redis_sentinel: session fixtures, started on first use
 
 # Read once at import: the autouse fixture below removes STASHLY_* variables before every test.
 ACL_MODE = os.environ.get("STASHLY_TEST_ACL") == "1"
@@ -62,6 +66,21 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
 
 
 @pytest.fixture
+def cluster_url(redis_cluster: LocalCluster) -> str:
+    """The shared Redis Cluster (3 primaries, 3 replicas), every primary emptied first."""
+    redis_cluster.flushall()
+    return redis_cluster.url
+
+
+@pytest.fixture
+def sentinel_url(redis_sentinel: LocalSentinel) -> str:
+    """The shared Sentinel set-up (a primary, a replica, 3 sentinels), its primary emptied first."""
+    with redis_sentinel.primary_server().client() as client:
+        client.flushall()
+    return redis_sentinel.url
+
+
+@pytest.fixture
 def disposable_redis() -> Iterator[RedisServer]:
     """A server of the test's own, to stop, pause, kill or restart."""
     with RedisServer(acl=ACL_MODE) as server:
@@ -93,6 +112,10 @@ def _tests_own_clients_are_unrestricted() -> Iterator[None]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if REPORTS:
+        terminalreporter.section("scale-out")
+        for line in REPORTS:
+            terminalreporter.write_line(line)
     if ACL_MODE:
         terminalreporter.write_line(
             f"STASHLY_TEST_ACL: Redis tests ran as ACL user {ACL_USER!r}; "

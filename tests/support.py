@@ -6,7 +6,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from stashly import CacheManager
+
+BACKENDS = ["memory", "redis", "cluster", "sentinel"]
+"""Every topology the behavioural suites run over (``backend_url`` turns one into a URL)."""
+REPORTS: list[str] = []
+"""Figures tests measured (failover recovery times...), printed in the run's summary."""
+_URL_FIXTURES = {"redis": "redis_url", "cluster": "cluster_url", "sentinel": "sentinel_url"}
+
+
+def backend_url(request: pytest.FixtureRequest, backend: str) -> str:
+    """The URL of an emptied store of kind ``backend``: memory, a single server, a cluster or Sentinel."""
+    return "memory://" if backend == "memory" else str(request.getfixturevalue(_URL_FIXTURES[backend]))
 
 
 class Api:

@@ -314,7 +314,7 @@ def test_async_backend_across_event_loops(redis_url: str) -> None:
 
     for n in range(5):
         assert asyncio.run(roundtrip(n)) == b"%d" % n
-    assert backend._clients == {}  # each loop's client was closed as its loop shut down
+    assert backend._loops.clients == {}  # each loop's client was closed as its loop shut down
 
 
 def test_async_backend_on_a_loop_closed_without_finalising(redis_url: str) -> None:
@@ -326,7 +326,7 @@ def test_async_backend_on_a_loop_closed_without_finalising(redis_url: str) -> No
     gone = weakref.ref(loop)
     del loop
     assert asyncio.run(backend.get(K + "k")) == b"v"
-    assert backend._clients == {}
+    assert backend._loops.clients == {}
     with warnings.catch_warnings():
         # its sockets can no longer be closed through their loop; the collector closes them (and says so)
         warnings.simplefilter("ignore", ResourceWarning)
@@ -349,7 +349,7 @@ def test_async_backend_in_threads_with_their_own_loops(redis_url: str) -> None:
     for t in threads:
         t.join()
     assert results == [b"v"] * 80
-    assert backend._clients == {}
+    assert backend._loops.clients == {}
 
 
 def test_redis_backend_survives_fork(redis_url: str) -> None:

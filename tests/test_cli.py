@@ -16,9 +16,9 @@ import pytest
 import redis
 
 from stashly import CacheManager
-from tls import make_tls_files
 
 from redis_server import ACL_PASSWORD, ACL_USER, RedisServer
+from tls import make_tls_files
 
 PICKLE_SECRET = "a-pickle-signing-secret-of-32-bytes-or-more"
 

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from slow_proxy import SlowProxy
 from stashly import Cached, CacheManager
 
 from redis_server import RedisServer
+from slow_proxy import SlowProxy
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,6 +16,8 @@ from pydantic import BaseModel
 from stashly import Cached, CacheManager, CacheUnavailableError, SerializationError, UnstableKeyError, codec
 from stashly.keys import function_name
 
+from support import BACKENDS, backend_url
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -24,9 +26,9 @@ class UserRead(BaseModel):
     email: str
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=BACKENDS)
 def manager(request: pytest.FixtureRequest) -> Iterator[CacheManager]:
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    url = backend_url(request, request.param)
     with CacheManager(url=url, namespace="t") as cm:
         yield cm
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from stashly import CacheManager, CacheUnavailableError, SerializationError
 
-from support import Api, aeventually
+from support import BACKENDS, Api, aeventually, backend_url
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -41,14 +41,14 @@ class Color(enum.Enum):
     RED = "red"
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
 def url(backend: str, request: pytest.FixtureRequest) -> str:
-    return "memory://" if backend == "memory" else str(request.getfixturevalue("redis_url"))
+    return backend_url(request, backend)
 
 
 @pytest.fixture

@@ -11,12 +11,14 @@ import pytest
 
 from stashly import Cached, CacheManager
 
+from support import BACKENDS, backend_url
+
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=BACKENDS)
 def cache(request: pytest.FixtureRequest) -> Cached:
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    url = backend_url(request, request.param)
     return Cached(manager=CacheManager(url=url, ttl_jitter=0), namespace="refresh", ttl=1.0)
 
 

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from slow_proxy import SlowProxy
 from stashly import Cached, CacheManager
 from stashly.breaker import CircuitBreaker
 
 from redis_server import RedisServer
+from slow_proxy import SlowProxy
+from support import BACKENDS, backend_url
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -38,9 +39,9 @@ class Source:
 # -- invalidation racing a fill ----------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=BACKENDS)
 def url(request: pytest.FixtureRequest) -> str:
-    return "memory://" if request.param == "memory" else str(request.getfixturevalue("redis_url"))
+    return backend_url(request, request.param)
 
 
 @pytest.mark.parametrize(

@@ -34,10 +34,10 @@ from stashly import (
     ValueTooLargeError,
     codec,
 )
-from tls import make_ca, make_tls_files
 
 from redis_server import ACL_COMMANDS, ACL_OPTIONAL, ACL_PASSWORD, ACL_USER, RedisServer, TlsFiles, free_port
 from support import eventually
+from tls import make_ca, make_tls_files
 
 pytestmark = pytest.mark.timeout(120)
 

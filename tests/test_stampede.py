@@ -14,6 +14,8 @@ import redis
 
 from stashly import Cached, CacheManager
 
+from support import BACKENDS, backend_url
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -27,9 +29,9 @@ def decorate_like_a_process(manager: CacheManager, body: Callable[[int], Any], *
     return Cached(manager=manager, namespace="stampede").cached(lock=True, **options)(report)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=BACKENDS)
 def manager(request: pytest.FixtureRequest) -> CacheManager:
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    url = backend_url(request, request.param)
     return CacheManager(url=url)
 
 

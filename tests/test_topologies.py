@@ -12,11 +12,10 @@ from redis.crc import key_slot
 from redis.sentinel import Sentinel
 
 from topologies import LocalCluster, LocalSentinel
-from topology_fixtures import redis_cluster, redis_sentinel  # noqa: F401 - until conftest.py imports them
 
 
 @pytest.fixture
-def cluster(redis_cluster: LocalCluster) -> Iterator[LocalCluster]:  # noqa: F811
+def cluster(redis_cluster: LocalCluster) -> Iterator[LocalCluster]:
     """The shared cluster, empty, and healed again after the test whatever it broke."""
     redis_cluster.flushall()
     try:
@@ -155,7 +154,7 @@ async def test_async_client_follows_ask_during_a_slot_migration(cluster: LocalCl
         await client.aclose()
 
 
-def test_sentinel_failover_promotes_the_replica_and_master_for_follows(redis_sentinel: LocalSentinel) -> None:  # noqa: F811
+def test_sentinel_failover_promotes_the_replica_and_master_for_follows(redis_sentinel: LocalSentinel) -> None:
     topology = redis_sentinel
     assert topology.url == "redis+sentinel://" + ",".join(f"{h}:{p}" for h, p in topology.sentinels) + "/stashly"
     sentinel = Sentinel(topology.sentinels, socket_timeout=1, sentinel_kwargs={"socket_timeout": 1})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..errors import ConfigError
 from .base import AsyncBackend, Backend
 from .memory import AsyncMemoryBackend, MemoryStore
 
@@ -12,6 +13,7 @@ if TYPE_CHECKING:
     from ..breaker import CircuitBreaker
     from ..local import LocalTier
     from ..settings import Settings
+    from .redis import RedisOptions
 
 __all__ = ["AsyncBackend", "Backend", "create"]
 
@@ -29,19 +31,37 @@ def create(
         return store, AsyncMemoryBackend(store), None
     from ..breaker import AsyncGuardedBackend, CircuitBreaker, GuardedBackend
     from ..coalesce import AsyncCoalescedBackend
-    from .redis import AsyncRedisBackend, RedisBackend, RedisOptions
+    from .redis import RedisOptions
 
     options = RedisOptions.from_settings(settings)
+    plain, aplain = _redis_backends(options, settings)
     breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)  # one Redis, one breaker
-    backend: Backend = GuardedBackend(RedisBackend(options), breaker)
-    abackend: AsyncBackend = AsyncCoalescedBackend(AsyncGuardedBackend(AsyncRedisBackend(options), breaker))
+    backend: Backend = GuardedBackend(plain, breaker)
+    abackend: AsyncBackend = AsyncCoalescedBackend(AsyncGuardedBackend(aplain, breaker))
     if tier is None:
         return backend, abackend, breaker
+    if options.topology.kind == "cluster":
+        raise ConfigError(
+            "local: the local tier is not available on Redis Cluster yet (its invalidations come from one "
+            "server's client tracking); use it with a single server or Sentinel"
+        )
     from .tiered import AsyncTieredBackend, TieredBackend
     from .tracking import InvalidationTracker
 
     tracker = InvalidationTracker(tier, options, settings.prefix + ":", report or _ignore)
     return TieredBackend(backend, tier, tracker), AsyncTieredBackend(abackend, tier), breaker
+
+
+def _redis_backends(options: RedisOptions, settings: Settings) -> tuple[Backend, AsyncBackend]:
+    """The plain Redis backends for the topology the url names: Cluster, or one primary (Sentinel follows it)."""
+    if options.topology.kind == "cluster":
+        from .cluster import AsyncClusterBackend, ClusterBackend, check_prefix
+
+        check_prefix(settings.prefix)
+        return ClusterBackend(options), AsyncClusterBackend(options)
+    from .redis import AsyncRedisBackend, RedisBackend
+
+    return RedisBackend(options), AsyncRedisBackend(options)
 
 
 def _ignore(exc: BaseException) -> None:

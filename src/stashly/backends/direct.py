@@ -49,6 +49,9 @@ class ThreadConnections:
         connection = self._connection()
         for attempt in (1, 2):
             try:
+                # connect() first: sending on a closed connection would connect to its configured address,
+                # skipping a subclass's connect() (Sentinel's asks the sentinels for the primary there).
+                connection.connect()  # type: ignore[no-untyped-call]
                 packed = connection.pack_commands(commands)  # type: ignore[no-untyped-call]
                 connection.send_packed_command(packed, check_health=False)  # type: ignore[no-untyped-call]
                 return [connection.read_response() for _ in commands]
@@ -98,6 +101,8 @@ class LoopConnections:
         try:
             for attempt in (1, 2):
                 try:
+                    if not connection.is_connected:  # through connect(), as in ThreadConnections
+                        await connection.connect()  # type: ignore[no-untyped-call]
                     await _send(connection, connection.pack_commands(commands))
                     return [await connection.read_response() for _ in commands]
                 except RedisConnectionError:

@@ -7,17 +7,18 @@ server costs one timeout), and a *blocking* pool so a burst waits for a connecti
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 import re
 import threading
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript, Script
@@ -26,9 +27,11 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from ..errors import CacheUnavailableError
+from ..settings import Topology, topology
 from .base import Lock, Read
 from .direct import LoopConnections, ThreadConnections
 from .generations import fill_token, generation_key, split_token, stamp, unstamp
+from .loops import PerLoop
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -100,9 +103,42 @@ class RedisOptions:
             f"RedisOptions(url={self.url!r}, username={self.username!r}, password={'***' if self.password else None})"
         )
 
-    def pool(self) -> redis.BlockingConnectionPool:
-        """A synchronous connection pool with this policy (nothing connects until it is used)."""
-        return redis.BlockingConnectionPool.from_url(self.url, **self.pool_arguments())
+    @property
+    def topology(self) -> Topology:
+        """Single server, Cluster or Sentinel, and the nodes to start from."""
+        return topology(self.url)
+
+    def pool(self) -> redis.ConnectionPool:
+        """A synchronous connection pool with this policy (nothing connects until it is used).
+
+        Behind Sentinel it is redis-py's Sentinel pool: each new connection asks the sentinels for the current
+        primary, and one that finds a demoted primary drops itself, so failovers are followed.
+        """
+        where = self.topology
+        if where.kind != "sentinel":
+            return redis.BlockingConnectionPool.from_url(self.url, **self.pool_arguments())
+        ask = self._sentinel_arguments()
+        sentinels = redis.sentinel.Sentinel(list(where.nodes), sentinel_kwargs=ask)  # type: ignore[no-untyped-call]
+        arguments = self.pool_arguments()
+        del arguments["timeout"]  # the Sentinel pool does not block: beyond max_connections it fails (open)
+        pool = redis.sentinel.SentinelConnectionPool(where.service, sentinels, db=where.db, **arguments)  # type: ignore[no-untyped-call]
+        return cast("redis.ConnectionPool", pool)
+
+    def async_pool(self) -> redis.asyncio.ConnectionPool:
+        """The asyncio twin of :meth:`pool`, for the running event loop."""
+        where = self.topology
+        arguments = self.pool_arguments(asynchronous=True)
+        if where.kind != "sentinel":
+            return redis.asyncio.BlockingConnectionPool.from_url(self.url, **arguments)
+        ask = self._sentinel_arguments()
+        sentinels = redis.asyncio.sentinel.Sentinel(list(where.nodes), sentinel_kwargs=ask)  # type: ignore[no-untyped-call]
+        del arguments["timeout"]
+        pool = redis.asyncio.sentinel.SentinelConnectionPool(where.service, sentinels, db=where.db, **arguments)  # type: ignore[no-untyped-call]
+        return cast("redis.asyncio.ConnectionPool", pool)
+
+    def _sentinel_arguments(self) -> dict[str, Any]:
+        # Sentinels are asked with the same patience as the data nodes, and without the data nodes' credentials.
+        return {"socket_timeout": self.socket_timeout, "socket_connect_timeout": self.connect_timeout}
 
     @property
     def pool_wait(self) -> float:
@@ -298,6 +334,8 @@ class RedisBackend:
         if client is not None:
             client.connection_pool.disconnect()
             client.close()
+            for sentinel in _sentinels(client.connection_pool):
+                sentinel.close()
 
 
 def _read_commands(key: str, guard: str | None, with_ttl: bool) -> tuple[tuple[str, ...], ...]:
@@ -356,80 +394,31 @@ def _batches(keys: Iterable[bytes]) -> Iterable[list[bytes]]:
 
 
 class _LoopClient:
-    """One asyncio client, its read connections, its release script, and the async generator that closes it
-    when its loop shuts down."""
+    """One asyncio client with its read connections and its release script."""
 
-    __slots__ = ("client", "closer", "reads", "release")
+    __slots__ = ("client", "reads", "release")
 
-    def __init__(self, client: redis.asyncio.Redis, closer: AsyncIterator[None], options: RedisOptions) -> None:
+    def __init__(self, client: redis.asyncio.Redis, options: RedisOptions) -> None:
         self.client = client
-        self.closer = closer
         self.reads = LoopConnections(client.connection_pool, options.max_connections, options.pool_wait)
         self.release: AsyncScript = client.register_script(RELEASE_SCRIPT)
 
 
 class AsyncRedisBackend:
-    """The asyncio backend over ``redis.asyncio.Redis``, with one client per running event loop.
-
-    An asyncio client belongs to the loop it was created in, so each loop gets its own, created on first use
-    there. Each client is closed from inside its loop when the loop shuts down: ``asyncio.run`` (and every
-    ``asyncio.Runner``) finalises async generators before closing, and a started generator parked at a
-    ``yield`` is how we get a last turn there. A loop closed without that step (``loop.close()`` with no
-    ``shutdown_asyncgens()``) leaves no way to close its sockets; its client is dropped when another loop
-    first uses the backend, and the garbage collector reclaims the sockets.
-    """
+    """The asyncio backend over ``redis.asyncio.Redis``, with one client per running event loop (``PerLoop``)."""
 
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
-        # Not a WeakKeyDictionary: a client's streams refer to their loop, so a weak key would never die.
-        self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
-        self._last: tuple[asyncio.AbstractEventLoop, _LoopClient] | None = None
+        self._loops = PerLoop(self._connect, _disconnect)
+
+    def _connect(self) -> _LoopClient:
+        return _LoopClient(redis.asyncio.Redis.from_pool(self.options.async_pool()), self.options)
 
     async def _entry(self) -> _LoopClient:
-        loop = asyncio.get_running_loop()
-        last = self._last
-        if last is not None and last[0] is loop:
-            return last[1]
-        entry = self._clients.get(loop)
-        if entry is None:
-            self._drop_closed_loops()
-            arguments = self.options.pool_arguments(asynchronous=True)
-            pool = redis.asyncio.BlockingConnectionPool.from_url(self.options.url, **arguments)
-            client = redis.asyncio.Redis.from_pool(pool)
-            closer = self._close_at_shutdown(loop, client)
-            entry = self._clients[loop] = _LoopClient(client, closer, self.options)
-            await anext(closer)
-        self._last = (loop, entry)
-        return entry
+        return await self._loops.get()
 
     async def _redis(self) -> redis.asyncio.Redis:
-        return (await self._entry()).client
-
-    async def _close_at_shutdown(
-        self, loop: asyncio.AbstractEventLoop, client: redis.asyncio.Redis
-    ) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            entry = self._clients.get(loop)
-            self._forget(loop, client)
-            if entry is not None and entry.client is client:
-                await entry.reads.close()
-            await client.aclose()
-
-    def _forget(self, loop: asyncio.AbstractEventLoop, client: redis.asyncio.Redis) -> None:
-        entry = self._clients.get(loop)
-        if entry is not None and entry.client is client:
-            self._clients.pop(loop, None)
-        last = self._last
-        if last is not None and last[1].client is client:
-            self._last = None
-
-    def _drop_closed_loops(self) -> None:
-        """Forget the clients of loops closed without finalising async generators (nothing can close them now)."""
-        for loop, entry in list(self._clients.items()):
-            if loop.is_closed():
-                self._forget(loop, entry.client)
+        return (await self._loops.get()).client
 
     async def get(self, key: str) -> bytes | None:
         try:
@@ -541,6 +530,17 @@ class AsyncRedisBackend:
 
     async def close(self) -> None:
         """Close the client of the running event loop (clients of other loops close with their loops)."""
-        entry = self._clients.get(asyncio.get_running_loop())
-        if entry is not None:
-            await entry.closer.aclose()  # type: ignore[attr-defined]
+        await self._loops.close()
+
+
+async def _disconnect(entry: _LoopClient) -> None:
+    await entry.reads.close()
+    await entry.client.aclose()
+    for sentinel in _sentinels(entry.client.connection_pool):
+        await sentinel.aclose()
+
+
+def _sentinels(pool: Any) -> list[Any]:
+    """The clients a Sentinel pool asks the sentinels with (closing the pool leaves them open)."""
+    manager = getattr(pool, "sentinel_manager", None)
+    return list(manager.sentinels) if manager is not None else []

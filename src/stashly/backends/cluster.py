@@ -1,0 +1,392 @@
+"""The backends for Redis Cluster, over redis-py's cluster clients (sync and asyncio).
+
+redis-py routes each command to the primary of its key's slot and follows ``MOVED``/``ASK`` while slots move.
+What stashly adds is placement: a command or script over several keys needs them in one slot, so an entry's
+guard and stampede lock are *colocated* with it (:func:`~stashly.backends.generations.colocated`), and
+everything else is grouped by slot. The guard is so per slot and per namespace: ``remove`` bumps the one beside
+the entry, while flushes bump the namespace's generation, which every entry is stamped with and every read
+fetches in the same round trip (a pipeline over the two nodes concerned).
+
+A cluster-wide write cannot be atomic, and none is needed: a plain ``set`` reads the generation and then
+writes; a flush landing between the two is simply ordered after the write.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
+
+import redis.asyncio.cluster
+import redis.cluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.commands.core import Script
+from redis.crc import key_slot
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from ..errors import ConfigError
+from .base import Lock, Read
+from .generations import colocated, fill_token, generation_key, split_token, stamp, unstamp
+from .loops import PerLoop
+from .redis import _SCAN_COUNT, RELEASE_SCRIPT, _batches, _expiry_ms, _seconds, _unavailable, escape_glob
+
+if TYPE_CHECKING:
+    from .redis import RedisOptions
+
+__all__ = ["AsyncClusterBackend", "ClusterBackend", "check_prefix", "client_arguments"]
+
+Command: TypeAlias = tuple[Any, ...]
+_Failure = (RedisError, OSError, TimeoutError)
+
+# The guarded store of a single-slot namespace guard (the generation, on another node, is stamped in the value).
+GUARDED_SET_SCRIPT = """
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[2] then return 0 end
+if KEYS[3] and redis.call('GET', KEYS[3]) ~= ARGV[4] then return 0 end
+if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) end
+if KEYS[3] then redis.call('DEL', KEYS[3]) end
+return 1
+"""
+
+
+def client_arguments(options: RedisOptions, asynchronous: bool = False) -> dict[str, Any]:
+    """redis-py cluster client arguments with stashly's policy: short timeouts, one retry, no full-coverage
+    requirement (a cluster with a primary down still serves the other slots)."""
+    topology = options.topology
+    node_class = redis.asyncio.cluster.ClusterNode if asynchronous else redis.cluster.ClusterNode
+    retry_class = AsyncRetry if asynchronous else Retry
+    tls = {
+        name: value
+        for name, value in [
+            ("ssl_ca_certs", options.ssl_ca_certs),
+            ("ssl_certfile", options.ssl_certfile),
+            ("ssl_keyfile", options.ssl_keyfile),
+        ]
+        if value is not None
+    }
+    return (tls if topology.tls else {}) | {
+        "startup_nodes": [node_class(host, port) for host, port in topology.nodes],
+        "username": options.username,
+        "password": options.password,
+        "socket_timeout": options.socket_timeout,
+        "socket_connect_timeout": options.connect_timeout,
+        "max_connections": options.max_connections,
+        "retry": retry_class(NoBackoff(), 1),
+        "require_full_coverage": False,
+        "protocol": options.protocol,
+        "ssl": topology.tls,
+    }
+
+
+def check_prefix(prefix: str) -> None:
+    """Colocation puts a hash tag right after the prefix: a brace in the prefix would come first and win."""
+    if "{" in prefix or "}" in prefix:
+        raise ConfigError(
+            f"prefix: expected no '{{' or '}}' on Redis Cluster (stashly places keys by hash tags), found {prefix!r}"
+        )
+
+
+def _lock_in_slot(lock_key: str) -> str:
+    """A stampede lock (``<prefix>::lock:<entry key>``) in the slot of its entry."""
+    return colocated(lock_key, lock_key.partition("::lock:")[2])
+
+
+# -- command plans, shared by both clients -----------------------------------------------------------------------
+
+
+def _read_plan(key: str, guard: str | None, with_ttl: bool) -> list[Command]:
+    first: Command = ("GET", key) if guard is None else ("MGET", key, colocated(guard, key))
+    return [first, *([("PTTL", key)] if with_ttl else []), ("GET", generation_key(key))]
+
+
+def _read_result(replies: list[Any], guard: str | None, with_ttl: bool) -> Read:
+    raw, guard_value = (replies[0], None) if guard is None else replies[0]
+    value = unstamp(raw, replies[-1])
+    return value, fill_token(guard_value, replies[-1]), _seconds(value, replies[1]) if with_ttl else None
+
+
+def _many_plan(keys: Sequence[str]) -> tuple[list[Command], list[list[int]], list[str]]:
+    """An ``MGET`` per slot (positions of its keys kept), then a ``GET`` per namespace generation."""
+    by_slot: dict[int, list[int]] = {}
+    for index, key in enumerate(keys):
+        by_slot.setdefault(key_slot(key.encode("utf-8", "surrogatepass")), []).append(index)
+    groups = list(by_slot.values())
+    generations = list(dict.fromkeys(map(generation_key, keys)))
+    commands: list[Command] = [("MGET", *(keys[i] for i in group)) for group in groups]
+    return commands + [("GET", name) for name in generations], groups, generations
+
+
+def _many_result(
+    keys: Sequence[str], replies: list[Any], groups: list[list[int]], generations: list[str]
+) -> list[bytes | None]:
+    current = dict(zip(generations, replies[len(groups) :], strict=True))
+    found: list[bytes | None] = [None] * len(keys)
+    for group, values in zip(groups, replies, strict=False):
+        for index, raw in zip(group, values, strict=True):
+            found[index] = unstamp(raw, current[generation_key(keys[index])])
+    return found
+
+
+def _fill_call(
+    key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock
+) -> tuple[list[str], list[bytes | int | str]]:
+    """KEYS and ARGV of GUARDED_SET_SCRIPT, all in the entry's slot; the value stamped with the token's generation."""
+    guard_value, generation = split_token(token)
+    keys = [key, colocated(guard, key)]
+    arguments: list[bytes | int | str] = [stamp(value, generation), guard_value, "" if ttl is None else _expiry_ms(ttl)]
+    if lock is None:
+        return keys, arguments
+    return [*keys, _lock_in_slot(lock[0])], [*arguments, lock[1]]
+
+
+def _set_command(key: str, value: bytes, ttl: float | None, generation: bytes | None) -> Command:
+    stamped = stamp(value, generation)
+    return ("SET", key, stamped) if ttl is None else ("SET", key, stamped, "PX", _expiry_ms(ttl))
+
+
+class ClusterBackend:
+    """The synchronous Cluster backend; connects on first use (and learns the slot map then)."""
+
+    def __init__(self, options: RedisOptions) -> None:
+        self.options = options
+        self._arguments = client_arguments(options)
+        self._client: redis.cluster.RedisCluster | None = None
+        self._scripts: tuple[Script, Script] | None = None
+        self._lock = threading.Lock()
+
+    def _redis(self) -> redis.cluster.RedisCluster:
+        client = self._client
+        if client is None:
+            with self._lock:
+                client = self._client
+                if client is None:
+                    client = redis.cluster.RedisCluster(**self._arguments)
+                    self._scripts = client.register_script(GUARDED_SET_SCRIPT), client.register_script(RELEASE_SCRIPT)
+                    self._client = client
+        return client
+
+    def _script(self, which: int, keys: list[str], arguments: list[Any], operation: str) -> Any:
+        try:
+            self._redis()
+            assert self._scripts is not None
+            return self._scripts[which](keys=keys, args=arguments)
+        except _Failure as exc:
+            raise _unavailable(operation, exc) from exc
+
+    def _pipeline(self, commands: Iterable[Command], operation: str) -> list[Any]:
+        try:
+            pipe = self._redis().pipeline()  # type: ignore[no-untyped-call]
+            for command in commands:
+                pipe.execute_command(*command)
+            return cast("list[Any]", pipe.execute())
+        except _Failure as exc:
+            raise _unavailable(operation, exc) from exc
+
+    def _call(self, command: Command, operation: str) -> Any:
+        try:
+            return self._redis().execute_command(*command)  # type: ignore[no-untyped-call]
+        except _Failure as exc:
+            raise _unavailable(operation, exc) from exc
+
+    def get(self, key: str) -> bytes | None:
+        raw, generation = self._pipeline([("GET", key), ("GET", generation_key(key))], "GET")
+        return unstamp(raw, generation)
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        commands, groups, generations = _many_plan(keys)
+        return _many_result(keys, self._pipeline(commands, "MGET"), groups, generations)
+
+    def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
+        return _read_result(self._pipeline(_read_plan(key, guard, with_ttl), "MGET"), guard, with_ttl)
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        generation = self._call(("GET", generation_key(key)), "GET (generation)")
+        self._call(_set_command(key, value, ttl, generation), "SET")
+
+    def fill(
+        self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
+    ) -> bool:
+        keys, arguments = _fill_call(key, value, ttl, guard, token, lock)
+        return bool(self._script(0, keys, arguments, "EVALSHA (guarded SET)"))
+
+    def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
+        command = ("SET", _lock_in_slot(lock_key), owner, "NX", "PX", _expiry_ms(lease))
+        return bool(self._call(command, "SET NX (lock)"))
+
+    def release(self, lock_key: str, owner: bytes) -> None:
+        self._script(1, [_lock_in_slot(lock_key)], [owner], "EVALSHA (lock release)")
+
+    def delete(self, key: str, guard: str | None = None) -> bool:
+        if guard is None:
+            return bool(self._call(("UNLINK", key), "UNLINK"))
+        removed, _ = self._pipeline([("UNLINK", key), ("INCR", colocated(guard, key))], "UNLINK/INCR")
+        return bool(removed)
+
+    def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
+        self.retire_prefix(prefix, guard)  # fills in flight land in the old generation: unreachable
+        removed = 0
+        try:
+            client = self._redis()
+            for batch in _batches(self._scan(client, prefix)):
+                removed += client.unlink(*batch)  # redis-py splits it by slot
+        except _Failure as exc:
+            raise _unavailable("SCAN/UNLINK", exc) from exc
+        return removed
+
+    def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
+        self._call(("INCR", generation_key(prefix)), "INCR (generation)")
+
+    def count_prefix(self, prefix: str) -> int:
+        try:
+            return sum(1 for _ in self._scan(self._redis(), prefix))
+        except _Failure as exc:
+            raise _unavailable("SCAN", exc) from exc
+
+    @staticmethod
+    def _scan(client: redis.cluster.RedisCluster, prefix: str) -> Iterator[bytes]:
+        """Every key under ``prefix``, primary by primary (``SCAN`` is per node)."""
+        match = escape_glob(prefix) + "*"
+        for node in client.get_primaries():  # type: ignore[no-untyped-call]
+            cursor = -1
+            while cursor:
+                reply = client.scan(max(cursor, 0), match=match, count=_SCAN_COUNT, target_nodes=node)
+                cursors, keys = cast("tuple[dict[str, int], list[bytes]]", reply)
+                cursor = cursors[node.name]
+                yield from keys
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+class AsyncClusterBackend:
+    """The asyncio Cluster backend, with one cluster client per running event loop."""
+
+    def __init__(self, options: RedisOptions) -> None:
+        self.options = options
+        self._arguments = client_arguments(options, asynchronous=True)
+        self._loops = PerLoop(lambda: _LoopCluster(redis.asyncio.cluster.RedisCluster(**self._arguments)), _close)
+
+    async def _redis(self) -> redis.asyncio.cluster.RedisCluster:
+        return (await self._loops.get()).client
+
+    async def _script(self, which: int, keys: list[str], arguments: list[Any], operation: str) -> Any:
+        try:
+            return await (await self._loops.get()).scripts[which](keys=keys, args=arguments)
+        except _Failure as exc:
+            raise _unavailable(operation, exc) from exc
+
+    async def _pipeline(self, commands: Iterable[Command], operation: str) -> list[Any]:
+        try:
+            pipe = (await self._redis()).pipeline()
+            for command in commands:
+                pipe.execute_command(*command)
+            return await pipe.execute()
+        except _Failure as exc:
+            raise _unavailable(operation, exc) from exc
+
+    async def _call(self, command: Command, operation: str) -> Any:
+        try:
+            return await (await self._redis()).execute_command(*command)
+        except _Failure as exc:
+            raise _unavailable(operation, exc) from exc
+
+    async def get(self, key: str) -> bytes | None:
+        raw, generation = await self._pipeline([("GET", key), ("GET", generation_key(key))], "GET")
+        return unstamp(raw, generation)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        commands, groups, generations = _many_plan(keys)
+        return _many_result(keys, await self._pipeline(commands, "MGET"), groups, generations)
+
+    async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
+        return _read_result(await self._pipeline(_read_plan(key, guard, with_ttl), "MGET"), guard, with_ttl)
+
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        generation = await self._call(("GET", generation_key(key)), "GET (generation)")
+        await self._call(_set_command(key, value, ttl, generation), "SET")
+
+    async def fill(
+        self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
+    ) -> bool:
+        keys, arguments = _fill_call(key, value, ttl, guard, token, lock)
+        return bool(await self._script(0, keys, arguments, "EVALSHA (guarded SET)"))
+
+    async def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
+        command = ("SET", _lock_in_slot(lock_key), owner, "NX", "PX", _expiry_ms(lease))
+        return bool(await self._call(command, "SET NX (lock)"))
+
+    async def release(self, lock_key: str, owner: bytes) -> None:
+        await self._script(1, [_lock_in_slot(lock_key)], [owner], "EVALSHA (lock release)")
+
+    async def delete(self, key: str, guard: str | None = None) -> bool:
+        if guard is None:
+            return bool(await self._call(("UNLINK", key), "UNLINK"))
+        removed, _ = await self._pipeline([("UNLINK", key), ("INCR", colocated(guard, key))], "UNLINK/INCR")
+        return bool(removed)
+
+    async def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
+        await self.retire_prefix(prefix, guard)  # fills in flight land in the old generation: unreachable
+        removed = 0
+        try:
+            client = await self._redis()
+            batch: list[bytes] = []
+            async for key in _ascan(client, prefix):
+                batch.append(key)
+                if len(batch) >= _SCAN_COUNT:
+                    removed += await client.unlink(*batch)
+                    batch = []
+            if batch:
+                removed += await client.unlink(*batch)
+        except _Failure as exc:
+            raise _unavailable("SCAN/UNLINK", exc) from exc
+        return removed
+
+    async def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
+        await self._call(("INCR", generation_key(prefix)), "INCR (generation)")
+
+    async def count_prefix(self, prefix: str) -> int:
+        count = 0
+        try:
+            async for _ in _ascan(await self._redis(), prefix):
+                count += 1
+        except _Failure as exc:
+            raise _unavailable("SCAN", exc) from exc
+        return count
+
+    async def close(self) -> None:
+        await self._loops.close()
+
+
+class _LoopCluster:
+    """One event loop's cluster client and its scripts (the guarded store, the lock release)."""
+
+    __slots__ = ("client", "scripts")
+
+    def __init__(self, client: redis.asyncio.cluster.RedisCluster) -> None:
+        self.client = client
+        self.scripts = client.register_script(GUARDED_SET_SCRIPT), client.register_script(RELEASE_SCRIPT)
+
+
+async def _close(entry: _LoopCluster) -> None:
+    await entry.client.aclose()
+
+
+async def _ascan(client: redis.asyncio.cluster.RedisCluster, prefix: str) -> AsyncIterator[bytes]:
+    """Every key under ``prefix``, primary by primary (``SCAN`` is per node)."""
+    match = escape_glob(prefix) + "*"
+    for node in client.get_primaries():
+        cursor = -1
+        while cursor:
+            reply = await client.scan(max(cursor, 0), match=match, count=_SCAN_COUNT, target_nodes=node)
+            cursors, keys = cast("tuple[dict[str, int], list[bytes]]", reply)
+            cursor = cursors[node.name]
+            for key in keys:
+                yield key

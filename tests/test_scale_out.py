@@ -1,0 +1,179 @@
+"""stashly on a real Redis Cluster and Sentinel under faults: failover and resharding under a running cached load.
+
+Callers of cached functions must never see an exception, must never get a wrong value, and hits must come back
+once the topology has healed. The recovery times are printed at the end of the run (``scale-out`` section).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from redis.crc import key_slot
+
+from stashly import Cached, CacheManager
+
+from support import REPORTS
+from topologies import LocalCluster, LocalSentinel
+
+pytestmark = pytest.mark.timeout(120)
+
+KEYS = 120
+
+
+@dataclass
+class Load:
+    """Threads calling a cached function flat out, recording every call: when, which key, hit or computed."""
+
+    fn: Callable[[int], int]
+    computed: Callable[[], int]
+    slots: dict[int, int]  # the Cluster slot of each key's cache entry
+    calls: list[tuple[float, int, bool]] = field(default_factory=list)
+    failures: list[BaseException] = field(default_factory=list)
+    wrong: list[tuple[int, int]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, thread_index: int) -> None:
+        index = thread_index
+        while not self.stop.is_set():
+            key = index % len(self.slots)
+            index += 7
+            before = self.computed()
+            try:
+                value = self.fn(key)
+            except BaseException as exc:  # the assertion: nothing reaches the caller
+                self.failures.append(exc)
+                continue
+            if value != key * 10:
+                self.wrong.append((key, value))
+            self.calls.append((time.monotonic(), key, self.computed() == before))
+
+    def hits_after(self, moment: float, keys: set[int]) -> bool:
+        return any(at > moment and key in keys and hit for at, key, hit in self.calls)
+
+
+@pytest.fixture
+def cluster(redis_cluster: LocalCluster) -> Iterator[LocalCluster]:
+    redis_cluster.flushall()
+    try:
+        yield redis_cluster
+    finally:
+        redis_cluster.heal()
+
+
+@pytest.fixture
+def sentinel(redis_sentinel: LocalSentinel) -> Iterator[LocalSentinel]:
+    try:
+        yield redis_sentinel
+    finally:
+        redis_sentinel.heal()
+
+
+def _running(url: str, threads: int = 3, keys: int = KEYS) -> tuple[Load, CacheManager, list[threading.Thread]]:
+    manager = CacheManager(url=url, namespace="scale", default_ttl=300, ttl_jitter=0)
+    cache = Cached(manager=manager)
+    computations = [0]
+    lock = threading.Lock()
+
+    @cache.cached
+    def item(key: int) -> int:
+        with lock:
+            computations[0] += 1
+        return key * 10
+
+    slots = {key: key_slot(item.cache_key(key).encode()) for key in range(keys)}
+    load = Load(item, lambda: computations[0], slots)
+    for key in range(keys):  # warm: every key cached
+        item(key)
+    workers = [threading.Thread(target=load.run, args=(index,), daemon=True) for index in range(threads)]
+    for worker in workers:
+        worker.start()
+    return load, manager, workers
+
+
+def _stop(load: Load, manager: CacheManager, workers: list[threading.Thread]) -> None:
+    load.stop.set()
+    for worker in workers:
+        worker.join(10)
+    manager.close()
+    assert not load.failures, load.failures[:3]
+    assert not load.wrong, load.wrong[:3]
+
+
+def _wait_for_hits(load: Load, after: float, keys: set[int], timeout: float = 20) -> float:
+    """Seconds from ``after`` until a hit on one of ``keys`` is seen (fails the test past ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        hits = [at for at, key, hit in list(load.calls) if at > after and key in keys and hit]
+        if hits:
+            return min(hits) - after
+        time.sleep(0.02)
+    raise AssertionError(f"no hit on the failed node's keys within {timeout} s")
+
+
+def test_cluster_primary_killed_under_load(cluster: LocalCluster) -> None:
+    victim = cluster.primaries()[0]
+    load, manager, workers = _running(cluster.url)
+    slots = cluster.slots_of(victim)
+    on_victim = {key for key, slot in load.slots.items() if slot in slots}
+    try:
+        assert on_victim, "some cached keys must live on the node we kill"
+        time.sleep(0.3)
+        cluster.wait_replicated()
+        killed_at = time.monotonic()
+        cluster.kill(victim)
+        _, failover = cluster.wait_failover(victim)
+        recovery = _wait_for_hits(load, killed_at + failover, on_victim) + failover
+        time.sleep(0.3)
+    finally:
+        _stop(load, manager, workers)
+    REPORTS.append(
+        f"cluster: primary SIGKILLed under load; replica promoted after {failover:.2f} s, "
+        f"hits on its slots again {recovery:.2f} s after the kill; {len(load.calls)} calls, no caller errors"
+    )
+
+
+def test_cluster_slots_move_under_load(cluster: LocalCluster) -> None:
+    source, target = cluster.primaries()[:2]
+    load, manager, workers = _running(cluster.url, keys=1000)
+    try:
+        time.sleep(0.2)
+        began = time.monotonic()
+        moved = cluster.reshard(source, target, 1000)
+        seconds = time.monotonic() - began
+        after = time.monotonic()
+        time.sleep(0.5)
+    finally:
+        _stop(load, manager, workers)
+    assert len(moved) == 1000
+    moved_keys = {key for key, slot in load.slots.items() if slot in set(moved)}
+    assert len(moved_keys) > 20  # about 1000 of 16384 slots: some 60 of the 1000 cached keys
+    stats = manager.totals()
+    REPORTS.append(
+        f"cluster: 1000 slots resharded under load in {seconds:.2f} s ({len(moved_keys)} cached keys moved with "
+        f"them); {len(load.calls)} calls, no caller errors, {stats.errors} backend errors absorbed"
+    )
+    assert load.hits_after(after, moved_keys)  # found at their new node
+
+
+def test_sentinel_primary_killed_under_load(sentinel: LocalSentinel) -> None:
+    with sentinel.primary_server().client() as client:
+        client.flushall()
+    load, manager, workers = _running(sentinel.url)
+    try:
+        time.sleep(0.3)
+        sentinel.wait_replicated()
+        killed_at = time.monotonic()
+        sentinel.kill_primary()
+        _, failover = sentinel.wait_failover()
+        recovery = _wait_for_hits(load, killed_at + failover, set(range(KEYS))) + failover
+        time.sleep(0.3)
+    finally:
+        _stop(load, manager, workers)
+    REPORTS.append(
+        f"sentinel: primary SIGKILLed under load; new primary after {failover:.2f} s, "
+        f"hits again {recovery:.2f} s after the kill; {len(load.calls)} calls, no caller errors"
+    )
