@@ -263,10 +263,9 @@ def test_a_file_topology_error_does_not_echo_the_password(tmp_path: Path, sectio
 # --- topology()
 
 
-def test_topology_refuses_a_url_with_credentials_without_echoing_them() -> None:
-    with pytest.raises(ConfigError, match=r"^topology url: expected a url without credentials") as caught:
-        topology(f"redis+cluster://app:{SECRET}@a:7000")
-    assert SECRET not in str(caught.value)
+def test_topology_sets_credentials_aside() -> None:
+    assert topology(f"redis+cluster://app:{SECRET}@a:7000") == Topology("cluster", (("a", 7000),), None, 0, tls=False)
+    assert topology(f"redis://app:{SECRET}@a:7000/0").kind == "single"
 
 
 def test_topology_validates_what_it_reads() -> None:

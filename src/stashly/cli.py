@@ -28,7 +28,7 @@ from . import __version__, codec, keys
 from .backends.redis import RedisBackend, RedisOptions, escape_glob
 from .errors import CacheUnavailableError, ConfigError
 from .sentinels import MISSING
-from .settings import Settings, parse_name, resolve
+from .settings import Settings, parse_name, resolve, topology
 from .signed_pickle import SignedPickle
 
 __all__ = ["main"]
@@ -526,6 +526,12 @@ def _settings(args: argparse.Namespace) -> Settings:
             CONFIG,
             "no Redis configured: pass --url redis://host:6379/0, set STASHLY_URL, or add a redis section to "
             "config.json (the memory backend lives inside one process; there is nothing to inspect)",
+        )
+    if topology(settings.url).kind == "cluster":
+        raise _Failure(
+            CONFIG,
+            "the stashly CLI inspects one server and does not speak Redis Cluster yet: point --url at one primary "
+            "(redis://host:port); flush a namespace from the application with flush_namespace()",
         )
     return settings
 

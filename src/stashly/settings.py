@@ -141,12 +141,12 @@ class Topology(NamedTuple):
 
 
 def topology(url: str) -> Topology:
-    """Read the topology out of a validated ``Settings.url`` (which never carries credentials).
+    """Read the topology out of a url such as a validated ``Settings.url``.
 
     Ports left out of a node list come back as the default (6379 for Cluster, 26379 for Sentinel) and IPv6
     hosts come back without brackets, as redis-py takes them. ``memory://``, ``redis://``, ``rediss://`` and
     ``unix://`` are all kind ``"single"`` with no nodes: their clients are built from the url itself.
-    A url that is not valid, or that still carries credentials, raises :class:`~stashly.errors.ConfigError`.
+    A url that is not valid raises :class:`~stashly.errors.ConfigError`.
 
     Example::
 
@@ -154,9 +154,7 @@ def topology(url: str) -> Topology:
         # Topology(kind='sentinel', nodes=(('::1', 26379), ('sentinel-2', 26380)), service='mymaster', db=2,
         #          tls=False)
     """
-    parsed = _parse_url(url, "topology url")
-    if parsed.username is not None or parsed.password is not None:
-        raise ConfigError("topology url: expected a url without credentials, as resolve() leaves Settings.url")
+    parsed = _parse_url(url, "topology url")  # credentials, if any, are set aside: they are not topology
     scheme, _, rest = parsed.url.partition("://")
     if scheme not in _NODE_LIST_PORTS:
         return Topology("single", (), None, 0, tls=scheme == "rediss")

@@ -1,0 +1,167 @@
+"""What the Cluster and Sentinel backends add: placement by slot, per-primary flushes, generations, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import string
+from pathlib import Path
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from stashly import Cached, CacheManager, ConfigError
+from stashly.backends.generations import (
+    colocated,
+    fill_token,
+    generation_key,
+    retired_head,
+    split_token,
+    stamp,
+    unstamp,
+)
+from test_cli import failed, run
+
+from topologies import LocalCluster, LocalSentinel
+
+pytestmark = pytest.mark.timeout(60)
+
+
+# -- the pure parts ----------------------------------------------------------------------------------------------
+
+
+def test_stamps_round_trip_and_a_stale_generation_is_a_miss() -> None:
+    for payload in [b'{"stashly": 1}', b"", b"\x00starts with NUL", b"\x00\x00"]:
+        for generation in [None, b"1", b"42"]:
+            stored = stamp(payload, generation)
+            assert unstamp(stored, generation) == payload
+            for other in [None, b"1", b"42", b"4"]:
+                if other != generation:
+                    assert unstamp(stored, other) is None, (payload, generation, other)
+    assert stamp(b"{}", None) == b"{}"  # never flushed by version: the plain envelope, readable by any client
+    assert unstamp(None, b"1") is None
+
+
+def test_tokens_carry_guard_and_generation() -> None:
+    assert split_token(fill_token(b"7", b"3")) == (b"7", b"3")
+    assert split_token(fill_token(None, None)) == (b"", None)
+    assert split_token(fill_token(b"7", None)) == (b"7", None)
+
+
+def test_generation_keys_and_heads() -> None:
+    assert generation_key("stashly:auth:user:1") == "stashly::gen:auth"
+    assert generation_key("stashly:auth:") == "stashly::gen:auth"
+    assert retired_head("stashly::gen:auth") == "stashly:auth:"
+    assert retired_head("stashly:auth:gen:x") is None
+    assert retired_head("stashly::guard:auth") is None
+
+
+def test_guards_and_locks_share_their_entrys_slot() -> None:
+    rng = random.Random(7)
+    alphabet = string.ascii_letters + "{}:é"
+    for _ in range(2000):
+        key = (
+            "stashly:"
+            + "".join(rng.choices(alphabet, k=rng.randint(1, 12)))
+            + ":"
+            + "".join(rng.choices(alphabet, k=8))
+        )
+        slot = key_slot(key.encode())
+        assert key_slot(colocated("stashly::guard:ns{x}", key).encode()) == slot
+        assert key_slot(colocated("stashly::lock:" + key, key).encode()) == slot
+
+
+# -- on a real cluster -------------------------------------------------------------------------------------------
+
+
+def test_flush_visits_every_primary_and_removes_exactly_the_namespace(
+    cluster_url: str, redis_cluster: LocalCluster
+) -> None:
+    with CacheManager(url=cluster_url, namespace="wide") as cm:
+        for index in range(300):
+            cm.set(f"k{index}", index)
+            cm.set(f"k{index}", index, namespace="kept")
+        holding = []
+        for primary in redis_cluster.primaries():
+            with primary.client() as raw:
+                holding.append(sum(1 for _ in raw.scan_iter(match="stashly:wide:*", count=1000)))
+        assert all(count > 0 for count in holding), holding  # the namespace is spread, not pinned to one node
+        assert cm.count() == 300
+        assert cm.flush_namespace() == 300
+        assert cm.count() == 0
+        assert cm.count("kept") == 300
+        assert cm.get_many([f"k{index}" for index in range(300)], namespace="kept") == {
+            f"k{index}": index for index in range(300)
+        }
+
+
+def test_remove_bumps_the_guard_beside_the_entry(cluster_url: str) -> None:
+    with CacheManager(url=cluster_url, namespace="placed") as cm:
+        cm.set("user:1", 1)
+        assert cm.remove("user:1") is True
+        key = cm.key("user:1")
+        guard = colocated("stashly::guard:placed", key)
+        with redis.RedisCluster.from_url(cluster_url.replace("redis+cluster", "redis").split(",")[0]) as raw:
+            assert raw.get(guard) == b"1"
+            assert raw.keyslot(guard) == raw.keyslot(key)
+
+
+def test_versioned_flush_on_a_cluster_is_one_counter(cluster_url: str) -> None:
+    with CacheManager(url=cluster_url, namespace="gen") as cm:
+        for index in range(100):
+            cm.set(f"k{index}", index)
+        assert cm.flush_namespace(mode="versioned") == 0
+        assert cm.get_many([f"k{index}" for index in range(100)]) == {}
+        assert cm.count() == 100  # still stored, unreachable, until their TTLs run out
+        cm.set("k1", "new")
+        assert cm.get("k1") == "new"
+
+
+async def test_async_flush_and_reads_on_a_cluster(cluster_url: str) -> None:
+    cm = CacheManager(url=cluster_url, namespace="asyncwide")
+    cache = Cached(manager=cm)
+    calls = []
+
+    @cache.cached
+    async def square(number: int) -> int:
+        calls.append(number)
+        await asyncio.sleep(0)
+        return number * number
+
+    assert [await square(n) for n in range(50)] == [n * n for n in range(50)]
+    assert [await square(n) for n in range(50)] == [n * n for n in range(50)]
+    assert len(calls) == 50
+    assert await cm.acount() == 50
+    assert await cm.aflush_namespace() == 50
+    assert await square(3) == 9
+    assert len(calls) == 51
+    await cm.aclose()
+
+
+def test_a_brace_in_the_prefix_is_refused_on_a_cluster(redis_cluster: LocalCluster) -> None:
+    with pytest.raises(ConfigError, match=r"prefix: expected no '\{' or '\}' on Redis Cluster"):
+        CacheManager(url=redis_cluster.url, prefix="app{1}").get("k")
+
+
+def test_the_local_tier_is_refused_on_a_cluster(redis_cluster: LocalCluster) -> None:
+    with pytest.raises(ConfigError, match="local tier is not available on Redis Cluster"):
+        CacheManager(url=redis_cluster.url, local=True).get("k")
+
+
+def test_the_cli_says_it_does_not_speak_cluster(redis_cluster: LocalCluster, tmp_path: Path) -> None:
+    failed(run("ping", "--url", redis_cluster.url, cwd=tmp_path), 3, "does not speak Redis Cluster")
+
+
+# -- behind Sentinel ---------------------------------------------------------------------------------------------
+
+
+async def test_sentinel_writes_land_on_the_primary_it_names(sentinel_url: str, redis_sentinel: LocalSentinel) -> None:
+    with CacheManager(url=sentinel_url, namespace="where") as cm:
+        cm.set("sync", 1)
+        await cm.aset("async", 2)
+        with redis_sentinel.primary_server().client() as raw:
+            assert sorted(raw.scan_iter(match="stashly:where:*")) == ["stashly:where:async", "stashly:where:sync"]
+        assert cm.get("sync") == 1
+        assert await cm.aget("async") == 2
+        await cm.aclose()
