@@ -6,6 +6,7 @@ once the topology has healed. The recovery times are printed at the end of the r
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,18 +36,20 @@ class Load:
     failures: list[BaseException] = field(default_factory=list)
     wrong: list[tuple[int, int]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    slowest: float = 0.0
 
     def run(self, thread_index: int) -> None:
         index = thread_index
         while not self.stop.is_set():
             key = index % len(self.slots)
             index += 7
-            before = self.computed()
+            before, began = self.computed(), time.monotonic()
             try:
                 value = self.fn(key)
             except BaseException as exc:  # the assertion: nothing reaches the caller
                 self.failures.append(exc)
                 continue
+            self.slowest = max(self.slowest, time.monotonic() - began)
             if value != key * 10:
                 self.wrong.append((key, value))
             self.calls.append((time.monotonic(), key, self.computed() == before))
@@ -136,6 +139,27 @@ def test_cluster_primary_killed_under_load(cluster: LocalCluster) -> None:
     )
 
 
+def test_cluster_primary_paused_under_load(cluster: LocalCluster) -> None:
+    """SIGSTOP: the node accepts connections but never answers, so every call to it waits for a timeout."""
+    victim = cluster.primaries()[1]
+    load, manager, workers = _running(cluster.url)
+    on_victim = {key for key, slot in load.slots.items() if slot in cluster.slots_of(victim)}
+    try:
+        assert on_victim
+        cluster.wait_replicated()
+        paused_at = time.monotonic()
+        cluster.pause(victim)
+        _, failover = cluster.wait_failover(victim)
+        recovery = _wait_for_hits(load, paused_at + failover, on_victim) + failover
+        time.sleep(0.3)
+    finally:
+        _stop(load, manager, workers)
+    REPORTS.append(
+        f"cluster: primary SIGSTOPped under load; replica promoted after {failover:.2f} s, hits on its slots again "
+        f"{recovery:.2f} s after the pause; slowest call {load.slowest * 1000:.0f} ms; {len(load.calls)} calls"
+    )
+
+
 def test_cluster_slots_move_under_load(cluster: LocalCluster) -> None:
     source, target = cluster.primaries()[:2]
     load, manager, workers = _running(cluster.url, keys=1000)
@@ -176,4 +200,56 @@ def test_sentinel_primary_killed_under_load(sentinel: LocalSentinel) -> None:
     REPORTS.append(
         f"sentinel: primary SIGKILLed under load; new primary after {failover:.2f} s, "
         f"hits again {recovery:.2f} s after the kill; {len(load.calls)} calls, no caller errors"
+    )
+
+
+async def test_cluster_primary_killed_under_async_load(cluster: LocalCluster) -> None:
+    manager = CacheManager(url=cluster.url, namespace="ascale", default_ttl=300, ttl_jitter=0)
+    cache = Cached(manager=manager)
+    computed: list[int] = []
+
+    @cache.cached
+    async def item(key: int) -> int:
+        computed.append(key)
+        return key * 10
+
+    for key in range(KEYS):
+        await item(key)
+    victim = cluster.primaries()[0]
+    on_victim = {key for key in range(KEYS) if key_slot(item.cache_key(key).encode()) in cluster.slots_of(victim)}
+    calls: list[tuple[float, int, bool]] = []
+    failures: list[BaseException] = []
+    stop = asyncio.Event()
+
+    async def worker(start: int) -> None:
+        index = start
+        while not stop.is_set():
+            key, index = index % KEYS, index + 7
+            before = len(computed)
+            try:
+                assert await item(key) == key * 10
+            except BaseException as exc:  # the assertion: nothing reaches the caller
+                failures.append(exc)
+            calls.append((time.monotonic(), key, len(computed) == before))
+            await asyncio.sleep(0)
+
+    workers = [asyncio.create_task(worker(index)) for index in range(20)]
+    try:
+        await asyncio.to_thread(cluster.wait_replicated)
+        killed_at = time.monotonic()
+        cluster.kill(victim)
+        _, failover = await asyncio.to_thread(cluster.wait_failover, victim)
+        deadline = time.monotonic() + 20
+        while not any(at > killed_at + failover and key in on_victim and hit for at, key, hit in calls):
+            assert time.monotonic() < deadline, "no hit on the failed node's keys within 20 s"
+            await asyncio.sleep(0.02)
+        recovery = min(at for at, key, hit in calls if at > killed_at + failover and key in on_victim and hit)
+    finally:
+        stop.set()
+        await asyncio.gather(*workers)
+        await manager.aclose()
+    assert not failures, failures[:3]
+    REPORTS.append(
+        f"cluster (asyncio): primary SIGKILLed under load; replica promoted after {failover:.2f} s, "
+        f"hits on its slots again {recovery - killed_at:.2f} s after the kill; {len(calls)} calls, no caller errors"
     )
