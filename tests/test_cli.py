@@ -147,6 +147,20 @@ def test_get_relative_and_full_keys(cm: CacheManager, raw: redis.Redis, tmp_path
     assert "key    stashly:apple:k0" in from_env.stdout
 
 
+def test_get_shows_generations_after_a_versioned_flush(cm: CacheManager, tmp_path: Path, url: str) -> None:
+    cm.set("old", 1, namespace="gen")
+    cm.flush_namespace("gen", mode="versioned")
+    cm.set("new", 2, namespace="gen")
+    code, old = run_json("get", "old", "--namespace", "gen", "--url", url, cwd=tmp_path)
+    assert code == 0
+    assert (old["generation"], old["value"]) == (0, 1)
+    assert "retired by a versioned flush: read as a miss" in old["note"]
+    code, new = run_json("get", "new", "--namespace", "gen", "--url", url, cwd=tmp_path)
+    assert code == 0
+    assert (new["generation"], new["value"], new["key_digest_matches"]) == (1, 2, True)
+    assert "note" not in new
+
+
 def test_get_missing_key_exits_1(url: str, tmp_path: Path) -> None:
     result = run("get", "user:404", "--namespace", "app", "--url", url, cwd=tmp_path)
     failed(result, 1, "no entry stashly:app:user:404")

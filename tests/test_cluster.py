@@ -16,6 +16,7 @@ from stashly.backends.generations import (
     colocated,
     fill_token,
     generation_key,
+    parse_stamp,
     retired_head,
     split_token,
     stamp,
@@ -41,6 +42,9 @@ def test_stamps_round_trip_and_a_stale_generation_is_a_miss() -> None:
                     assert unstamp(stored, other) is None, (payload, generation, other)
     assert stamp(b"{}", None) == b"{}"  # never flushed by version: the plain envelope, readable by any client
     assert unstamp(None, b"1") is None
+    assert parse_stamp(stamp(b"{}", b"12")) == (b"12", b"{}")
+    assert parse_stamp(stamp(b"\x00x", None)) == (None, b"\x00x")
+    assert parse_stamp(b"{}") == (None, b"{}")
 
 
 def test_tokens_carry_guard_and_generation() -> None:

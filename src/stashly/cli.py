@@ -25,6 +25,7 @@ from redis.exceptions import AuthenticationError, NoPermissionError, RedisError,
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import __version__, codec, keys
+from .backends.generations import generation_key, parse_stamp
 from .backends.redis import RedisBackend, RedisOptions, escape_glob
 from .errors import CacheUnavailableError, ConfigError
 from .sentinels import MISSING
@@ -176,8 +177,9 @@ def _get(session: _Session) -> int:
         for key in candidates:
             pipe.get(key)
             pipe.pttl(key)
+            pipe.get(generation_key(key))
         replies = pipe.execute(raise_on_error=False)
-    for key, raw, pttl in zip(candidates, replies[::2], replies[1::2], strict=True):
+    for key, raw, pttl, generation in zip(candidates, replies[::3], replies[1::3], replies[2::3], strict=True):
         if isinstance(pttl, Exception):
             raise pttl
         if isinstance(raw, ResponseError) and str(raw).startswith("WRONGTYPE"):
@@ -185,13 +187,27 @@ def _get(session: _Session) -> int:
         if isinstance(raw, Exception):
             raise raw
         if raw is not None:
-            entry = {"found": True, "key": key, **_inspect(key, raw, s)}
+            entry = {"found": True, "key": key, **_inspect_stamped(key, raw, generation, s)}
             entry["ttl_seconds"] = None if pttl < 0 else pttl / 1000
             session.emit(entry, _entry_lines(entry))
             return OK
     if session.json:
         session.emit({"found": False, "tried": candidates}, [])
     raise _Failure(NOTHING, f"no entry {' or '.join(candidates)} at {_mask(s.url)}")
+
+
+def _inspect_stamped(key: str, raw: bytes, current: object, settings: Settings) -> dict[str, Any]:
+    """:func:`_inspect` of an entry's payload, with its generation when a versioned flush ever stamped one."""
+    if key.startswith(settings.prefix + "::"):
+        return _inspect(key, raw, settings)
+    written, payload = parse_stamp(raw)
+    info = _inspect(key, payload, settings) | {"size_bytes": len(raw)}
+    now = current if isinstance(current, bytes) else None
+    if written is not None or now is not None:
+        info["generation"] = int(written or 0)
+        if written != now:
+            info["note"] = f"from generation {int(written or 0)}, retired by a versioned flush: read as a miss"
+    return info
 
 
 def _inspect(key: str, raw: bytes, settings: Settings) -> dict[str, Any]:

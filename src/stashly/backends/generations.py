@@ -20,7 +20,16 @@ from typing import Final
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
-__all__ = ["colocated", "fill_token", "generation_key", "retired_head", "split_token", "stamp", "unstamp"]
+__all__ = [
+    "colocated",
+    "fill_token",
+    "generation_key",
+    "parse_stamp",
+    "retired_head",
+    "split_token",
+    "stamp",
+    "unstamp",
+]
 
 _MARK: Final = b"\x00"
 
@@ -58,6 +67,12 @@ def unstamp(raw: bytes | None, generation: bytes | None) -> bytes | None:
         return raw if generation is None else None
     end = raw.find(_MARK, 1)
     return raw[end + 1 :] if end > 0 and raw[1:end] == (generation or b"") else None
+
+
+def parse_stamp(raw: bytes) -> tuple[bytes | None, bytes]:
+    """``(generation, payload)`` of stored bytes, for inspection (``None``: generation "none")."""
+    end = raw.find(_MARK, 1) if raw.startswith(_MARK) else -1
+    return (raw[1:end] or None, raw[end + 1 :]) if end > 0 else (None, raw)
 
 
 def fill_token(guard: bytes | None, generation: bytes | None) -> bytes:
