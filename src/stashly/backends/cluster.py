@@ -224,7 +224,7 @@ class ClusterBackend:
     def delete(self, key: str, guard: str | None = None) -> bool:
         if guard is None:
             return bool(self._call(("UNLINK", key), "UNLINK"))
-        removed, _ = self._pipeline([("UNLINK", key), ("INCR", colocated(guard, key))], "UNLINK/INCR")
+        removed, _ = self._pipeline([("UNLINK", key), ("INCRBY", colocated(guard, key), 1)], "UNLINK/INCRBY")
         return bool(removed)
 
     def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
@@ -239,7 +239,7 @@ class ClusterBackend:
         return removed
 
     def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
-        self._call(("INCR", generation_key(prefix)), "INCR (generation)")
+        self._call(("INCRBY", generation_key(prefix), 1), "INCRBY (generation)")
 
     def count_prefix(self, prefix: str) -> int:
         try:
@@ -331,7 +331,7 @@ class AsyncClusterBackend:
     async def delete(self, key: str, guard: str | None = None) -> bool:
         if guard is None:
             return bool(await self._call(("UNLINK", key), "UNLINK"))
-        removed, _ = await self._pipeline([("UNLINK", key), ("INCR", colocated(guard, key))], "UNLINK/INCR")
+        removed, _ = await self._pipeline([("UNLINK", key), ("INCRBY", colocated(guard, key), 1)], "UNLINK/INCRBY")
         return bool(removed)
 
     async def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
@@ -352,7 +352,7 @@ class AsyncClusterBackend:
         return removed
 
     async def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
-        await self._call(("INCR", generation_key(prefix)), "INCR (generation)")
+        await self._call(("INCRBY", generation_key(prefix), 1), "INCRBY (generation)")
 
     async def count_prefix(self, prefix: str) -> int:
         count = 0
