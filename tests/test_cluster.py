@@ -24,6 +24,7 @@ from stashly.backends.generations import (
 )
 from test_cli import failed, run
 
+from support import eventually
 from topologies import LocalCluster, LocalSentinel
 
 pytestmark = pytest.mark.timeout(60)
@@ -169,3 +170,24 @@ async def test_sentinel_writes_land_on_the_primary_it_names(sentinel_url: str, r
         assert cm.get("sync") == 1
         assert await cm.aget("async") == 2
         await cm.aclose()
+
+
+def test_the_local_tier_works_behind_sentinel(sentinel_url: str) -> None:
+    with (
+        CacheManager(url=sentinel_url, namespace="tier", local=True) as local,
+        CacheManager(url=sentinel_url, namespace="tier") as writer,
+    ):
+        local.set("k", 1)
+        assert eventually(lambda: _local_hit(local, "k") == 1)
+        writer.set("k", 2)
+        assert eventually(lambda: local.get("k") == 2)
+        assert eventually(lambda: _local_hit(local, "k") == 2)
+        writer.flush_namespace(mode="versioned")
+        assert eventually(lambda: local.get("k") is None)
+
+
+def _local_hit(manager: CacheManager, key: str) -> object:
+    """The value if this read was served by the local tier, else a marker."""
+    before = manager.totals().local_hits
+    value = manager.get(key)
+    return value if manager.totals().local_hits > before else "not local"
