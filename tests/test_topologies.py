@@ -15,16 +15,6 @@ from topologies import LocalCluster, LocalSentinel
 
 
 @pytest.fixture
-def cluster(redis_cluster: LocalCluster) -> Iterator[LocalCluster]:
-    """The shared cluster, empty, and healed again after the test whatever it broke."""
-    redis_cluster.flushall()
-    try:
-        yield redis_cluster
-    finally:
-        redis_cluster.heal()
-
-
-@pytest.fixture
 def client(cluster: LocalCluster) -> Iterator[RedisCluster]:
     nodes = [ClusterNode(host, port) for host, port in cluster.startup_nodes]
     with RedisCluster(startup_nodes=nodes, decode_responses=True, socket_timeout=2) as client:

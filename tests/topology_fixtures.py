@@ -1,7 +1,7 @@
 """Session fixtures: a real Redis Cluster and a real Redis Sentinel set-up, started once and only when asked for.
 
-``conftest.py`` imports them (``from topology_fixtures import redis_cluster, redis_sentinel``). They are shared by
-every test of the run: a test that kills, pauses or reshards calls ``heal()`` in a ``finally``.
+``conftest.py`` loads them as a plugin. The two topologies are shared by every test of the run: a test that kills,
+pauses or reshards takes ``cluster`` or ``sentinel`` instead, which heal them afterwards whatever it broke.
 """
 
 from __future__ import annotations
@@ -27,3 +27,22 @@ def redis_sentinel() -> Iterator[LocalSentinel]:
     with LocalSentinel() as sentinel:
         print(f"\nredis sentinel: 2 data nodes and 3 sentinels settled in {sentinel.startup_seconds:.2f} s")
         yield sentinel
+
+
+@pytest.fixture
+def cluster(redis_cluster: LocalCluster) -> Iterator[LocalCluster]:
+    """The shared cluster, emptied, and healed again after the test (nodes restarted, settled)."""
+    redis_cluster.flushall()
+    try:
+        yield redis_cluster
+    finally:
+        redis_cluster.heal()
+
+
+@pytest.fixture
+def sentinel(redis_sentinel: LocalSentinel) -> Iterator[LocalSentinel]:
+    """The shared Sentinel set-up, healed again after the test (a killed node back as a replica)."""
+    try:
+        yield redis_sentinel
+    finally:
+        redis_sentinel.heal()

@@ -30,7 +30,7 @@ from ..errors import ConfigError
 from .base import Lock, Read
 from .generations import colocated, fill_token, generation_key, split_token, stamp, unstamp
 from .loops import PerLoop
-from .redis import _SCAN_COUNT, RELEASE_SCRIPT, _batches, _expiry_ms, _seconds, _unavailable, escape_glob
+from .redis import _SCAN_COUNT, RELEASE_SCRIPT, _batches, _expiry_ms, _seconds, _unavailable, abatches, escape_glob
 
 if TYPE_CHECKING:
     from .redis import RedisOptions
@@ -58,16 +58,7 @@ def client_arguments(options: RedisOptions, asynchronous: bool = False) -> dict[
     topology = options.topology
     node_class = redis.asyncio.cluster.ClusterNode if asynchronous else redis.cluster.ClusterNode
     retry_class = AsyncRetry if asynchronous else Retry
-    tls = {
-        name: value
-        for name, value in [
-            ("ssl_ca_certs", options.ssl_ca_certs),
-            ("ssl_certfile", options.ssl_certfile),
-            ("ssl_keyfile", options.ssl_keyfile),
-        ]
-        if value is not None
-    }
-    return (tls if topology.tls else {}) | {
+    return options.tls_files() | {
         "startup_nodes": [node_class(host, port) for host, port in topology.nodes],
         "username": options.username,
         "password": options.password,
@@ -339,13 +330,7 @@ class AsyncClusterBackend:
         removed = 0
         try:
             client = await self._redis()
-            batch: list[bytes] = []
-            async for key in _ascan(client, prefix):
-                batch.append(key)
-                if len(batch) >= _SCAN_COUNT:
-                    removed += await client.unlink(*batch)
-                    batch = []
-            if batch:
+            async for batch in abatches(_ascan(client, prefix)):
                 removed += await client.unlink(*batch)
         except _Failure as exc:
             raise _unavailable("SCAN/UNLINK", exc) from exc

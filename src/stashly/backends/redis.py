@@ -11,7 +11,7 @@ import hashlib
 import math
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -145,18 +145,16 @@ class RedisOptions:
         """How long a caller waits for a free connection before giving up."""
         return self.connect_timeout + self.socket_timeout
 
+    def tls_files(self) -> dict[str, str]:
+        """The CA and client certificate files to pass on, for a TLS url (``rediss://``, ``rediss+cluster://``)."""
+        if not self.url.startswith("rediss"):
+            return {}
+        files = [("ssl_ca_certs", self.ssl_ca_certs), ("ssl_certfile", self.ssl_certfile)]
+        return {name: value for name, value in [*files, ("ssl_keyfile", self.ssl_keyfile)] if value is not None}
+
     def pool_arguments(self, asynchronous: bool = False) -> dict[str, Any]:
         retry_class = AsyncRetry if asynchronous else Retry  # the asyncio client awaits its retry policy
-        tls = {
-            name: value
-            for name, value in [
-                ("ssl_ca_certs", self.ssl_ca_certs),
-                ("ssl_certfile", self.ssl_certfile),
-                ("ssl_keyfile", self.ssl_keyfile),
-            ]
-            if value is not None and self.url.startswith("rediss:")
-        }
-        return tls | {
+        return self.tls_files() | {
             "username": self.username,
             "password": self.password,
             "socket_connect_timeout": self.connect_timeout,
@@ -382,6 +380,18 @@ def _fill_call(
     return [*keys, lock[0]], [*arguments, lock[1]]
 
 
+async def abatches(keys: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """The asyncio twin of ``_batches``: scanned keys in lists of up to ``_SCAN_COUNT``, to ``UNLINK``."""
+    batch: list[bytes] = []
+    async for key in keys:
+        batch.append(key)
+        if len(batch) >= _SCAN_COUNT:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def _batches(keys: Iterable[bytes]) -> Iterable[list[bytes]]:
     batch: list[bytes] = []
     for key in keys:
@@ -501,13 +511,7 @@ class AsyncRedisBackend:
             client = await self._redis()
             if guard is not None:
                 await client.incr(guard)
-            batch: list[bytes] = []
-            async for key in client.scan_iter(match=escape_glob(prefix) + "*", count=_SCAN_COUNT):
-                batch.append(key)
-                if len(batch) >= _SCAN_COUNT:
-                    removed += await client.unlink(*batch)
-                    batch = []
-            if batch:
+            async for batch in abatches(client.scan_iter(match=escape_glob(prefix) + "*", count=_SCAN_COUNT)):
                 removed += await client.unlink(*batch)
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable("SCAN/UNLINK", exc) from exc
