@@ -13,6 +13,7 @@ writes; a flush landing between the two is simply ordered after the write.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
@@ -269,24 +270,30 @@ class AsyncClusterBackend:
         return (await self._loops.get()).client
 
     async def _script(self, which: int, keys: list[str], arguments: list[Any], operation: str) -> Any:
+        entry = await self._loops.get()
         try:
-            return await (await self._loops.get()).scripts[which](keys=keys, args=arguments)
+            return await entry.scripts[which](keys=keys, args=arguments)
         except _Failure as exc:
+            await _relearn(entry.client, exc)
             raise _unavailable(operation, exc) from exc
 
     async def _pipeline(self, commands: Iterable[Command], operation: str) -> list[Any]:
+        client = await self._redis()
         try:
-            pipe = (await self._redis()).pipeline()
+            pipe = client.pipeline()
             for command in commands:
                 pipe.execute_command(*command)
             return await pipe.execute()
         except _Failure as exc:
+            await _relearn(client, exc)
             raise _unavailable(operation, exc) from exc
 
     async def _call(self, command: Command, operation: str) -> Any:
+        client = await self._redis()
         try:
-            return await (await self._redis()).execute_command(*command)
+            return await client.execute_command(*command)
         except _Failure as exc:
+            await _relearn(client, exc)
             raise _unavailable(operation, exc) from exc
 
     async def get(self, key: str) -> bytes | None:
@@ -360,6 +367,18 @@ class _LoopCluster:
     def __init__(self, client: redis.asyncio.cluster.RedisCluster) -> None:
         self.client = client
         self.scripts = client.register_script(GUARDED_SET_SCRIPT), client.register_script(RELEASE_SCRIPT)
+
+
+async def _relearn(client: redis.asyncio.cluster.RedisCluster, exc: BaseException) -> None:
+    """After a node failed, make the client re-read the slot map before its next command.
+
+    The asyncio client's pipelines, unlike its single commands, keep a slot map that points at a dead primary
+    unless they may retry, and stashly's calls do not. Closing the client is redis-py's own way to force the
+    re-read (its connections reopen on next use).
+    """
+    if isinstance(exc, redis.asyncio.cluster.RedisCluster.ERRORS_ALLOW_RETRY):
+        with contextlib.suppress(Exception):
+            await client.aclose()
 
 
 async def _close(entry: _LoopCluster) -> None:
