@@ -16,11 +16,13 @@ from stashly.backends.generations import (
     colocated,
     fill_token,
     generation_key,
+    generation_keys,
     parse_stamp,
     retired_head,
     split_token,
     stamp,
     unstamp,
+    unstamp_all,
 )
 from test_cli import failed, run
 
@@ -46,6 +48,9 @@ def test_stamps_round_trip_and_a_stale_generation_is_a_miss() -> None:
     assert parse_stamp(stamp(b"{}", b"12")) == (b"12", b"{}")
     assert parse_stamp(stamp(b"\x00x", None)) == (None, b"\x00x")
     assert parse_stamp(b"{}") == (None, b"{}")
+    stored = [stamp(b"{}", None), None, stamp(b"\x00x", None), stamp(b"{}", b"2")]
+    assert unstamp_all(stored, None) == [b"{}", None, b"\x00x", None]
+    assert unstamp_all(stored, b"2") == [None, None, None, b"{}"]
 
 
 def test_tokens_carry_guard_and_generation() -> None:
@@ -55,6 +60,13 @@ def test_tokens_carry_guard_and_generation() -> None:
 
 
 def test_generation_keys_and_heads() -> None:
+    assert generation_keys(["stashly:a:1", "stashly:a:2:x"]) == "stashly::gen:a"
+    assert generation_keys(["stashly:a:1", "stashly:ab:1", "other:a:1"]) == [
+        "stashly::gen:a",
+        "stashly::gen:ab",
+        "other::gen:a",
+    ]
+    assert generation_keys(["k", "stashly:a:1"]) == ["k::gen:", "stashly::gen:a"]
     assert generation_key("stashly:auth:user:1") == "stashly::gen:auth"
     assert generation_key("stashly:auth:") == "stashly::gen:auth"
     assert retired_head("stashly::gen:auth") == "stashly:auth:"

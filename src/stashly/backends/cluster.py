@@ -29,7 +29,7 @@ from redis.retry import Retry
 
 from ..errors import ConfigError
 from .base import Lock, Read
-from .generations import colocated, fill_token, generation_key, split_token, stamp, unstamp
+from .generations import colocated, fill_token, generation_key, generation_keys, split_token, stamp, unstamp
 from .loops import PerLoop
 from .redis import _SCAN_COUNT, RELEASE_SCRIPT, _batches, _expiry_ms, _seconds, _unavailable, abatches, escape_glob
 
@@ -106,19 +106,20 @@ def _many_plan(keys: Sequence[str]) -> tuple[list[Command], list[list[int]], lis
     for index, key in enumerate(keys):
         by_slot.setdefault(key_slot(key.encode("utf-8", "surrogatepass")), []).append(index)
     groups = list(by_slot.values())
-    generations = list(dict.fromkeys(map(generation_key, keys)))
+    shared = generation_keys(keys)
+    per_key = [shared] * len(keys) if isinstance(shared, str) else shared
     commands: list[Command] = [("MGET", *(keys[i] for i in group)) for group in groups]
-    return commands + [("GET", name) for name in generations], groups, generations
+    return commands + [("GET", name) for name in dict.fromkeys(per_key)], groups, per_key
 
 
 def _many_result(
-    keys: Sequence[str], replies: list[Any], groups: list[list[int]], generations: list[str]
+    keys: Sequence[str], replies: list[Any], groups: list[list[int]], per_key: list[str]
 ) -> list[bytes | None]:
-    current = dict(zip(generations, replies[len(groups) :], strict=True))
+    current = dict(zip(dict.fromkeys(per_key), replies[len(groups) :], strict=True))
     found: list[bytes | None] = [None] * len(keys)
     for group, values in zip(groups, replies, strict=False):
         for index, raw in zip(group, values, strict=True):
-            found[index] = unstamp(raw, current[generation_key(keys[index])])
+            found[index] = unstamp(raw, current[per_key[index]])
     return found
 
 
@@ -190,8 +191,8 @@ class ClusterBackend:
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        commands, groups, generations = _many_plan(keys)
-        return _many_result(keys, self._pipeline(commands, "MGET"), groups, generations)
+        commands, groups, per_key = _many_plan(keys)
+        return _many_result(keys, self._pipeline(commands, "MGET"), groups, per_key)
 
     def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
         return _read_result(self._pipeline(_read_plan(key, guard, with_ttl), "MGET"), guard, with_ttl)
@@ -303,8 +304,8 @@ class AsyncClusterBackend:
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        commands, groups, generations = _many_plan(keys)
-        return _many_result(keys, await self._pipeline(commands, "MGET"), groups, generations)
+        commands, groups, per_key = _many_plan(keys)
+        return _many_result(keys, await self._pipeline(commands, "MGET"), groups, per_key)
 
     async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
         return _read_result(await self._pipeline(_read_plan(key, guard, with_ttl), "MGET"), guard, with_ttl)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 from binascii import crc_hqx
+from collections.abc import Sequence
+from itertools import repeat
 from typing import Final
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
@@ -24,11 +26,13 @@ __all__ = [
     "colocated",
     "fill_token",
     "generation_key",
+    "generation_keys",
     "parse_stamp",
     "retired_head",
     "split_token",
     "stamp",
     "unstamp",
+    "unstamp_all",
 ]
 
 _MARK: Final = b"\x00"
@@ -42,6 +46,27 @@ def generation_key(key: str) -> str:
     """
     prefix, _, rest = key.partition(":")
     return f"{prefix}::gen:{rest.partition(':')[0]}"
+
+
+def generation_keys(keys: Sequence[str]) -> list[str] | str:
+    """:func:`generation_key` of each key, or the one they all share (the usual batch: one namespace), found
+    with one string test per key."""
+    first = keys[0]
+    end = first.find(":", first.find(":") + 1)
+    head = first[: end + 1] if end > 0 else None
+    if head is not None and all(map(str.startswith, keys, repeat(head))):
+        return generation_key(first)
+    return [generation_key(key) for key in keys]
+
+
+def unstamp_all(raws: Sequence[bytes | None], generation: bytes | None) -> list[bytes | None]:
+    """:func:`unstamp` of many entries of one generation; entries never stamped cost one test each."""
+    if generation is None:
+        present = [raw for raw in raws if raw]
+        if not any(map(bytes.startswith, present, repeat(_MARK))):
+            return list(raws)
+        return [unstamp(raw, None) for raw in raws]
+    return [unstamp(raw, generation) for raw in raws]
 
 
 def retired_head(key: str) -> str | None:

@@ -27,10 +27,10 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from ..errors import CacheUnavailableError
-from ..settings import Topology, topology
+from ..urls import Topology, topology
 from .base import Lock, Read
 from .direct import LoopConnections, ThreadConnections
-from .generations import fill_token, generation_key, split_token, stamp, unstamp
+from .generations import fill_token, generation_key, generation_keys, split_token, stamp, unstamp, unstamp_all
 from .loops import PerLoop
 
 if TYPE_CHECKING:
@@ -348,15 +348,19 @@ def _read_result(replies: list[Any], guard: str | None, with_ttl: bool) -> Read:
     return value, fill_token(rest[0] if rest else None, generation), _seconds(value, replies[1]) if with_ttl else None
 
 
-def _many_command(keys: Sequence[str]) -> tuple[tuple[str, ...], list[str]]:
-    """One ``MGET`` of ``keys`` and the generations of their namespaces (usually one)."""
-    generations = list(dict.fromkeys(map(generation_key, keys)))
-    return ("MGET", *keys, *generations), generations
+def _many_command(keys: Sequence[str]) -> tuple[tuple[str, ...], list[str] | str]:
+    """One ``MGET`` of ``keys`` and the generations of their namespaces (usually one); see ``generation_keys``."""
+    generations = generation_keys(keys)
+    if isinstance(generations, str):
+        return ("MGET", *keys, generations), generations
+    return ("MGET", *keys, *dict.fromkeys(generations)), generations
 
 
-def _many_result(keys: Sequence[str], replies: list[bytes | None], generations: list[str]) -> list[bytes | None]:
-    current = dict(zip(generations, replies[len(keys) :], strict=True))
-    return [unstamp(raw, current[generation_key(key)]) for key, raw in zip(keys, replies, strict=False)]
+def _many_result(keys: Sequence[str], replies: list[bytes | None], generations: list[str] | str) -> list[bytes | None]:
+    if isinstance(generations, str):
+        return unstamp_all(replies[: len(keys)], replies[-1])
+    current = dict(zip(dict.fromkeys(generations), replies[len(keys) :], strict=True))
+    return [unstamp(raw, current[generation]) for raw, generation in zip(replies, generations, strict=False)]
 
 
 def _seconds(value: bytes | None, pttl: int) -> float | None:
