@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from stashly.errors import ConfigError
-from stashly.settings import Topology, resolve, topology
+from stashly.settings import resolve
+from stashly.urls import Topology, topology
 
 SECRET = "Hunter2-s3cret"
 SENTINEL = {"nodes": ["a"], "service": "m"}

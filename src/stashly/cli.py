@@ -29,8 +29,9 @@ from .backends.generations import generation_key, parse_stamp
 from .backends.redis import RedisBackend, RedisOptions, escape_glob
 from .errors import CacheUnavailableError, ConfigError
 from .sentinels import MISSING
-from .settings import Settings, parse_name, resolve, topology
+from .settings import Settings, parse_name, resolve
 from .signed_pickle import SignedPickle
+from .urls import topology
 
 __all__ = ["main"]
 

@@ -21,8 +21,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
+from . import checks
 from .sentinels import Missing
-from .settings import _parse_positive_float, _parse_positive_int
 
 __all__ = ["LocalTier"]
 
@@ -57,9 +57,9 @@ class LocalTier:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # The settings' own parsers: the same rules (and ConfigError, a ValueError) as the local_* settings.
-        self.max_entries = _parse_positive_int(max_entries, "LocalTier max_entries")
-        self.max_bytes = _parse_positive_int(max_bytes, "LocalTier max_bytes")
-        self.ttl = _parse_positive_float(ttl, "LocalTier ttl")
+        self.max_entries = checks.positive_int(max_entries, "LocalTier max_entries")
+        self.max_bytes = checks.positive_int(max_bytes, "LocalTier max_bytes")
+        self.ttl = checks.positive_float(ttl, "LocalTier ttl")
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, Entry] = OrderedDict()

@@ -1,0 +1,120 @@
+"""Typed value checks shared by the settings and the URL parsers: a value in, the checked value out, or a
+:class:`~stashly.errors.ConfigError` naming where the value came from (``source``) and what was expected."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import math
+import os
+from datetime import timedelta
+from typing import Final
+
+from stashly.errors import ConfigError
+
+NAME_MAX: Final = 200
+"""The longest namespace, prefix or Sentinel service name."""
+
+
+def show(value: object) -> str:
+    text = repr(value)
+    return f"{text if len(text) <= 80 else text[:77] + '...'} ({type(value).__name__})"
+
+
+def error(source: str, expected: str, value: object) -> ConfigError:
+    return ConfigError(f"{source}: expected {expected}, found {show(value)}")
+
+
+def positive_float(value: object, source: str) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if math.isfinite(number) and number > 0:
+            return number
+    raise error(source, "a finite number of seconds > 0", value)
+
+
+def integer(value: object, source: str, *, low: int, high: float = math.inf) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+        return value
+    bounds = f">= {low}" if high == math.inf else f"in {low}..{high}"
+    raise error(source, f"an integer {bounds}", value)
+
+
+positive_int = functools.partial(integer, low=1)
+protocol = functools.partial(integer, low=2, high=3)
+port = functools.partial(integer, low=1, high=65535)
+db = functools.partial(integer, low=0)
+
+
+def fraction(value: object, source: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1:
+        return float(value)
+    raise error(source, "a fraction in [0, 1)", value)
+
+
+def boolean(value: object, source: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise error(source, "true or false", value)
+
+
+def credential(value: object, source: str) -> str | None:
+    # Never echo the value: this parser also reads passwords.
+    if not isinstance(value, str):
+        raise ConfigError(f"{source}: expected a string, found a value of type {type(value).__name__}")
+    return value or None
+
+
+def existing_file(value: object, source: str) -> str:
+    if isinstance(value, str) and value and os.path.isfile(value):
+        return os.path.abspath(value)
+    raise error(source, "the path of an existing file", value)
+
+
+MIN_SECRET: Final = 32
+
+
+def serializer(value: object, source: str) -> str:
+    if value in ("json", "pickle"):
+        return str(value)
+    raise error(source, "'json' or 'pickle'", value)
+
+
+def secrets(value: object, source: str) -> tuple[str, ...]:
+    # Never echo the value: these are signing keys.
+    items = value.split(",") if isinstance(value, str) else value
+    if (
+        isinstance(items, list | tuple)
+        and items
+        and all(isinstance(item, str) and len(item.encode()) >= MIN_SECRET for item in items)
+    ):
+        return tuple(items)
+    raise ConfigError(
+        f"{source}: expected a list of secrets of at least {MIN_SECRET} bytes each (comma-separated in the "
+        "environment), the first signing and all verifying"
+    )
+
+
+def host(value: object, source: str) -> str:
+    if isinstance(value, str) and value:
+        inner = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+        if ":" in inner:
+            try:
+                ipaddress.IPv6Address(inner)
+            except ValueError:
+                pass
+            else:
+                return f"[{inner.replace('%', '%25')}]"
+        elif not any(char in "/?#@[]%" or char.isspace() or not char.isprintable() for char in value):
+            return value
+    raise error(source, "a host name or IP address", value)
+
+
+def digits_to_int(text: str) -> object:
+    # Anything but plain digits stays a string, which the int parsers then reject by name.
+    return int(text) if text.isascii() and text.isdigit() else text
