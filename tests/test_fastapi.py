@@ -17,6 +17,8 @@ from sqlalchemy.pool import StaticPool
 from stashly import Cached, CacheManager, UnstableKeyError
 from stashly.fastapi import etag, if_none_match
 
+from support import BACKENDS, backend_url
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -45,9 +47,9 @@ class Calls:
             self.count += 1
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=BACKENDS)
 def manager(request: pytest.FixtureRequest) -> Iterator[CacheManager]:
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    url = backend_url(request, request.param)
     with CacheManager(url=url) as cm:
         yield cm
 
