@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import string
 from pathlib import Path
@@ -26,6 +27,7 @@ from stashly.backends.generations import (
 )
 from test_cli import failed, run
 
+from redis_server import ACL_CHANNELS, ACL_COMMANDS, ACL_KEYS, ACL_OPTIONAL, ACL_PASSWORD, ACL_USER
 from support import eventually
 from topologies import LocalCluster, LocalSentinel
 
@@ -203,3 +205,47 @@ def _local_hit(manager: CacheManager, key: str) -> object:
     before = manager.totals().local_hits
     value = manager.get(key)
     return value if manager.totals().local_hits > before else "not local"
+
+
+async def test_the_least_privilege_user_is_enough_on_a_cluster(cluster_url: str, redis_cluster: LocalCluster) -> None:
+    """The README's ACL user, plus the two commands redis-py's cluster client needs, on every node."""
+    grants = [*ACL_COMMANDS, "cluster|slots", "command"]
+    rules = ["reset", "on", f">{ACL_PASSWORD}", "-@all", *(f"+{name}" for name in grants), ACL_KEYS, ACL_CHANNELS]
+    nodes = redis_cluster.nodes
+    for node in nodes:
+        with node.client() as admin:
+            admin.execute_command("ACL", "SETUSER", ACL_USER, *rules)
+            for name in ACL_OPTIONAL:
+                with contextlib.suppress(redis.ResponseError):
+                    admin.execute_command("ACL", "SETUSER", ACL_USER, f"+{name}")
+            admin.execute_command("ACL", "LOG", "RESET")
+    url = cluster_url.replace("redis+cluster://", f"redis+cluster://{ACL_USER}:{ACL_PASSWORD}@")
+    try:
+        cm = CacheManager(url=url, namespace="acl", strict=True)  # a refusal raises instead of failing open
+        cache = Cached(manager=cm)
+        calls: list[int] = []
+
+        @cache.cached(lock=True, refresh_ahead=0.5)
+        async def square(number: int) -> int:
+            calls.append(number)
+            return number * number
+
+        cm.set("k", 1)
+        await cm.aset("k2", 2)
+        assert cm.get_many(["k", "k2"]) == {"k": 1, "k2": 2}
+        assert [await square(n) for n in range(20)] == [await square(n) for n in range(20)]
+        assert len(calls) == 20
+        assert await square.invalidate(3) is True
+        assert cm.remove("k") is True
+        assert cm.count() == 19 + 1  # the squares but 3, and k2
+        assert await cm.aflush_namespace(mode="versioned") == 0
+        assert cm.flush_namespace() == 20
+        await cm.aclose()
+        cm.close()
+    finally:
+        denials = []
+        for node in nodes:
+            with node.client() as admin:
+                denials += admin.acl_log()
+                admin.execute_command("ACL", "DELUSER", ACL_USER)
+    assert not denials, denials
