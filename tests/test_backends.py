@@ -21,7 +21,8 @@ import redis
 
 from stashly import CacheUnavailableError
 from stashly.backends.memory import AsyncMemoryBackend, MemoryStore
-from stashly.backends.redis import AsyncRedisBackend, RedisBackend, RedisOptions, _unavailable, escape_glob
+from stashly.backends.options import RedisOptions
+from stashly.backends.redis import AsyncRedisBackend, RedisBackend, _unavailable, escape_glob
 
 from redis_server import RedisServer
 from support import aeventually

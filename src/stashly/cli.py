@@ -26,7 +26,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import __version__, codec, keys
 from .backends.generations import generation_key, parse_stamp
-from .backends.redis import RedisBackend, RedisOptions, escape_glob
+from .backends.options import RedisOptions
+from .backends.redis import RedisBackend, escape_glob
 from .errors import CacheUnavailableError, ConfigError
 from .sentinels import MISSING
 from .settings import Settings, parse_name, resolve

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ..breaker import CircuitBreaker
     from ..local import LocalTier
     from ..settings import Settings
-    from .redis import RedisOptions
+    from .options import RedisOptions
 
 __all__ = ["AsyncBackend", "Backend", "create"]
 
@@ -31,7 +31,7 @@ def create(
         return store, AsyncMemoryBackend(store), None
     from ..breaker import AsyncGuardedBackend, CircuitBreaker, GuardedBackend
     from ..coalesce import AsyncCoalescedBackend
-    from .redis import RedisOptions
+    from .options import RedisOptions
 
     options = RedisOptions.from_settings(settings)
     plain, aplain = _redis_backends(options, settings)

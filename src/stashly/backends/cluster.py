@@ -34,7 +34,7 @@ from .loops import PerLoop
 from .redis import _SCAN_COUNT, RELEASE_SCRIPT, _batches, _expiry_ms, _seconds, _unavailable, abatches, escape_glob
 
 if TYPE_CHECKING:
-    from .redis import RedisOptions
+    from .options import RedisOptions
 
 __all__ = ["AsyncClusterBackend", "ClusterBackend", "check_prefix", "client_arguments"]
 

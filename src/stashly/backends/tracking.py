@@ -26,7 +26,7 @@ from typing import Any
 
 from ..local import LocalTier
 from .generations import retired_head
-from .redis import RedisOptions
+from .options import RedisOptions
 
 __all__ = ["InvalidationTracker"]
 
