@@ -13,7 +13,9 @@ writes; a flush landing between the two is simply ordered after the write.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
@@ -29,6 +31,7 @@ from redis.retry import Retry
 
 from ..errors import ConfigError
 from .base import Lock, Read
+from .cluster_reads import REDIRECTED, NodeReads
 from .generations import colocated, fill_token, generation_key, generation_keys, split_token, stamp, unstamp
 from .loops import PerLoop
 from .redis import _SCAN_COUNT, RELEASE_SCRIPT, _batches, _expiry_ms, _seconds, _unavailable, abatches, escape_glob
@@ -79,6 +82,11 @@ def check_prefix(prefix: str) -> None:
         raise ConfigError(
             f"prefix: expected no '{{' or '}}' on Redis Cluster (stashly places keys by hash tags), found {prefix!r}"
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def _slot(key: str) -> int:
+    return key_slot(key.encode("utf-8", "surrogatepass"))
 
 
 def _lock_in_slot(lock_key: str) -> str:
@@ -148,6 +156,8 @@ class ClusterBackend:
         self._arguments = client_arguments(options)
         self._client: redis.cluster.RedisCluster | None = None
         self._scripts: tuple[Script, Script] | None = None
+        self._reads: NodeReads | None = None
+        self._degraded = False  # read through redis-py until it succeeds (see cluster_reads)
         self._lock = threading.Lock()
 
     def _redis(self) -> redis.cluster.RedisCluster:
@@ -158,6 +168,7 @@ class ClusterBackend:
                 if client is None:
                     client = redis.cluster.RedisCluster(**self._arguments)
                     self._scripts = client.register_script(GUARDED_SET_SCRIPT), client.register_script(RELEASE_SCRIPT)
+                    self._reads = NodeReads(client)
                     self._client = client
         return client
 
@@ -184,9 +195,30 @@ class ClusterBackend:
         except _Failure as exc:
             raise _unavailable(operation, exc) from exc
 
+    def _fetch(self, batches: tuple[tuple[int, list[Command]], ...], operation: str) -> list[Any]:
+        """The replies to the batches' commands: straight from the primaries when it can, else through redis-py."""
+        reads = self._reads
+        if reads is None:
+            self._redis()
+            reads = self._reads
+            assert reads is not None
+        if not self._degraded:
+            try:
+                replies = reads.execute(batches)
+            except _Failure as exc:
+                self._degraded = True  # redis-py re-learns the slot map: read through it until it succeeds
+                raise _unavailable(operation, exc) from exc
+            if replies is not REDIRECTED:
+                return replies
+        replies = self._pipeline([command for _, commands in batches for command in commands], operation)
+        self._degraded = False
+        return replies
+
     def get(self, key: str) -> bytes | None:
-        raw, generation = self._pipeline([("GET", key), ("GET", generation_key(key))], "GET")
-        return unstamp(raw, generation)
+        generation = generation_key(key)
+        batches = ((_slot(key), [("GET", key)]), (_slot(generation), [("GET", generation)]))
+        raw, current = self._fetch(batches, "GET")
+        return unstamp(raw, current)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -195,7 +227,9 @@ class ClusterBackend:
         return _many_result(keys, self._pipeline(commands, "MGET"), groups, per_key)
 
     def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
-        return _read_result(self._pipeline(_read_plan(key, guard, with_ttl), "MGET"), guard, with_ttl)
+        commands = _read_plan(key, guard, with_ttl)
+        batches = ((_slot(key), commands[:-1]), (_slot(commands[-1][1]), commands[-1:]))
+        return _read_result(self._fetch(batches, "MGET"), guard, with_ttl)
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         generation = self._call(("GET", generation_key(key)), "GET (generation)")
@@ -255,6 +289,9 @@ class ClusterBackend:
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
+            reads, self._reads = self._reads, None
+        if reads is not None:
+            reads.close()
         if client is not None:
             client.close()
 
@@ -275,26 +312,26 @@ class AsyncClusterBackend:
         try:
             return await entry.scripts[which](keys=keys, args=arguments)
         except _Failure as exc:
-            await _relearn(entry.client, exc)
+            entry.relearn(exc)
             raise _unavailable(operation, exc) from exc
 
     async def _pipeline(self, commands: Iterable[Command], operation: str) -> list[Any]:
-        client = await self._redis()
+        entry = await self._loops.get()
         try:
-            pipe = client.pipeline()
+            pipe = entry.client.pipeline()
             for command in commands:
                 pipe.execute_command(*command)
             return await pipe.execute()
         except _Failure as exc:
-            await _relearn(client, exc)
+            entry.relearn(exc)
             raise _unavailable(operation, exc) from exc
 
     async def _call(self, command: Command, operation: str) -> Any:
-        client = await self._redis()
+        entry = await self._loops.get()
         try:
-            return await client.execute_command(*command)
+            return await entry.client.execute_command(*command)
         except _Failure as exc:
-            await _relearn(client, exc)
+            entry.relearn(exc)
             raise _unavailable(operation, exc) from exc
 
     async def get(self, key: str) -> bytes | None:
@@ -361,28 +398,39 @@ class AsyncClusterBackend:
 
 
 class _LoopCluster:
-    """One event loop's cluster client and its scripts (the guarded store, the lock release)."""
+    """One event loop's cluster client, its scripts (the guarded store, the lock release), and its re-reading of
+    the slot map after a failure."""
 
-    __slots__ = ("client", "scripts")
+    __slots__ = ("client", "relearning", "scripts")
 
     def __init__(self, client: redis.asyncio.cluster.RedisCluster) -> None:
         self.client = client
         self.scripts = client.register_script(GUARDED_SET_SCRIPT), client.register_script(RELEASE_SCRIPT)
+        self.relearning: asyncio.Task[None] | None = None
+
+    def relearn(self, exc: BaseException) -> None:
+        """After a node failed, re-read the slot map in the background (one re-read at a time).
+
+        The asyncio client's pipelines, unlike its single commands, keep a slot map that points at a dead
+        primary unless they may retry, and stashly's calls do not. The map is refreshed in place: closing the
+        client instead would cut the other tasks' commands on healthy nodes too.
+        """
+        if isinstance(exc, redis.asyncio.cluster.RedisCluster.ERRORS_ALLOW_RETRY) and (
+            self.relearning is None or self.relearning.done()
+        ):
+            self.relearning = asyncio.get_running_loop().create_task(_refresh(self.client))
 
 
-async def _relearn(client: redis.asyncio.cluster.RedisCluster, exc: BaseException) -> None:
-    """After a node failed, make the client re-read the slot map before its next command.
-
-    The asyncio client's pipelines, unlike its single commands, keep a slot map that points at a dead primary
-    unless they may retry, and stashly's calls do not. Closing the client is redis-py's own way to force the
-    re-read (its connections reopen on next use).
-    """
-    if isinstance(exc, redis.asyncio.cluster.RedisCluster.ERRORS_ALLOW_RETRY):
-        with contextlib.suppress(Exception):
-            await client.aclose()
+async def _refresh(client: redis.asyncio.cluster.RedisCluster) -> None:
+    with contextlib.suppress(Exception):  # the next failure tries again
+        await client.nodes_manager.initialize()
 
 
 async def _close(entry: _LoopCluster) -> None:
+    if entry.relearning is not None:
+        entry.relearning.cancel()
+        with contextlib.suppress(BaseException):
+            await entry.relearning
     await entry.client.aclose()
 
 

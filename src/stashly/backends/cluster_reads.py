@@ -1,0 +1,92 @@
+"""The Cluster hit path: reads sent straight to each primary, on connections of the calling thread.
+
+redis-py's cluster pipeline spends more in Python than a single server's whole read. A cached read needs two
+things in two known slots, the entry (with its guard) and the namespace's generation, so this sends each
+primary its share on a thread-local connection, from the client's own slot map, before reading any reply:
+one round trip of wall time, none of the pipeline's layers.
+
+It never handles the unusual. A redirection (``MOVED``, ``ASK``, ``TRYAGAIN``) or a slot the map does not cover
+answers ``REDIRECTED``: the caller sends the read through redis-py, which follows it and updates the map. A
+failed connection is dropped (never reused with an unread reply) and its error raised: the caller then reads
+through redis-py until a read succeeds there, since redis-py is what re-learns the slot map after a failover.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any, Final
+
+import redis
+import redis.cluster
+from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainError
+
+__all__ = ["REDIRECTED", "NodeReads"]
+
+REDIRECTED: Final = None
+"""What :meth:`NodeReads.execute` answers when redis-py has to take the read."""
+_REDIRECTIONS = (MovedError, AskError, TryAgainError, ClusterDownError)
+
+
+class NodeReads:
+    """Thread-local connections to the primaries of one cluster client, for reads."""
+
+    def __init__(self, client: redis.cluster.RedisCluster) -> None:
+        self._slots = client.nodes_manager.slots_cache  # redis-py updates it in place
+        self._local = threading.local()
+        self._all: weakref.WeakSet[redis.Connection] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def _connection(self, node: redis.cluster.ClusterNode) -> redis.Connection:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():  # a forked child opens its own
+            local.pid, local.nodes = os.getpid(), {}
+        connection: redis.Connection | None = local.nodes.get(node.name)
+        if connection is None:
+            pool = node.redis_connection.connection_pool
+            connection = local.nodes[node.name] = pool.connection_class(**pool.connection_kwargs)
+            with self._lock:
+                self._all.add(connection)
+        return connection
+
+    def execute(self, batches: Sequence[tuple[int, Sequence[tuple[Any, ...]]]]) -> list[Any] | None:
+        """The replies to each ``(slot, commands)`` batch, in order, or ``REDIRECTED``."""
+        try:
+            nodes = [self._slots[slot][0] for slot, _ in batches]
+        except (KeyError, IndexError):
+            return REDIRECTED
+        plan: dict[str, tuple[redis.Connection, list[tuple[Any, ...]]]] = {}
+        for node, (_, commands) in zip(nodes, batches, strict=True):
+            if node.name not in plan:
+                plan[node.name] = (self._connection(node), [])
+            plan[node.name][1].extend(commands)
+        try:
+            for connection, commands in plan.values():
+                if connection._sock is None:
+                    connection.connect()  # type: ignore[no-untyped-call]
+                packed = connection.pack_commands(commands)  # type: ignore[no-untyped-call]
+                connection.send_packed_command(packed, check_health=False)  # type: ignore[no-untyped-call]
+            replies = {
+                name: [connection.read_response() for _ in commands] for name, (connection, commands) in plan.items()
+            }
+        except BaseException as exc:
+            for connection, _ in plan.values():  # some replies may be unread
+                connection.disconnect()  # type: ignore[no-untyped-call]
+            if isinstance(exc, _REDIRECTIONS):
+                return REDIRECTED
+            raise
+        found: list[Any] = []
+        taken = dict.fromkeys(plan, 0)
+        for node, (_, commands) in zip(nodes, batches, strict=True):
+            start = taken[node.name]
+            found += replies[node.name][start : start + len(commands)]
+            taken[node.name] = start + len(commands)
+        return found
+
+    def close(self) -> None:
+        with self._lock:
+            connections = list(self._all)
+        for connection in connections:
+            connection.disconnect()  # type: ignore[no-untyped-call]
