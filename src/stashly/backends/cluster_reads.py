@@ -53,15 +53,15 @@ class NodeReads:
 
     def execute(self, batches: Sequence[tuple[int, Sequence[tuple[Any, ...]]]]) -> list[Any] | None:
         """The replies to each ``(slot, commands)`` batch, in order, or ``REDIRECTED``."""
+        plan: dict[str, tuple[redis.Connection, list[tuple[Any, ...]]]] = {}
         try:
             nodes = [self._slots[slot][0] for slot, _ in batches]
-        except (KeyError, IndexError):
+            for node, (_, commands) in zip(nodes, batches, strict=True):
+                if node.name not in plan:
+                    plan[node.name] = (self._connection(node), [])
+                plan[node.name][1].extend(commands)
+        except Exception:  # a slot not covered, a node redis-py is still setting up: its own path will tell
             return REDIRECTED
-        plan: dict[str, tuple[redis.Connection, list[tuple[Any, ...]]]] = {}
-        for node, (_, commands) in zip(nodes, batches, strict=True):
-            if node.name not in plan:
-                plan[node.name] = (self._connection(node), [])
-            plan[node.name][1].extend(commands)
         try:
             for connection, commands in plan.values():
                 if connection._sock is None:
