@@ -249,18 +249,3 @@ async def test_the_least_privilege_user_is_enough_on_a_cluster(cluster_url: str,
                 denials += admin.acl_log()
                 admin.execute_command("ACL", "DELUSER", ACL_USER)
     assert not denials, denials
-
-
-def test_reads_follow_slots_that_moved(cluster: LocalCluster) -> None:
-    """The direct reads use the client's slot map; after a reshard, MOVED sends them through redis-py once."""
-    with CacheManager(url=cluster.url, namespace="moving", strict=True) as cm:  # strict: no failure is hidden
-        for index in range(600):
-            cm.set(f"k{index}", index)
-        assert cm.get_many([f"k{index}" for index in range(600)]) == {f"k{index}": index for index in range(600)}
-        source, target = cluster.primaries()[:2]
-        moved = set(cluster.reshard(source, target, 300))
-        moved_keys = [index for index in range(600) if key_slot(cm.key(f"k{index}").encode()) in moved]
-        assert moved_keys, "some keys must have moved"
-        for _ in range(2):  # the first read of each is redirected, the second goes straight to the new owner
-            assert [cm.get(f"k{index}") for index in moved_keys] == moved_keys
-        assert cm.totals().errors == 0
