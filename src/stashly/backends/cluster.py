@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
@@ -25,14 +24,13 @@ import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.commands.core import Script
-from redis.crc import key_slot
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from ..errors import ConfigError
 from .base import Lock, Read
 from .cluster_reads import REDIRECTED, NodeReads
-from .generations import colocated, fill_token, generation_key, generation_keys, split_token, stamp, unstamp
+from .generations import colocated, fill_token, generation_key, generation_keys, slot_of, split_token, stamp, unstamp
 from .loops import PerLoop
 from .redis import _SCAN_COUNT, RELEASE_SCRIPT, _batches, _expiry_ms, _seconds, _unavailable, abatches, escape_glob
 
@@ -84,11 +82,6 @@ def check_prefix(prefix: str) -> None:
         )
 
 
-@functools.lru_cache(maxsize=4096)
-def _slot(key: str) -> int:
-    return key_slot(key.encode("utf-8", "surrogatepass"))
-
-
 def _lock_in_slot(lock_key: str) -> str:
     """A stampede lock (``<prefix>::lock:<entry key>``) in the slot of its entry."""
     return colocated(lock_key, lock_key.partition("::lock:")[2])
@@ -112,7 +105,7 @@ def _many_plan(keys: Sequence[str]) -> tuple[list[Command], list[list[int]], lis
     """An ``MGET`` per slot (positions of its keys kept), then a ``GET`` per namespace generation."""
     by_slot: dict[int, list[int]] = {}
     for index, key in enumerate(keys):
-        by_slot.setdefault(key_slot(key.encode("utf-8", "surrogatepass")), []).append(index)
+        by_slot.setdefault(slot_of(key), []).append(index)
     groups = list(by_slot.values())
     shared = generation_keys(keys)
     per_key = [shared] * len(keys) if isinstance(shared, str) else shared
@@ -215,10 +208,7 @@ class ClusterBackend:
         return replies
 
     def get(self, key: str) -> bytes | None:
-        generation = generation_key(key)
-        batches = ((_slot(key), [("GET", key)]), (_slot(generation), [("GET", generation)]))
-        raw, current = self._fetch(batches, "GET")
-        return unstamp(raw, current)
+        return self.read(key, None)[0]  # GET of the entry and of its generation
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -228,8 +218,8 @@ class ClusterBackend:
 
     def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
         commands = _read_plan(key, guard, with_ttl)
-        batches = ((_slot(key), commands[:-1]), (_slot(commands[-1][1]), commands[-1:]))
-        return _read_result(self._fetch(batches, "MGET"), guard, with_ttl)
+        batches = ((slot_of(key), commands[:-1]), (slot_of(commands[-1][1]), commands[-1:]))
+        return _read_result(self._fetch(batches, "GET" if guard is None else "MGET"), guard, with_ttl)
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         generation = self._call(("GET", generation_key(key)), "GET (generation)")
@@ -335,8 +325,7 @@ class AsyncClusterBackend:
             raise _unavailable(operation, exc) from exc
 
     async def get(self, key: str) -> bytes | None:
-        raw, generation = await self._pipeline([("GET", key), ("GET", generation_key(key))], "GET")
-        return unstamp(raw, generation)
+        return (await self.read(key, None))[0]  # GET of the entry and of its generation
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -345,7 +334,9 @@ class AsyncClusterBackend:
         return _many_result(keys, await self._pipeline(commands, "MGET"), groups, per_key)
 
     async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
-        return _read_result(await self._pipeline(_read_plan(key, guard, with_ttl), "MGET"), guard, with_ttl)
+        return _read_result(
+            await self._pipeline(_read_plan(key, guard, with_ttl), "GET" if guard is None else "MGET"), guard, with_ttl
+        )
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         generation = await self._call(("GET", generation_key(key)), "GET (generation)")
