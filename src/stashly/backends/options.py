@@ -7,6 +7,7 @@ server costs one timeout), and a *blocking* pool so a burst waits for a connecti
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -44,18 +45,8 @@ class RedisOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisOptions:
-        return cls(
-            url=settings.url,
-            username=settings.username,
-            password=settings.password,
-            connect_timeout=settings.connect_timeout,
-            socket_timeout=settings.socket_timeout,
-            max_connections=settings.max_connections,
-            protocol=settings.protocol,
-            ssl_ca_certs=settings.ssl_ca_certs,
-            ssl_certfile=settings.ssl_certfile,
-            ssl_keyfile=settings.ssl_keyfile,
-        )
+        """The settings' fields of the same names (every field here is one of them)."""
+        return cls(**{field.name: getattr(settings, field.name) for field in dataclasses.fields(cls)})
 
     def __repr__(self) -> str:
         return (

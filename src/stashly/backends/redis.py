@@ -9,12 +9,10 @@ import math
 import re
 import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 import redis.asyncio
-import redis.asyncio.sentinel
-import redis.sentinel
 from redis.commands.core import AsyncScript, Script
 from redis.exceptions import NoScriptError, RedisError
 
@@ -24,9 +22,6 @@ from .direct import LoopConnections, ThreadConnections
 from .generations import fill_token, generation_key, generation_keys, split_token, stamp, unstamp, unstamp_all
 from .loops import PerLoop
 from .options import RedisOptions
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["AsyncRedisBackend", "RedisBackend", "escape_glob"]
 
