@@ -55,7 +55,7 @@ class Load:
             self.calls.append((time.monotonic(), key, self.computed() == before))
 
     def hits_after(self, moment: float, keys: set[int]) -> bool:
-        return any(at > moment and key in keys and hit for at, key, hit in self.calls)
+        return _first_hit(self.calls, moment, keys) is not None
 
 
 def _running(url: str, threads: int = 3, keys: int = KEYS) -> tuple[Load, CacheManager, list[threading.Thread]]:
@@ -89,15 +89,18 @@ def _stop(load: Load, manager: CacheManager, workers: list[threading.Thread]) ->
     assert not load.wrong, load.wrong[:3]
 
 
+def _first_hit(calls: list[tuple[float, int, bool]], after: float, keys: set[int]) -> float | None:
+    """When the first hit on one of ``keys`` after ``after`` happened, if one did."""
+    return min((at for at, key, hit in list(calls) if at > after and key in keys and hit), default=None)
+
+
 def _wait_for_hits(load: Load, after: float, keys: set[int], timeout: float = 20) -> float:
     """Seconds from ``after`` until a hit on one of ``keys`` is seen (fails the test past ``timeout``)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        hits = [at for at, key, hit in list(load.calls) if at > after and key in keys and hit]
-        if hits:
-            return min(hits) - after
+    while (first := _first_hit(load.calls, after, keys)) is None:
+        assert time.monotonic() < deadline, f"no hit on the failed node's keys within {timeout} s"
         time.sleep(0.02)
-    raise AssertionError(f"no hit on the failed node's keys within {timeout} s")
+    return first - after
 
 
 @pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"])
@@ -206,10 +209,9 @@ async def test_cluster_primary_fails_under_async_load(cluster: LocalCluster, fau
         (cluster.kill if fault == "SIGKILL" else cluster.pause)(victim)
         _, failover = await asyncio.to_thread(cluster.wait_failover, victim)
         deadline = time.monotonic() + 20
-        while not any(at > killed_at + failover and key in on_victim and hit for at, key, hit in calls):
+        while (recovery := _first_hit(calls, killed_at + failover, on_victim)) is None:
             assert time.monotonic() < deadline, "no hit on the failed node's keys within 20 s"
             await asyncio.sleep(0.02)
-        recovery = min(at for at, key, hit in calls if at > killed_at + failover and key in on_victim and hit)
     finally:
         stop.set()
         await asyncio.gather(*workers)
