@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 
-from stashly import Cached, CacheManager
+from stashly import Cached, CacheManager, CacheUnavailableError
 
+from redis_server import RedisServer
 from support import BACKENDS, backend_url
 
 pytestmark = pytest.mark.timeout(60)
@@ -128,3 +130,82 @@ def test_a_holder_slower_than_its_lease_cannot_overwrite_the_takeover(manager: C
 def test_lock_lease_is_validated(manager: CacheManager) -> None:
     with pytest.raises(ValueError, match="lock_lease"):
         decorate_like_a_process(manager, lambda n: n, lock_lease=0)
+
+
+# -- a backend that refuses the lock ------------------------------------------------------------------------
+
+NO_LOCK_USER, NO_LOCK_PASSWORD = "nolock", "nolock-pw"
+
+
+@pytest.fixture
+def lock_refusing_url() -> Iterator[str]:
+    """A server whose user may do everything stashly does except write a stampede lock (``SET NX`` gets
+    ``NOPERM``): entries, guards and generations are writable, ``stashly::lock:*`` keys only readable."""
+    with RedisServer() as server:
+        with server.client() as admin:
+            admin.execute_command(
+                "ACL", "SETUSER", NO_LOCK_USER, "reset", "on", f">{NO_LOCK_PASSWORD}", "+@all",
+                "~stashly:[^:]*", "~stashly::[^l]*", "%R~stashly::lock:*",
+            )  # fmt: skip
+        yield f"redis://{NO_LOCK_USER}:{NO_LOCK_PASSWORD}@127.0.0.1:{server.port}/0"
+
+
+def test_a_refused_lock_raises_in_strict_mode(lock_refusing_url: str) -> None:
+    computed: list[int] = []
+
+    def body(n: int) -> int:
+        computed.append(n)
+        return n
+
+    with CacheManager(url=lock_refusing_url, strict=True) as manager:
+        f = decorate_like_a_process(manager, body)
+        with pytest.raises(CacheUnavailableError, match="SET NX"):
+            f(1)
+    assert computed == []
+
+
+async def test_a_refused_lock_raises_in_strict_mode_async(lock_refusing_url: str) -> None:
+    async def report(n: int) -> int:
+        return n
+
+    async with CacheManager(url=lock_refusing_url, strict=True) as manager:
+        f = Cached(manager=manager, namespace="stampede").cached(lock=True)(report)
+        with pytest.raises(CacheUnavailableError, match="SET NX"):
+            await f(1)
+
+
+def test_a_refused_lock_is_logged_and_counted_and_the_value_still_cached(
+    lock_refusing_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not strict: the caller gets its value, the refusal is a logged, counted error, and the store (fenced by
+    the guard token as without ``lock=True``) still happens: the function is not run uncached forever."""
+    computed: list[int] = []
+
+    def body(n: int) -> int:
+        computed.append(n)
+        return n * 2
+
+    with CacheManager(url=lock_refusing_url) as manager:
+        f = decorate_like_a_process(manager, body)
+        with caplog.at_level(logging.WARNING, logger="stashly"):
+            assert f(4) == 8
+        assert "lock" in caplog.text
+        assert "NOPERM" in caplog.text or "permission" in caplog.text
+        assert manager.stats().errors == 1
+        assert f(4) == 8
+        assert computed == [4]  # the second call was a hit
+
+
+async def test_a_refused_lock_still_caches_async(lock_refusing_url: str) -> None:
+    computed: list[int] = []
+
+    async def report(n: int) -> int:
+        computed.append(n)
+        return n * 2
+
+    async with CacheManager(url=lock_refusing_url) as manager:
+        f = Cached(manager=manager, namespace="stampede").cached(lock=True)(report)
+        assert await f(4) == 8
+        assert await f(4) == 8
+        assert computed == [4]
+        assert manager.stats().errors == 1

@@ -290,13 +290,17 @@ class CacheManager:
             site.stores += stored
             site.bytes_written += len(payload) if stored else 0
 
-    def _acquire(self, lock_key: str, owner: bytes, lease: float, site: Site) -> bool:
-        """Take a stampede lock; when the backend fails, proceed as if we had it (compute, fail open)."""
+    def _acquire(self, lock_key: str, owner: bytes, lease: float, site: Site, strict: bool | None) -> bool | None:
+        """Take a stampede lock: ``True`` if taken, ``False`` if another holds it, ``None`` if the backend failed.
+
+        A failure (a timeout, or a refusal such as ``NOPERM``) raises in strict mode; otherwise it is logged and
+        counted, and the caller computes without the lock (its store still fenced by the guard token).
+        """
         try:
             return self._backend.acquire(lock_key, owner, lease)
         except CacheUnavailableError as exc:
-            self._failed(exc, "lock", lock_key, False, site)
-            return True
+            self._failed(exc, "lock", lock_key, strict, site)
+            return None
 
     def _release(self, lock_key: str, owner: bytes, site: Site) -> None:
         try:
@@ -480,12 +484,15 @@ class CacheManager:
             site.stores += stored
             site.bytes_written += len(payload) if stored else 0
 
-    async def _aacquire(self, lock_key: str, owner: bytes, lease: float, site: Site) -> bool:
+    async def _aacquire(
+        self, lock_key: str, owner: bytes, lease: float, site: Site, strict: bool | None
+    ) -> bool | None:
+        """Async :meth:`_acquire`."""
         try:
             return await self._abackend.acquire(lock_key, owner, lease)
         except CacheUnavailableError as exc:
-            self._failed(exc, "lock", lock_key, False, site)
-            return True
+            self._failed(exc, "lock", lock_key, strict, site)
+            return None
 
     async def _arelease(self, lock_key: str, owner: bytes, site: Site) -> None:
         try:

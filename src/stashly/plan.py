@@ -252,7 +252,9 @@ class Plan:
         def look() -> Lookup:
             return binding.manager._lookup_sync(key, binding.guard, binding.reader, binding.strict, binding.site)
 
-        return fill_under_lock(binding.manager, binding.site, key, self.lock_lease, look, found.token, compute)
+        return fill_under_lock(
+            binding.manager, binding.site, key, self.lock_lease, look, found.token, compute, binding.strict
+        )
 
     async def afill(self, binding: Binding, key: str, found: Lookup, call: Callable[[], Awaitable[Any]]) -> Filled:
         """Async :meth:`fill`."""
@@ -263,7 +265,9 @@ class Plan:
         async def look() -> Lookup:
             return await binding.manager._alookup(key, binding.guard, binding.reader, binding.strict, binding.site)
 
-        return await afill_under_lock(binding.manager, binding.site, key, self.lock_lease, look, found.token, compute)
+        return await afill_under_lock(
+            binding.manager, binding.site, key, self.lock_lease, look, found.token, compute, binding.strict
+        )
 
     def refresh_due(self, binding: Binding, found: Lookup) -> bool:
         """Whether a hit is close enough to expiry to be recomputed in the background (``refresh_ahead``)."""

@@ -65,8 +65,8 @@ class Refresher:
 
         def work() -> None:
             lock_key, owner = keys.lock_key(manager.settings.prefix, key), secrets.token_hex(16).encode()
-            try:
-                if manager._acquire(lock_key, owner, _LEASE, site):
+            try:  # a lock the backend refused (None, logged) means no refresh: the entry lives out its TTL
+                if manager._acquire(lock_key, owner, _LEASE, site, False):
                     try:
                         compute(token, (lock_key, owner))
                     finally:
@@ -94,7 +94,7 @@ class Refresher:
         async def work() -> None:
             lock_key, owner = keys.lock_key(manager.settings.prefix, key), secrets.token_hex(16).encode()
             try:
-                if await manager._aacquire(lock_key, owner, _LEASE, site):
+                if await manager._aacquire(lock_key, owner, _LEASE, site, False):
                     try:
                         await compute(token, (lock_key, owner))
                     finally:

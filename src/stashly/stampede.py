@@ -5,7 +5,9 @@ computation per process also takes a lock in the backend (``SET NX`` with a leas
 other processes poll the entry instead of computing it too. The holder's store is fenced: it lands only
 while the lock is still its own (a holder slower than its lease may not overwrite the work of the process
 that took over), and it releases the lock in the same step. If the holder dies, its lease runs out and a
-waiter takes over; a waiter never waits longer than one lease before computing itself.
+waiter takes over; a waiter never waits longer than one lease before computing itself. If the backend cannot
+take the lock at all (down, or refusing ``SET NX``), strict mode raises; otherwise the failure is logged and
+counted and the caller computes without the lock, its store fenced by the guard token as without ``lock=True``.
 """
 
 from __future__ import annotations
@@ -57,12 +59,16 @@ def fill_under_lock(
     look: Callable[[], Lookup],
     token: Token,
     compute: Callable[[Token, Lock], Filled],
+    strict: bool,
 ) -> Filled:
     """Compute under the lock, or wait for whoever holds it; ``look`` re-reads the entry while waiting."""
     lock_key, owner = keys.lock_key(manager.settings.prefix, key), secrets.token_hex(16).encode()
     wait = _Wait(lease)
     while True:
-        if manager._acquire(lock_key, owner, lease, site):
+        taken = manager._acquire(lock_key, owner, lease, site, strict)
+        if taken is None:
+            return compute(token, None)  # the backend refused the lock (logged): compute, the store still guarded
+        if taken:
             try:
                 return compute(token, (lock_key, owner))
             finally:
@@ -85,12 +91,16 @@ async def afill_under_lock(
     look: Callable[[], Awaitable[Lookup]],
     token: Token,
     compute: Callable[[Token, Lock], Awaitable[Filled]],
+    strict: bool,
 ) -> Filled:
     """Async :func:`fill_under_lock`."""
     lock_key, owner = keys.lock_key(manager.settings.prefix, key), secrets.token_hex(16).encode()
     wait = _Wait(lease)
     while True:
-        if await manager._aacquire(lock_key, owner, lease, site):
+        taken = await manager._aacquire(lock_key, owner, lease, site, strict)
+        if taken is None:
+            return await compute(token, None)
+        if taken:
             try:
                 return await compute(token, (lock_key, owner))
             finally:
