@@ -144,7 +144,10 @@ class Plan:
             else:
                 if not any(value is _EMPTY for value in values[count:]):  # identity: never call __eq__
                     return values
-        bound = self.signature.bind(*args, **kwargs)
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:  # the call, invalidate, cache_key and remove all bind here: name the function
+            raise TypeError(f"{self.name}(): {exc}") from None
         bound.apply_defaults()
         return tuple(bound.arguments.values())
 

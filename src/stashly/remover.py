@@ -56,7 +56,10 @@ class Remover(Generic[P]):
         target_is_async = inspect.iscoroutinefunction(target)
 
         def arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-            bound = write_signature.bind(*args, **kwargs)
+            try:
+                bound = write_signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"{keys.function_name(write)}(): {exc}") from None
             bound.apply_defaults()
             return {name: bound.arguments[name] for name in shared}
 
