@@ -23,7 +23,7 @@ from .local import LocalTier
 from .sentinels import MISSING, NOT_SET, Missing, NotSet
 from .settings import Settings, parse_name, resolve
 from .signed_pickle import SignedPickle
-from .stats import SAMPLED, CacheStats, Site, combine
+from .stats import SAMPLED, CacheStats, Site, Sites, combine
 from .ttl import TTL, check_ttl, resolve_ttl
 
 __all__ = ["CacheManager", "default_manager", "set_default_manager"]
@@ -107,9 +107,8 @@ class CacheManager:
             tier.claim()
         self.local = None if settings.url.startswith("memory:") else tier  # the memory backend is local already
         self._backend, self._abackend, self._breaker = create_backends(settings, tier, self._failures.local_suspended)
-        self._sites: list[Site] = []
-        self._sites_lock = threading.Lock()
-        self._by_name: dict[str, Site] = {}  # namespace -> its counters
+        self._sites = Sites(settings.stats_max_names)
+        self._sites_lock = threading.Lock()  # guards the baseline of stats(reset=True)
         # namespace argument (None: the manager's) -> (validated key head, counters); cleared when it grows
         self._namespaces: dict[str | None, tuple[str, Site]] = {}
         self._baseline = CacheStats()
@@ -154,12 +153,7 @@ class CacheManager:
             if found is not None:
                 return found
         name = self._namespace(namespace)
-        with self._sites_lock:
-            site = self._by_name.get(name)
-            if site is None:
-                site = self._by_name[name] = Site(name)
-                self._sites.append(site)
-        resolved = keys.namespace_prefix(self.settings.prefix, name), site
+        resolved = keys.namespace_prefix(self.settings.prefix, name), self._sites.namespace(name)
         if len(self._namespaces) >= _HEADS:
             self._namespaces.clear()
         self._namespaces[namespace] = resolved
@@ -591,21 +585,16 @@ class CacheManager:
 
     def totals(self) -> CacheStats:
         """Everything counted since this manager was created (counters that only grow)."""
-        with self._sites_lock:
-            sites = list(self._sites)
         tier, breaker = self.local, self._breaker
         return combine(
-            sites,
+            self._sites,
             local_hits=0 if tier is None else tier.hits,
             breaker_changes=0 if breaker is None else breaker.changes,
         )
 
     def _function_site(self, namespace: str, function: str) -> Site:
-        """The counters of a cached function (a new one per binding of the function to this manager)."""
-        site = Site(namespace, function)
-        with self._sites_lock:
-            self._sites.append(site)
-        return site
+        """The counters of a cached function in ``namespace`` (shared by every binding of it to this manager)."""
+        return self._sites.function(namespace, function)
 
 
 _default: CacheManager | None = None

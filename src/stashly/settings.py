@@ -51,6 +51,7 @@ class Settings:
     local_ttl: float = 60.0
     local_max_entries: int = 10_000
     local_max_bytes: int = 64 * 1024 * 1024
+    stats_max_names: int = 1000
 
     def __repr__(self) -> str:
         fields = []
@@ -161,6 +162,7 @@ _PARSERS: Final[dict[str, Callable[[object, str], object]]] = {
     "local_ttl": checks.positive_float,
     "local_max_entries": checks.positive_int,
     "local_max_bytes": checks.positive_int,
+    "stats_max_names": checks.positive_int,
 }
 _FILE_KEYS: Final = frozenset(_PARSERS) | {"ttl", *urls.URL_PARTS, *urls.TOPOLOGY_KEYS}
 
@@ -201,6 +203,7 @@ _FROM_TEXT: Final[dict[str, Callable[[str, str], object]]] = {
     "local_ttl": _to_float,
     "local_max_entries": _to_int,
     "local_max_bytes": _to_int,
+    "stats_max_names": _to_int,
 }
 
 

@@ -6,17 +6,25 @@ grow: an interval (``stats(reset=True)``) is the difference between two cumulati
 reading the totals never see a counter go down. Latencies go
 into power-of-two buckets of nanoseconds: one ``bit_length`` and one list increment per call. Everything
 else (totals, per-namespace sums, seconds, quantiles) happens when a snapshot is taken.
+
+A manager's :class:`Sites` track at most ``stats_max_names`` namespaces and as many (namespace, function)
+pairs by name; later ones share one record per kind, filed under :data:`OTHER`. The counters, the cost of a
+snapshot and the label count of an exporter stay bounded however many namespaces an application makes
+(one per tenant, say), and every call is still counted somewhere: the totals stay exact.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["BUCKETS", "SAMPLED", "CacheStats", "Histogram", "Site", "SiteStats", "combine"]
+from . import checks
+
+__all__ = ["BUCKETS", "OTHER", "SAMPLED", "CacheStats", "Histogram", "Site", "SiteStats", "Sites", "combine"]
 
 BUCKETS = 64
 """Latency buckets: bucket ``i`` counts durations of ``2**(i-1)`` to ``2**i`` nanoseconds (any duration fits)."""
@@ -37,6 +45,11 @@ _COUNTS = (
     "bytes_read",
     "bytes_written",
 )
+
+OTHER = "(all others)"
+"""The name the namespaces and functions beyond ``stats_max_names`` are counted under, in ``namespaces`` and
+in ``functions``. No namespace can have it (it holds a space) and no function either (theirs are
+``module.qualname``, with a dot)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +84,9 @@ class Histogram:
         return self._zip(other, operator.sub)
 
     def _zip(self, other: Histogram, op: Callable[[Any, Any], Any]) -> Histogram:
-        counts = tuple(op(a, b) for a, b in zip(self.counts, other.counts, strict=True))
+        if len(self.counts) != len(other.counts):
+            raise ValueError(f"histograms of {len(self.counts)} and {len(other.counts)} buckets do not combine")
+        counts = tuple(map(op, self.counts, other.counts))
         return Histogram(self.bounds, counts, op(self.total, other.total))
 
 
@@ -116,11 +131,15 @@ class CacheStats(SiteStats):
 
     The totals, plus ``namespaces`` (by namespace) and ``functions`` (by cached function, ``module.qualname``),
     ``local_hits`` (hits the local tier answered, included in ``hits``) and ``breaker_changes`` (times the
-    circuit breaker opened or closed).
+    circuit breaker opened or closed). Past the manager's ``stats_max_names``, later namespaces and functions
+    are counted together under :attr:`OTHER`; the sum over ``namespaces`` is always the totals.
 
     >>> stats = manager.stats()  # doctest: +SKIP
     >>> stats.hit_ratio, stats.namespaces["auth"].misses, stats.hit_latency.quantile(0.99)  # doctest: +SKIP
     """
+
+    OTHER: ClassVar[str] = OTHER
+    """The key of ``namespaces`` and ``functions`` that counts those beyond ``stats_max_names``."""
 
     local_hits: int = 0
     breaker_changes: int = 0
@@ -173,24 +192,125 @@ def _histogram(buckets: list[int]) -> Histogram:
     # The total is estimated from the buckets (each call at 3/4 of its bucket's bound, the middle of the
     # bucket) rather than summed per call: one addition less on every hit.
     counts = tuple(buckets)
-    return Histogram(counts=counts, total=sum(n * 0.75 * 2**i for i, n in enumerate(counts)) / 1e9)
+    return Histogram(counts=counts, total=sum(map(operator.mul, counts, _MIDDLES)) / 1e9)
+
+
+_MIDDLES = tuple(0.75 * 2**i for i in range(BUCKETS))
+
+
+_counts_of = operator.attrgetter(*_COUNTS)
+
+
+class _Sum:
+    """Counts and latency buckets added up over sites: one :class:`SiteStats` is built per name, not per site."""
+
+    __slots__ = ("counts", "fill_ns", "hit_ns")
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(_COUNTS)
+        self.hit_ns = [0] * BUCKETS
+        self.fill_ns = [0] * BUCKETS
+
+    def add(self, counts: tuple[int, ...], hit_ns: list[int], fill_ns: list[int]) -> None:
+        self.counts = list(map(operator.add, self.counts, counts))
+        self.hit_ns = list(map(operator.add, self.hit_ns, hit_ns))
+        self.fill_ns = list(map(operator.add, self.fill_ns, fill_ns))
+
+    def fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = dict(zip(_COUNTS, self.counts, strict=True))
+        fields["hit_latency"], fields["fill_latency"] = _histogram(self.hit_ns), _histogram(self.fill_ns)
+        return fields
+
+    def stats(self) -> SiteStats:
+        return SiteStats(**self.fields())
 
 
 def combine(sites: Iterable[Site], *, local_hits: int = 0, breaker_changes: int = 0) -> CacheStats:
     """The cumulative snapshot of a manager's sites: totals, then by namespace and by function."""
-    total = SiteStats()
-    namespaces: dict[str, SiteStats] = {}
-    functions: dict[str, SiteStats] = {}
+    total = _Sum()
+    namespaces: dict[str, _Sum] = {}
+    functions: dict[str, _Sum] = {}
     for site in sites:
-        stats = site.snapshot()
-        total += stats
-        namespaces[site.namespace] = namespaces.get(site.namespace, SiteStats()) + stats
+        # Copies first: the counters move under us (no lock on the hot path), so read each of them once.
+        counts, hit_ns, fill_ns = _counts_of(site), site.hit_ns[:], site.fill_ns[:]
+        total.add(counts, hit_ns, fill_ns)
+        by_namespace = namespaces.get(site.namespace)
+        if by_namespace is None:
+            by_namespace = namespaces[site.namespace] = _Sum()
+        by_namespace.add(counts, hit_ns, fill_ns)
         if site.function is not None:
-            functions[site.function] = functions.get(site.function, SiteStats()) + stats
+            by_function = functions.get(site.function)
+            if by_function is None:
+                by_function = functions[site.function] = _Sum()
+            by_function.add(counts, hit_ns, fill_ns)
     return CacheStats(
-        **_site_fields(total, SiteStats(), operator.add),
+        **total.fields(),
         local_hits=local_hits,
         breaker_changes=breaker_changes,
-        namespaces=MappingProxyType(namespaces),
-        functions=MappingProxyType(functions),
+        namespaces=MappingProxyType({name: sums.stats() for name, sums in namespaces.items()}),
+        functions=MappingProxyType({name: sums.stats() for name, sums in functions.items()}),
     )
+
+
+class Sites:
+    """A manager's live counters: a :class:`Site` per namespace and per (namespace, cached function) pair, at
+    most ``limit`` of each kind by name.
+
+    Namespaces are tracked in the order they are first seen; the ones after the first ``limit`` share one
+    site named :data:`OTHER`, and so do their functions. Pairs past ``limit`` share one site per namespace,
+    whose ``function`` is :data:`OTHER`: the namespace counts stay exact, only the function name is lost.
+    Bindings of one function to one namespace share a site, so decorating the same function again (a
+    closure per request, say) adds nothing. At most ``3 * limit + 2`` sites in all, whatever the history.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = checks.positive_int(limit, "stats_max_names")
+        self._lock = threading.Lock()
+        self._tracked: set[str] = set()  # namespaces counted by name (at most limit)
+        self._namespaces: dict[str, Site] = {}  # tracked namespace, or OTHER -> its counters
+        self._functions: dict[tuple[str, str], Site] = {}  # (namespace or OTHER, function or OTHER) -> counters
+        self._pairs = 0  # (namespace, function) sites with a function name, at most limit
+
+    def namespace(self, namespace: str) -> Site:
+        """The counters of ``namespace``: its own, or the shared :data:`OTHER` site past the limit."""
+        with self._lock:
+            name = self._track(namespace)
+            site = self._namespaces.get(name)
+            if site is None:
+                site = self._namespaces[name] = Site(name)
+            return site
+
+    def function(self, namespace: str, function: str) -> Site:
+        """The counters of ``function`` (``module.qualname``) caching in ``namespace``."""
+        with self._lock:
+            name = self._track(namespace)
+            site = self._functions.get((name, function))
+            if site is not None:
+                return site
+            if self._pairs < self.limit:
+                self._pairs += 1
+            else:
+                function = OTHER
+                site = self._functions.get((name, OTHER))
+                if site is not None:
+                    return site
+            site = self._functions[(name, function)] = Site(name, function)
+            return site
+
+    def _track(self, namespace: str) -> str:
+        """The name ``namespace`` is counted under (the caller holds the lock)."""
+        if namespace in self._tracked:
+            return namespace
+        if len(self._tracked) < self.limit:
+            self._tracked.add(namespace)
+            return namespace
+        return OTHER
+
+    def __iter__(self) -> Iterator[Site]:
+        with self._lock:
+            sites = [*self._namespaces.values(), *self._functions.values()]
+        return iter(sites)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._namespaces) + len(self._functions)

@@ -103,7 +103,10 @@ class _Dashboard:
             # A clock that went back (a wall-clock step) samples too, rather than stalling until it catches up.
             if latest is None or not 0 <= now - latest.time < self.interval:
                 latest = self._sample(manager, now, latest)
-            keys = {name: self._count(manager, name, now) for name in latest.totals.namespaces}
+            # The namespaces counted under CacheStats.OTHER are not known by name: there is nothing to count.
+            keys = {
+                name: self._count(manager, name, now) for name in latest.totals.namespaces if name != CacheStats.OTHER
+            }
             history = [sample.to_json() for sample in self._samples]
         totals = latest.totals
         return {
@@ -116,7 +119,8 @@ class _Dashboard:
                 "keys": sum(keys.values()),
             },
             "namespaces": [
-                {"name": name, **_site(stats), "keys": keys[name]} for name, stats in sorted(totals.namespaces.items())
+                {"name": name, **_site(stats), "keys": keys.get(name)}
+                for name, stats in sorted(totals.namespaces.items())
             ],
             "functions": [{"name": name, **_site(stats)} for name, stats in sorted(totals.functions.items())],
             "history": history,

@@ -55,7 +55,7 @@ SCRIPT = """
   const POLL_MS = 1000;
   const byId = (id) => document.getElementById(id);
   const colour = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
-  const count = (n) => n.toLocaleString("en-US");
+  const count = (n) => (n == null ? "–" : n.toLocaleString("en-US"));
   const percent = (r) => (r == null ? "–" : (100 * r).toFixed(1) + " %");
   const clock = (t) => new Date(t * 1000).toLocaleTimeString([], { hour12: false });
   const short = (v) => (v >= 100 ? v.toFixed(0) : v.toFixed(v >= 10 ? 1 : 2).replace(/\\.?0+$/, ""));
