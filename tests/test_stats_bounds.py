@@ -16,10 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stashly import Cached, CacheManager, CacheStats, ConfigError
+from stashly import Cached, CacheManager, CacheStats, ConfigError, plan
 from stashly.fastapi import stats_router
 from stashly.integrations import otel, prometheus
 from stashly.settings import parse_name
@@ -249,6 +252,28 @@ def test_otel_attribute_values_are_bounded(reader: tuple[MeterProvider, InMemory
                             hits[str((point.attributes or {})["stashly.namespace"])] = point.value
         assert set(hits) == {f"tenant{i}" for i in range(5)} | {OTHER}
         assert (hits[OTHER], sum(hits.values())) == (55, 60)
+
+
+def test_fill_spans_name_the_real_namespace_past_the_limit(
+    reader: tuple[MeterProvider, InMemoryMetricReader], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plan, "FILL_SPAN", None)  # restored after the test: other tests keep no hook
+    spans = InMemorySpanExporter()
+    tracing = TracerProvider()
+    tracing.add_span_processor(SimpleSpanProcessor(spans))
+    with CacheManager("memory://", namespace="app", stats_max_names=1) as cm:
+        otel.instrument(cm, reader[0], spans=True, tracer_provider=tracing)
+        body = named("traced", lambda n: n)
+        for namespace in ("first", "second", "third"):
+            Cached(namespace, manager=cm).cached(body)(1)
+        assert set(cm.stats().namespaces) == {"first", OTHER}
+    # A span is one event, not a label: it names the namespace even when the counters fold it into OTHER.
+    assert [dict(span.attributes or {})["stashly.namespace"] for span in spans.get_finished_spans()] == [
+        "first",
+        "second",
+        "third",
+    ]
+    tracing.shutdown()
 
 
 async def test_stats_page_shows_the_other_row_without_counting_it(url: str) -> None:

@@ -45,13 +45,13 @@ function's name, it opens a context around each fill. ``None`` (the default): a 
 class Binding:
     """What a plan needs from its manager, worked out once per manager (the default manager is resolved late)."""
 
-    __slots__ = ("expiry", "guard", "head", "keys", "manager", "reader", "salt", "site", "strict")
+    __slots__ = ("expiry", "guard", "head", "keys", "manager", "namespace", "reader", "salt", "site", "strict")
 
     def __init__(self, plan: Plan, manager: CacheManager) -> None:
         settings = manager.settings
         annotation = plan.return_annotation()
         self.manager = manager
-        namespace = plan.namespace or settings.namespace
+        self.namespace = namespace = plan.namespace or settings.namespace  # site.namespace may be stats.OTHER
         self.head = keys.namespace_prefix(settings.prefix, namespace)
         self.guard = keys.guard_key(settings.prefix, namespace)
         # Pickled values come back as the objects they were; JSON is validated into the annotation.
@@ -213,7 +213,7 @@ class Plan:
             span = FILL_SPAN
             if span is None:
                 return run(token, lock)
-            with span(binding.manager, binding.site.namespace, self.name):
+            with span(binding.manager, binding.namespace, self.name):
                 return run(token, lock)
 
         return compute
@@ -241,7 +241,7 @@ class Plan:
             span = FILL_SPAN
             if span is None:
                 return await run(token, lock)
-            with span(binding.manager, binding.site.namespace, self.name):
+            with span(binding.manager, binding.namespace, self.name):
                 return await run(token, lock)
 
         return compute
