@@ -183,10 +183,6 @@ class Site:
         self.hit_ns = [0] * BUCKETS
         self.fill_ns = [0] * BUCKETS
 
-    def snapshot(self) -> SiteStats:
-        counts = {name: getattr(self, name) for name in _COUNTS}
-        return SiteStats(**counts, hit_latency=_histogram(self.hit_ns), fill_latency=_histogram(self.fill_ns))
-
 
 def _histogram(buckets: list[int]) -> Histogram:
     # The total is estimated from the buckets (each call at 3/4 of its bucket's bound, the middle of the
