@@ -21,7 +21,7 @@ import redis
 import stashly
 
 from redis_server import ACL_PASSWORD, ACL_USER, RedisServer
-from support import REPORTS
+from support import GENEROUS_ENV, REPORTS
 from topologies import LocalCluster, LocalSentinel
 
 pytest_plugins = ["topology_fixtures"]  # redis_cluster, redis_sentinel: session fixtures, started on first use
@@ -125,10 +125,17 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Tests see no STASHLY_* variables from the machine, and no default manager left by another test."""
+    """Tests see no STASHLY_* variables from the machine, and no default manager left by another test.
+
+    Only ``GENEROUS_ENV`` is set: every manager a test builds waits 5 s for Redis instead of 0.25 s, so a busy
+    machine cannot turn an expected hit into a skipped cache. A test about timeouts passes its own
+    (arguments win over the environment); one about the defaults passes ``env=``.
+    """
     for name in list(os.environ):
         if name.startswith("STASHLY_"):
             monkeypatch.delenv(name)
+    for name, value in GENEROUS_ENV.items():
+        monkeypatch.setenv(name, value)
     stashly.set_default_manager(None)
     yield
     stashly.set_default_manager(None)

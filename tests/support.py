@@ -12,6 +12,17 @@ from stashly import CacheManager
 
 BACKENDS = ["memory", "redis", "cluster", "sentinel"]
 """Every topology the behavioural suites run over (``backend_url`` turns one into a URL)."""
+GENEROUS_TIMEOUT = 5.0
+"""Seconds every test gives Redis to connect and to answer, unless it is testing timeouts (then it passes its own).
+
+The library's 0.25 s default is for production: on a loaded 2-core machine a round trip to a local server can
+take longer, the cache is then correctly skipped, and a test expecting a hit would fail for no bug.
+"""
+GENEROUS_ENV = {"STASHLY_SOCKET_TIMEOUT": str(GENEROUS_TIMEOUT), "STASHLY_CONNECT_TIMEOUT": str(GENEROUS_TIMEOUT)}
+""":data:`GENEROUS_TIMEOUT` as environment variables: set for every test by ``conftest.py``, and for child processes
+that build their own managers."""
+GENEROUS = {"socket_timeout": GENEROUS_TIMEOUT, "connect_timeout": GENEROUS_TIMEOUT}
+"""The same as keyword arguments, for what does not read the environment (``RedisOptions``)."""
 REPORTS: list[str] = []
 """Figures tests measured (failover recovery times...), printed in the run's summary."""
 _URL_FIXTURES = {"redis": "redis_url", "cluster": "cluster_url", "sentinel": "sentinel_url"}

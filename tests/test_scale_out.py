@@ -16,6 +16,7 @@ import pytest
 from redis.crc import key_slot
 
 from stashly import Cached, CacheManager
+from stashly.settings import Settings
 
 from support import REPORTS
 from topologies import LocalCluster, LocalSentinel
@@ -23,6 +24,9 @@ from topologies import LocalCluster, LocalSentinel
 pytestmark = pytest.mark.timeout(120)
 
 KEYS = 120
+# The library's own timeouts, not the suite's generous ones: the recovery and slowest-call figures reported here
+# (and quoted in the README) are those of a default manager. Nothing asserted depends on them: calls fail open.
+DEFAULT_TIMEOUTS = {"socket_timeout": Settings().socket_timeout, "connect_timeout": Settings().connect_timeout}
 
 
 @dataclass
@@ -54,12 +58,9 @@ class Load:
                 self.wrong.append((key, value))
             self.calls.append((time.monotonic(), key, self.computed() == before))
 
-    def hits_after(self, moment: float, keys: set[int]) -> bool:
-        return _first_hit(self.calls, moment, keys) is not None
-
 
 def _running(url: str, threads: int = 3, keys: int = KEYS) -> tuple[Load, CacheManager, list[threading.Thread]]:
-    manager = CacheManager(url=url, namespace="scale", default_ttl=300, ttl_jitter=0)
+    manager = CacheManager(url=url, namespace="scale", default_ttl=300, ttl_jitter=0, **DEFAULT_TIMEOUTS)
     cache = Cached(manager=manager)
     computations = [0]
     lock = threading.Lock()
@@ -98,7 +99,7 @@ def _wait_for_hits(load: Load, after: float, keys: set[int], timeout: float = 20
     """Seconds from ``after`` until a hit on one of ``keys`` is seen (fails the test past ``timeout``)."""
     deadline = time.monotonic() + timeout
     while (first := _first_hit(load.calls, after, keys)) is None:
-        assert time.monotonic() < deadline, f"no hit on the failed node's keys within {timeout} s"
+        assert time.monotonic() < deadline, f"no hit on any of {len(keys)} watched keys within {timeout} s"
         time.sleep(0.02)
     return first - after
 
@@ -137,18 +138,17 @@ def test_cluster_slots_move_under_load(cluster: LocalCluster) -> None:
         moved = cluster.reshard(source, target, 1000)
         seconds = time.monotonic() - began
         after = time.monotonic()
-        time.sleep(0.5)
+        moved_keys = {key for key, slot in load.slots.items() if slot in set(moved)}
+        assert len(moved_keys) > 20  # about 1000 of 16384 slots: some 60 of the 1000 cached keys
+        _wait_for_hits(load, after, moved_keys)  # found at their new node (however slowly a busy machine gets there)
     finally:
         _stop(load, manager, workers)
     assert len(moved) == 1000
-    moved_keys = {key for key, slot in load.slots.items() if slot in set(moved)}
-    assert len(moved_keys) > 20  # about 1000 of 16384 slots: some 60 of the 1000 cached keys
     stats = manager.totals()
     REPORTS.append(
         f"cluster: 1000 slots resharded under load in {seconds:.2f} s ({len(moved_keys)} cached keys moved with "
         f"them); {len(load.calls)} calls, no caller errors, {stats.errors} backend errors absorbed"
     )
-    assert load.hits_after(after, moved_keys)  # found at their new node
 
 
 def test_sentinel_primary_killed_under_load(sentinel: LocalSentinel) -> None:
@@ -173,7 +173,7 @@ def test_sentinel_primary_killed_under_load(sentinel: LocalSentinel) -> None:
 
 @pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"])
 async def test_cluster_primary_fails_under_async_load(cluster: LocalCluster, fault: str) -> None:
-    manager = CacheManager(url=cluster.url, namespace="ascale", default_ttl=300, ttl_jitter=0)
+    manager = CacheManager(url=cluster.url, namespace="ascale", default_ttl=300, ttl_jitter=0, **DEFAULT_TIMEOUTS)
     cache = Cached(manager=manager)
     computed: list[int] = []
 
