@@ -3,13 +3,16 @@
 Settings resolve as for a :class:`~stashly.CacheManager` (options > ``STASHLY_*`` > ``config.json`` > defaults);
 the Redis client is built by the library's own policy (TLS, ACL user, timeouts). Expected failures print one line,
 ``stashly: error: ...``, and exit with a code of their own: 1 nothing found (or not confirmed), 2 usage, 3
-configuration, 4 Redis unreachable, refused or failing. Nothing it prints contains a password or a secret.
+configuration, 4 Redis unreachable, refused or failing; with ``--json`` a JSON document with an ``error`` field is
+printed too. Nothing it prints contains a password or a secret, and nothing a terminal would act on: control and
+bidi characters from Redis or the command line are shown as escapes (:func:`_safe`, :func:`_dumps`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import re
@@ -17,7 +20,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Final, TextIO
+from typing import Any, Final, NoReturn, TextIO
 
 import orjson
 import redis
@@ -44,6 +47,21 @@ _LARGE: Final = 10_000  # keys in the database from which stats draws a progress
 _BUCKETS: Final = ("<1m", "<1h", "<1d", "longer", "no expiry")
 _PICKLE_MAGIC: Final = b"stashly-pickle:"  # signed_pickle's layout: magic, version, ':', signature, ':', payload
 _USERINFO: Final = re.compile(r"(?<=://)[^/?#\s]*@")
+_DEEPEST: Final = 10_000  # Python frames json.dumps may need for a value as deep as orjson parses (1024 levels)
+_COUNTER: Final = re.compile(rb"-?[0-9]{1,19}")  # what INCR leaves: a signed 64-bit decimal
+# What a terminal acts on (C0, DEL, C1: ESC, BEL, CR, CSI...) or that reorders what it shows (bidi controls, line
+# and paragraph separators), and lone surrogates (undecodable argv or environment): never printed as they are.
+_UNSAFE: Final = frozenset(
+    [*range(0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F),
+     *range(0x2066, 0x206A), *range(0xD800, 0xE000)]
+)  # fmt: skip
+_ESCAPES: Final = {char: f"\\x{char:02x}" if char < 0x100 else f"\\u{char:04x}" for char in _UNSAFE} | {
+    ord("\t"): "\\t",
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+}
+# In JSON text these can only stand inside strings (the encoders escape C0 themselves): \u escapes keep it valid.
+_JSON_ESCAPES: Final = {char: f"\\u{char:04x}" for char in _UNSAFE if char >= 0x20}
 _EXIT_CODES: Final = """exit codes:
   0  done
   1  nothing found (get: no such key; keys: empty namespace), or flush not confirmed
@@ -53,11 +71,21 @@ _EXIT_CODES: Final = """exit codes:
 
 
 class _Failure(Exception):
-    """An expected failure: one line on stderr and an exit code, no traceback."""
+    """An expected failure: one line on stderr and an exit code, no traceback; with ``--json``, ``document`` (what
+    was found) is printed with the message as its ``error``."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, document: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.code = code
+        self.code, self.document = code, document or {}
+
+
+class _UsageError(Exception):
+    """A command line argparse rejects: reported as one line, like every other error."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message} (see {self.prog} --help)")
 
 
 class _Session:
@@ -93,9 +121,9 @@ class _Session:
     def emit(self, document: dict[str, Any], lines: Iterable[str]) -> None:
         """Print ``document`` as JSON with ``--json``, else the human-readable ``lines``."""
         if self.json:
-            self.out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+            self.out.write(_dumps(document) + "\n")
         else:
-            self.out.write("".join(line + "\n" for line in lines))
+            self.out.write("".join(_safe(line) + "\n" for line in lines))
         self.out.flush()  # here, where a closed pipe is handled, not at exit
 
 
@@ -181,11 +209,13 @@ def _get(session: _Session) -> int:
             pipe.pttl(key)
             pipe.get(generation_key(key))
         replies = pipe.execute(raise_on_error=False)
+    not_strings = []
     for key, raw, pttl, generation in zip(candidates, replies[::3], replies[1::3], replies[2::3], strict=True):
         if isinstance(pttl, Exception):
             raise pttl
         if isinstance(raw, ResponseError) and str(raw).startswith("WRONGTYPE"):
-            raise _Failure(NOTHING, f"{key} holds a Redis value that is not a string: not a stashly entry")
+            not_strings.append(key)
+            continue
         if isinstance(raw, Exception):
             raise raw
         if raw is not None:
@@ -193,23 +223,55 @@ def _get(session: _Session) -> int:
             entry["ttl_seconds"] = None if pttl < 0 else pttl / 1000
             session.emit(entry, _entry_lines(entry))
             return OK
-    if session.json:
-        session.emit({"found": False, "tried": candidates}, [])
-    raise _Failure(NOTHING, f"no entry {' or '.join(candidates)} at {_mask(s.url)}")
+    missing = {"found": False, "tried": candidates}
+    if not_strings:  # the library's MGET reads such a key as a miss
+        message = f"{not_strings[0]} holds a Redis value that is not a string: not a stashly entry"
+        raise _Failure(NOTHING, message, missing | {"key": not_strings[0]})
+    raise _Failure(NOTHING, f"no entry {' or '.join(candidates)} at {_mask(s.url)}", missing)
 
 
 def _inspect_stamped(key: str, raw: bytes, current: object, settings: Settings) -> dict[str, Any]:
-    """:func:`_inspect` of an entry's payload, with its generation when a versioned flush ever stamped one."""
+    """:func:`_inspect` of an entry's payload, with its generation when a versioned flush ever stamped one.
+
+    ``current`` is the namespace's counter as ``GET`` returned it (``None``, or an error for a key of another
+    type, which the library's ``MGET`` also reads as absent). The library compares stamp and counter as bytes.
+    """
     if key.startswith(settings.prefix + "::"):
         return _inspect(key, raw, settings)
     written, payload = parse_stamp(raw)
     info = _inspect(key, payload, settings) | {"size_bytes": len(raw)}
     now = current if isinstance(current, bytes) else None
-    if written is not None or now is not None:
-        info["generation"] = int(written or 0)
-        if written != now:
-            info["note"] = f"from generation {int(written or 0)}, retired by a versioned flush: read as a miss"
+    if written is None and now is None:
+        return info
+    number = 0 if written is None else _counter(written)
+    info["generation"] = number
+    if written is not None and number is None:
+        _note(info, f"generation stamp {_shown(written)} is not a number: not written by stashly")
+    if now is not None and _counter(now) is None:
+        _note(info, f"generation counter {generation_key(key)} holds {_shown(now)}, not a number")
+    if written == now:
+        return info
+    if number is None or (now is not None and _counter(now) is None):
+        _note(info, "the stamp is not the namespace's generation: read as a miss")
+    else:
+        _note(info, f"from generation {number}, retired by a versioned flush: read as a miss")
     return info
+
+
+def _note(info: dict[str, Any], note: str) -> None:
+    """Add ``note`` to the entry's notes: every reason it reads as a miss is worth knowing."""
+    info["note"] = f"{info['note']}; {note}" if info.get("note") else note
+
+
+def _counter(raw: bytes) -> int | None:
+    """A counter as ``INCR`` writes it (signed 64-bit decimal), or ``None`` for anything else found there."""
+    value = int(raw) if _COUNTER.fullmatch(raw) else None
+    return value if value is not None and -(2**63) <= value < 2**63 else None
+
+
+def _shown(raw: bytes, limit: int = 40) -> str:
+    """Stored bytes in a message: quoted, shortened."""
+    return repr(_text(raw[:limit])) + ("..." if len(raw) > limit else "")
 
 
 def _inspect(key: str, raw: bytes, settings: Settings) -> dict[str, Any]:
@@ -218,8 +280,13 @@ def _inspect(key: str, raw: bytes, settings: Settings) -> dict[str, Any]:
     internal = key.removeprefix(settings.prefix + "::")
     if internal != key:
         kind = internal.partition(":")[0]
-        value: object = int(raw) if kind == "guard" and raw.isdigit() else _text(raw)
-        info |= {"kind": kind if kind in ("guard", "lock") else "internal", "value": value}
+        count = _counter(raw) if kind == "guard" else None
+        info |= {
+            "kind": kind if kind in ("guard", "lock") else "internal",
+            "value": _text(raw) if count is None else count,
+        }
+        if kind == "guard" and count is None:
+            info["note"] = "not a number: flushes of this namespace fail (INCRBY) until it is removed"
         return info
     if raw.startswith(_PICKLE_MAGIC):
         info |= {"kind": "signed pickle", "format": _text(raw[len(_PICKLE_MAGIC) :].partition(b":")[0])}
@@ -269,7 +336,7 @@ def _entry_lines(entry: dict[str, Any]) -> list[str]:
     ]
     lines += [f"note   {entry['note']}"] if entry.get("note") else []
     if "value" in entry:
-        lines += ["value", orjson.dumps(entry["value"], option=orjson.OPT_INDENT_2).decode()]
+        lines += ["value", *_dumps(entry["value"]).split("\n")]
     elif entry.get("value_repr") is not None:
         lines += ["value (unpickled)", entry["value_repr"]]
     elif "preview" in entry:
@@ -289,11 +356,11 @@ def _keys(session: _Session) -> int:
     truncated = bool(limit) and len(found) > limit
     found = sorted(found[:limit] if limit else found)
     document = {"namespace": namespace, "prefix": s.prefix, "count": len(found), "truncated": truncated, "keys": found}
+    if not found:
+        raise _Failure(NOTHING, f"no keys in namespace {namespace!r} ({head}*) at {_mask(s.url)}", document)
     session.emit(document, found)
     if truncated:
         _say(f"showing the first {limit} keys found; --limit 0 lists them all")
-    if not found:
-        raise _Failure(NOTHING, f"no keys in namespace {namespace!r} ({head}*) at {_mask(s.url)}")
     return OK
 
 
@@ -303,14 +370,16 @@ def _flush(session: _Session) -> int:
     head, guard = keys.namespace_prefix(s.prefix, namespace), keys.guard_key(s.prefix, namespace)
     if not session.args.yes:
         count = session.backend.count_prefix(head)
-        sys.stderr.write(f"Remove {count} keys of namespace {namespace!r} ({head}*) at {_mask(s.url)}? [y/N] ")
+        sys.stderr.write(_safe(f"Remove {count} keys of namespace {namespace!r} ({head}*) at {_mask(s.url)}? [y/N] "))
         sys.stderr.flush()
         answer = sys.stdin.readline()
         if not sys.stdin.isatty():  # nobody typed the newline that ends the prompt
             sys.stderr.write("\n")
         if answer.strip().lower() not in ("y", "yes"):
             why = "no answer (stdin closed): pass --yes to flush without asking" if not answer else "not confirmed"
-            raise _Failure(NOTHING, f"{why}; nothing removed")
+            raise _Failure(
+                NOTHING, f"{why}; nothing removed", {"namespace": namespace, "prefix": s.prefix, "removed": 0}
+            )
     removed = session.backend.delete_prefix(head, guard)
     document = {"namespace": namespace, "prefix": s.prefix, "pattern": head + "*", "removed": removed, "guard": guard}
     session.emit(document, [f"removed {removed} keys of namespace {namespace!r} ({head}*); {guard} bumped"])
@@ -412,10 +481,10 @@ def _stats_lines(document: dict[str, Any]) -> list[str]:
     lines = [f"{where}: {document['keys']:,} keys in {len(namespaces)} namespaces"]
     header = ["namespace", "keys", "memory", *_BUCKETS]
     rows = [header]
-    for name, tally in namespaces.items():
+    for name, tally in namespaces.items():  # names escaped before the columns are measured
         shown = "n/a" if tally["memory_bytes"] is None else _size(tally["memory_bytes"])
         shown = "~" + shown if tally["memory_sampled"] else shown
-        rows.append([name, f"{tally['keys']:,}", shown, *(f"{tally['ttl'][bucket]:,}" for bucket in _BUCKETS)])
+        rows.append([_safe(name), f"{tally['keys']:,}", shown, *(f"{tally['ttl'][bucket]:,}" for bucket in _BUCKETS)])
     if len(rows) > 1:
         widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
         for row in rows:
@@ -469,6 +538,39 @@ def _text(raw: bytes | str) -> str:
     return raw if isinstance(raw, str) else raw.decode("utf-8", "backslashreplace")
 
 
+def _safe(text: str) -> str:
+    """``text`` fit for a terminal: each control, bidi or separator character written as ``\\xNN``/``\\uNNNN``.
+
+    Everything printed for a human goes through here: keys, values and messages carry whatever Redis or the
+    command line held, and an ESC, CSI or BEL reaching the terminal would be obeyed. Applying it twice changes
+    nothing. Backslashes are kept as they are (a key's ``\\x1b`` could be either: ``--json`` tells them apart).
+    """
+    return text.translate(_ESCAPES)
+
+
+def _dumps(document: object) -> str:
+    """``document`` as indented JSON that a terminal can show: :func:`_safe`'s characters as ``\\u`` escapes.
+
+    The JSON means the same as without them; non-ASCII text stays readable. Bytes (from a reply the library did
+    not decode) are shown as text, anything else JSON cannot hold as its ``repr``.
+    """
+    try:
+        text = orjson.dumps(document, default=_jsonable, option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate from argv or the environment; nesting deeper than orjson
+        # writes (254 levels), which it parses (1024 levels) and json.dumps's Python recursion reaches
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, _DEEPEST))
+        try:
+            text = json.dumps(document, indent=2, ensure_ascii=False, default=_jsonable)
+        finally:
+            sys.setrecursionlimit(limit)
+    return text.translate(_JSON_ESCAPES)
+
+
+def _jsonable(value: object) -> str:
+    return _text(value) if isinstance(value, bytes) else repr(value)
+
+
 def _mask(url: str) -> str:
     """``url`` with any ``user:password@`` part replaced (settings already strip it: this is a second lock)."""
     return _USERINFO.sub("***@", url)
@@ -492,7 +594,7 @@ def _duration(seconds: float) -> str:
 
 
 def _say(message: str) -> None:
-    sys.stderr.write(f"stashly: {message}\n")
+    sys.stderr.write(f"stashly: {_safe(message)}\n")
 
 
 # -- entry point ------------------------------------------------------------------------------------------------
@@ -500,10 +602,14 @@ def _say(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
         args = _parser().parse_args(argv)
-    except SystemExit as exc:  # argparse: --help, --version, usage errors
+    except _UsageError as exc:
+        return _error(USAGE, str(exc), None, _wants_json(argv))
+    except SystemExit as exc:  # argparse: --help, --version
         return exc.code if isinstance(exc.code, int) else USAGE if exc.code else OK
+    wants_json: bool = getattr(args, "json", False)
     session: _Session | None = None
     try:
         settings = _settings(args)
@@ -511,19 +617,33 @@ def main(argv: list[str] | None = None) -> int:
         run: Callable[[_Session], int] = args.run
         return run(session)
     except _Failure as exc:
-        return _error(exc.code, str(exc), session)
+        return _error(exc.code, str(exc), session, wants_json, exc.document)
     except ConfigError as exc:
-        return _error(CONFIG, str(exc), session)
+        return _error(CONFIG, str(exc), session, wants_json)
     except BrokenPipeError:  # the reader went away (| head): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return NOTHING
     except (CacheUnavailableError, RedisError, OSError) as exc:
-        return _error(UNAVAILABLE, _unavailable(exc, session), session)
+        return _error(UNAVAILABLE, _unavailable(exc, session), session, wants_json)
     except KeyboardInterrupt:
-        return _error(130, "interrupted", session)
+        return _error(130, "interrupted", session, wants_json)
     finally:
         if session is not None:
             session.close()
+
+
+def _wants_json(argv: list[str]) -> bool:
+    """Whether ``--json`` is among arguments the parser rejected (so the error is a JSON document too)."""
+    probe = _Parser(add_help=False)
+    probe.add_argument("--json", action="store_true")
+    try:
+        return bool(probe.parse_known_args(argv)[0].json)
+    except _UsageError:  # --json=x
+        return False
+
+
+def _silence_stdout() -> None:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -571,11 +691,21 @@ def _unavailable(exc: BaseException, session: _Session | None) -> str:
     return f"cannot reach {where}: {detail}"
 
 
-def _error(code: int, message: str, session: _Session | None) -> int:
+def _error(
+    code: int, message: str, session: _Session | None, as_json: bool, document: dict[str, Any] | None = None
+) -> int:
+    """Report a failure: one line on stderr; with ``--json`` also ``document`` with the line as its ``error``."""
     if session is not None:  # a second lock: no message may carry a credential, whatever produced it
         for secret in (session.settings.password, *session.settings.secrets):
             message = message.replace(secret, "***") if secret else message
-    _say(f"error: {_mask(message)}")
+    message = _safe(_mask(message))
+    _say(f"error: {message}")
+    if as_json:
+        try:
+            sys.stdout.write(_dumps((document or {}) | {"error": message}) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()
     return code
 
 
@@ -615,7 +745,7 @@ def _count(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     # The shared options are accepted before and after the command; SUPPRESS keeps a subcommand from resetting
     # what was given before it.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     group = common.add_argument_group("connection and output (default: STASHLY_* environment, then config.json)")
     hide = argparse.SUPPRESS
     group.add_argument("--url", default=hide, help="redis://[user:password@]host:port/db, rediss://... or unix://...")
@@ -629,7 +759,7 @@ def _parser() -> argparse.ArgumentParser:
         help="connect and command timeout (default: 2, or more if configured)",
     )
     group.add_argument("--json", default=hide, action="store_true", help="print JSON for scripts")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="stashly",
         description="Inspect and manage a stashly cache in Redis.",
         epilog=_EXIT_CODES,
