@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from types import CodeType
 from typing import Any
 
 import pytest
@@ -78,12 +83,49 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 async def aeventually(check: Callable[[], Any], timeout: float = 10.0) -> bool:
-    """Async :func:`eventually`: ``check`` returns an awaitable of bool."""
-    import asyncio
+    """Async :func:`eventually`: ``check`` returns a bool or an awaitable of one; the loop runs between polls."""
+
+    async def holds() -> bool:
+        result = check()
+        return bool(await result if inspect.isawaitable(result) else result)
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if await check():
+        if await holds():
             return True
         await asyncio.sleep(0.02)
-    return bool(await check())
+    return await holds()
+
+
+async def pttl_after_store(store: Callable[[], Awaitable[Any] | Any], pttl: Callable[[], int]) -> int:
+    """``pttl()`` read right after ``store()`` wrote an entry with a sub-second TTL.
+
+    A machine busy enough to let the entry expire before the read gets another try: ``-2`` (gone) comes back
+    only if 50 writes in a row were never seen, which takes a bug (nothing stored), not a slow machine.
+    """
+    left = -2
+    for _ in range(50):
+        stored = store()
+        if inspect.isawaitable(stored):
+            await stored
+        left = pttl()
+        if left != -2:
+            break
+    return left
+
+
+def waiting_in(function: Callable[..., Any], threads: Sequence[threading.Thread]) -> int:
+    """How many of ``threads`` are blocked right now in an ``Event.wait`` that ``function`` itself called.
+
+    The state a concurrency test needs before it lets a computation finish ("the other 99 wait for the
+    leader"), read from the threads' stacks instead of guessed with a sleep.
+    """
+    code: CodeType = function.__code__
+    frames = sys._current_frames()
+    count = 0
+    for thread in threads:
+        frame, callee = frames.get(thread.ident or -1), None
+        while frame is not None and frame.f_code is not code:
+            frame, callee = frame.f_back, frame
+        count += frame is not None and callee is not None and callee.f_code is threading.Event.wait.__code__
+    return count

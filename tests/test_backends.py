@@ -25,7 +25,7 @@ from stashly.backends.options import RedisOptions
 from stashly.backends.redis import AsyncRedisBackend, RedisBackend, _unavailable, escape_glob
 
 from redis_server import RedisServer
-from support import aeventually
+from support import GENEROUS, aeventually, pttl_after_store
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -66,7 +66,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Both]:
         store = MemoryStore(max_entries=100_000, clock=clock)
         yield Both(store if mode == "sync" else AsyncMemoryBackend(store), clock=clock)
         return
-    options = RedisOptions(url=request.getfixturevalue("redis_url"))
+    options = RedisOptions(url=request.getfixturevalue("redis_url"), **GENEROUS)
     server: RedisServer = request.getfixturevalue("redis_server")
     with server.client() as admin:
         if mode == "sync":
@@ -218,19 +218,18 @@ def test_memory_is_safe_under_threads() -> None:
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_redis_subsecond_ttl_is_px(redis_url: str, redis_server: RedisServer, mode: str) -> None:
-    options = RedisOptions(url=redis_url)
+    options = RedisOptions(url=redis_url, **GENEROUS)
     backend = Both(RedisBackend(options) if mode == "sync" else AsyncRedisBackend(options))
-    await backend.set(K + "k", b"v", 0.5)
     await backend.set(K + "forever", b"v", None)
     with redis_server.client() as client:
-        assert 0 < client.pttl(K + "k") <= 500
+        assert 0 < await pttl_after_store(lambda: backend.set(K + "k", b"v", 0.5), lambda: client.pttl(K + "k")) <= 500
         assert client.ttl(K + "forever") == -1
     await backend.close()
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_redis_stopped_and_started_again(disposable_redis: RedisServer, mode: str) -> None:
-    options = RedisOptions(url=disposable_redis.url)
+    options = RedisOptions(url=disposable_redis.url, **GENEROUS)
     backend = Both(RedisBackend(options) if mode == "sync" else AsyncRedisBackend(options))
     await backend.set(K + "k", b"v", 60)
     disposable_redis.stop()
@@ -254,7 +253,7 @@ async def test_redis_stopped_and_started_again(disposable_redis: RedisServer, mo
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_redis_restart_under_idle_connections(disposable_redis: RedisServer, mode: str) -> None:
     """Pooled connections die with the server; the first call after a restart succeeds (one immediate resend)."""
-    options = RedisOptions(url=disposable_redis.url)
+    options = RedisOptions(url=disposable_redis.url, **GENEROUS)
     backend = Both(RedisBackend(options) if mode == "sync" else AsyncRedisBackend(options))
     await backend.set(K + "k", b"v", 60)
     assert await backend.get(K + "k") == b"v"
@@ -270,7 +269,8 @@ async def test_redis_restart_under_idle_connections(disposable_redis: RedisServe
 async def test_redis_paused_is_an_error_not_a_hang(disposable_redis: RedisServer, mode: str) -> None:
     options = RedisOptions(url=disposable_redis.url, socket_timeout=0.2, connect_timeout=0.2)
     backend = Both(RedisBackend(options) if mode == "sync" else AsyncRedisBackend(options))
-    await backend.set(K + "k", b"v", 60)
+    with disposable_redis.client() as admin:  # not through the 0.2 s backend: a busy machine could time it out
+        admin.set(K + "k", b"v", ex=60)
     disposable_redis.pause()
     try:
         for operation, args in [("get", (K + "k",)), ("set", (K + "k", b"w", 60)), ("delete_prefix", (K,))]:
@@ -293,7 +293,7 @@ def test_error_messages_carry_no_credentials() -> None:
     # Not the shared server: a failed login would be an ACL refusal there under STASHLY_TEST_ACL=1.
     with RedisServer() as server:
         url = f"redis://127.0.0.1:{server.port}/0"
-        options = RedisOptions(url=url, username="nobody", password="s3cret-pw")
+        options = RedisOptions(url=url, username="nobody", password="s3cret-pw", **GENEROUS)
         assert "s3cret-pw" not in repr(options)
         backend = RedisBackend(options)
         with pytest.raises(CacheUnavailableError) as caught:
@@ -307,7 +307,7 @@ def test_error_messages_carry_no_credentials() -> None:
 
 
 def test_async_backend_across_event_loops(redis_url: str) -> None:
-    backend = AsyncRedisBackend(RedisOptions(url=redis_url))
+    backend = AsyncRedisBackend(RedisOptions(url=redis_url, **GENEROUS))
 
     async def roundtrip(n: int) -> bytes | None:
         await backend.set(f"{K}k{n}", b"%d" % n, 60)
@@ -320,7 +320,7 @@ def test_async_backend_across_event_loops(redis_url: str) -> None:
 
 def test_async_backend_on_a_loop_closed_without_finalising(redis_url: str) -> None:
     """A loop closed by hand, skipping ``shutdown_asyncgens``: its client is dropped, not kept forever."""
-    backend = AsyncRedisBackend(RedisOptions(url=redis_url))
+    backend = AsyncRedisBackend(RedisOptions(url=redis_url, **GENEROUS))
     loop = asyncio.new_event_loop()
     loop.run_until_complete(backend.set(K + "k", b"v", 60))
     loop.close()
@@ -337,7 +337,7 @@ def test_async_backend_on_a_loop_closed_without_finalising(redis_url: str) -> No
 
 
 def test_async_backend_in_threads_with_their_own_loops(redis_url: str) -> None:
-    backend = AsyncRedisBackend(RedisOptions(url=redis_url))
+    backend = AsyncRedisBackend(RedisOptions(url=redis_url, **GENEROUS))
     results: list[bytes | None] = []
 
     async def work(n: int) -> None:
@@ -355,7 +355,7 @@ def test_async_backend_in_threads_with_their_own_loops(redis_url: str) -> None:
 
 
 def test_redis_backend_survives_fork(redis_url: str) -> None:
-    backend = RedisBackend(RedisOptions(url=redis_url))
+    backend = RedisBackend(RedisOptions(url=redis_url, **GENEROUS))
     backend.set(K + "parent", b"v", 60)
     pid = os.fork()
     if pid == 0:  # the child: use the inherited backend, report through the exit status

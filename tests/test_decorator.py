@@ -15,8 +15,9 @@ from pydantic import BaseModel
 
 from stashly import Cached, CacheManager, CacheUnavailableError, SerializationError, UnstableKeyError, codec
 from stashly.keys import function_name
+from stashly.singleflight import SingleFlight
 
-from support import BACKENDS, backend_url
+from support import BACKENDS, backend_url, eventually, waiting_in
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -337,7 +338,7 @@ def test_single_flight_threads(cache: Cached) -> None:
     threads = [threading.Thread(target=lambda: results.append(slow(21))) for _ in range(100)]
     for t in threads:
         t.start()
-    _wait_for(lambda: cache.manager.stats().misses >= 100)
+    _followers_wait(threads, counter)
     release.set()
     for t in threads:
         t.join(10)
@@ -385,7 +386,7 @@ def test_single_flight_error_reaches_every_waiter_and_is_not_cached(cache: Cache
     threads = [threading.Thread(target=run) for _ in range(20)]
     for t in threads:
         t.start()
-    _wait_for(lambda: cache.manager.stats().misses >= 20)
+    _followers_wait(threads, counter)
     release.set()
     for t in threads:
         t.join(10)
@@ -414,13 +415,13 @@ async def test_single_flight_error_async(cache: Cached) -> None:
     assert await boom(1) == 1
 
 
-def _wait_for(check: Any, timeout: float = 10.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not check() and time.monotonic() < deadline:
-        time.sleep(0.001)
-    time.sleep(0.05)  # let the other threads reach the single-flight wait
+def _followers_wait(threads: list[threading.Thread], counter: Counter) -> None:
+    """Wait until one thread computes and every other one waits for it in the single flight (a late thread, still
+    looking up when the computation ends, would compute again: not concurrent, so not what these tests test)."""
+    followers = len(threads) - 1
+    assert eventually(lambda: waiting_in(SingleFlight.run, threads) == followers), (
+        f"{waiting_in(SingleFlight.run, threads)} of {followers} threads wait; {counter.calls} computations"
+    )
 
 
 # -- failure behaviour ---------------------------------------------------------------------------------------
