@@ -224,6 +224,13 @@ def test_usage_errors_are_one_line_and_a_json_document_with_json(args: list[str]
         assert result.document() == {"error": text.err.removeprefix("stashly: error: ").rstrip("\n")}
 
 
+@pytest.mark.parametrize("limit", ["\u00b2", "\u0663", "1.5", "0x10"])
+def test_a_limit_that_is_not_an_ascii_whole_number_is_named(limit: str) -> None:
+    result = cli("keys", "app", "--limit", limit)
+    assert result.code == 2
+    assert f"expected a whole number >= 0 (0: no limit), found {limit!r}" in result.err
+
+
 def test_help_and_version_still_print_and_exit_0() -> None:
     assert cli("--version").code == 0
     help_text = cli("get", "--help")
@@ -350,6 +357,24 @@ def test_get_a_pickle_envelope_of_garbage(url: str, raw: redis.Redis) -> None:
             assert result.code == 0, result.err
             assert_clean(result)
             assert cli("get", "stashly:app:p", "--url", url, "--json", env=env).document()["kind"] == "signed pickle"
+
+
+class Unshowable:
+    """Unpickles fine; its repr raises (the CLI imports this module as the test does: tests/ is on sys.path)."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+
+def test_get_a_verified_pickle_whose_repr_raises(url: str) -> None:
+    with CacheManager(url=url, namespace="app", serializer="pickle", secrets=[SECRET]) as pickled:
+        pickled.set("u", Unshowable(), ttl=60)
+    result = cli("get", "stashly:app:u", "--url", url, "--json", env={"STASHLY_SECRETS": SECRET})
+    assert result.code == 0, result.err
+    entry = result.document()
+    assert entry["signature"] == "valid"
+    assert "cannot show the value: RuntimeError('no repr for you')" in entry["note"]
+    assert cli("get", "stashly:app:u", "--url", url, env={"STASHLY_SECRETS": SECRET}).code == 0
 
 
 # -- the property -----------------------------------------------------------------------------------------------

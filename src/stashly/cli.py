@@ -298,7 +298,11 @@ def _inspect(key: str, raw: bytes, settings: Settings) -> dict[str, Any]:
             return info | {"signature": "valid", "value_repr": None, "note": f"cannot unpickle here: {exc!r}"}
         if value is MISSING:
             return info | {"signature": "INVALID for this key with the configured secrets: read as a miss"}
-        return info | {"signature": "valid", "value_repr": repr(value)}
+        try:
+            shown = repr(value)
+        except Exception as exc:  # the class's own __repr__, run on data from Redis
+            return info | {"signature": "valid", "value_repr": None, "note": f"cannot show the value: {exc!r}"}
+        return info | {"signature": "valid", "value_repr": shown}
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -737,7 +741,7 @@ def _seconds(text: str) -> float:
 
 
 def _count(text: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # isdigit alone takes "²", which int() then refuses
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0 (0: no limit), found {text!r}")
     return int(text)
 
