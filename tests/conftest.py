@@ -113,7 +113,7 @@ def _tests_own_clients_are_unrestricted() -> Iterator[None]:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if REPORTS:
-        terminalreporter.section("scale-out")
+        terminalreporter.section("measured")
         for line in REPORTS:
             terminalreporter.write_line(line)
     if ACL_MODE:

@@ -29,7 +29,7 @@ that build their own managers."""
 GENEROUS = {"socket_timeout": GENEROUS_TIMEOUT, "connect_timeout": GENEROUS_TIMEOUT}
 """The same as keyword arguments, for what does not read the environment (``RedisOptions``)."""
 REPORTS: list[str] = []
-"""Figures tests measured (failover recovery times...), printed in the run's summary."""
+"""Figures tests measured (failover recovery times, local-tier staleness...), printed in the run's summary."""
 _URL_FIXTURES = {"redis": "redis_url", "cluster": "cluster_url", "sentinel": "sentinel_url"}
 
 

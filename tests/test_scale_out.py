@@ -1,7 +1,7 @@
 """stashly on a real Redis Cluster and Sentinel under faults: failover and resharding under a running cached load.
 
 Callers of cached functions must never see an exception, must never get a wrong value, and hits must come back
-once the topology has healed. The recovery times are printed at the end of the run (``scale-out`` section).
+once the topology has healed. The recovery times are printed at the end of the run (``measured`` section).
 """
 
 from __future__ import annotations
