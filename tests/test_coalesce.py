@@ -10,6 +10,7 @@ from stashly import Cached, CacheManager
 
 from redis_server import RedisServer
 from slow_proxy import SlowProxy
+from support import aeventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -54,27 +55,35 @@ async def test_decorated_hits_on_a_hot_key_are_coalesced_too(redis_url: str, red
 async def test_a_caller_arriving_after_a_write_never_gets_the_read_already_in_flight(
     redis_url: str, redis_server: RedisServer
 ) -> None:
-    with SlowProxy(redis_server.port, delay=0.2) as proxy:
-        async with CacheManager(proxy.url, namespace="fresh", socket_timeout=5, connect_timeout=5) as reader:
-            with CacheManager(redis_url, namespace="fresh") as writer:
+    with SlowProxy(redis_server.port) as proxy:
+        async with CacheManager(proxy.url, namespace="fresh") as reader:
+            with CacheManager(redis_url, namespace="fresh", strict=True) as writer:
                 writer.set("k", "old")
                 assert await reader.aget("k") == "old"  # connected through the proxy
+                proxy.hold()
+                sent = reads_sent(redis_server)
                 first = asyncio.create_task(reader.aget("k"))
-                await asyncio.sleep(0.3)  # its request has reached Redis; its answer is held by the proxy
+                assert await aeventually(lambda: reads_sent(redis_server) > sent)  # Redis answered it; the proxy holds
                 writer.set("k", "new")
-                assert await reader.aget("k") == "new"  # never the answer of the read sent before it came
-                assert await first in ("old", "new")
+                second = asyncio.create_task(reader.aget("k"))
+                await asyncio.sleep(0)  # it has asked, and waits behind the read in flight
+                proxy.release()
+                assert await first == "old"
+                assert await second == "new"  # never the answer of the read sent before it came
 
 
 async def test_cancelled_waiters_leave_the_shared_read_alone(redis_url: str, redis_server: RedisServer) -> None:
-    with SlowProxy(redis_server.port, delay=0.05) as proxy:
-        async with CacheManager(proxy.url, namespace="cancel", socket_timeout=5, connect_timeout=5) as cm:
+    with SlowProxy(redis_server.port) as proxy:
+        async with CacheManager(proxy.url, namespace="cancel") as cm:
             await cm.aset("k", "v")
             await cm.aget("k")
+            proxy.hold()
+            sent = reads_sent(redis_server)
             tasks = [asyncio.create_task(cm.aget("k")) for _ in range(20)]
-            await asyncio.sleep(0.02)
+            assert await aeventually(lambda: reads_sent(redis_server) > sent)  # the shared read is in flight, held
             for task in tasks[::2]:
                 task.cancel()
+            proxy.release()
             results = await asyncio.gather(*tasks, return_exceptions=True)
     assert all(isinstance(r, asyncio.CancelledError) for r in results[::2])
     assert results[1::2] == ["v"] * 10
