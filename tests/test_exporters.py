@@ -350,10 +350,9 @@ def test_local_hits_are_exported(redis_url: str, meters: Meters) -> None:
         manager.set("k", 1)
         assert eventually(lambda: manager.get("k") == 1 and manager.local is not None and len(manager.local) == 1)
         before = manager.totals().local_hits
-        for _ in range(5):
-            manager.get("k")
+        # Some reads answered by the tier (not necessarily all: a busy machine may have suspended it meanwhile).
+        assert eventually(lambda: manager.get("k") == 1 and manager.totals().local_hits > before)
         totals = manager.totals()
-        assert totals.local_hits == before + 5
         assert registry.get_sample_value("stashly_local_hits_total", {"manager": "lt"}) == totals.local_hits
         assert collect(meters)["stashly.local_hits"] == {at(manager="lt"): totals.local_hits}
         assert registry.get_sample_value("stashly_hits_total", {"manager": "lt", "namespace": "lt"}) == totals.hits

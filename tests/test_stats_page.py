@@ -17,6 +17,7 @@ import re
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,9 +101,11 @@ async def test_json_after_traffic(manager: CacheManager) -> None:
     def profile(user: str) -> dict[str, str]:
         return {"user": user, "token": SECRET}
 
+    began = time.monotonic()
     for _ in range(3):
         for user in ("alice", "bob", ARGUMENT, "carol"):
             profile(user)  # 4 misses and fills, then 8 hits
+    elapsed = time.monotonic() - began
     manager.set(KEY, SECRET, namespace="sessions")
     assert manager.get(KEY, namespace="sessions") == SECRET
     assert manager.get("absent", namespace="sessions") is None
@@ -115,7 +118,8 @@ async def test_json_after_traffic(manager: CacheManager) -> None:
         assert totals["hit_ratio"] == pytest.approx(9 / 14)
         assert totals["keys"] == 5
         assert totals["fill_latency"]["count"] == 4
-        assert 0 < totals["fill_latency"]["p50"] <= totals["fill_latency"]["p99"] < 1
+        # In seconds: no fill took longer than all the traffic (a bucket's bound is at most twice its latencies).
+        assert 0 < totals["fill_latency"]["p50"] <= totals["fill_latency"]["p99"] <= 2 * elapsed
         assert totals["errors"] == totals["fill_errors"] == totals["breaker_changes"] == 0
 
         namespaces = by_name(first["namespaces"])
@@ -344,7 +348,7 @@ def test_page_renders_in_chromium(tmp_path: Path) -> None:
         try:
             with BackgroundServer(app) as server, Traffic(server.url, "user1@example.com", "password-1") as traffic:
                 driver.get(f"{server.url}/cache/")
-                WebDriverWait(driver, 20 + wanted, poll_frequency=0.2).until(
+                WebDriverWait(driver, 60 + wanted, poll_frequency=0.2).until(
                     lambda d: points(d, "ratio-chart") >= wanted and points(d, "latency-chart") >= wanted
                 )
                 traffic.stop.set()
