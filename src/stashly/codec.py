@@ -120,7 +120,8 @@ def decode(raw: bytes, key: str) -> object | Missing:
         return MISSING
     if (
         type(document) is not dict
-        or document.get("stashly") != FORMAT_VERSION
+        or type(document.get("stashly")) is not int  # exactly: true and 1.0 compare equal to 1
+        or document["stashly"] != FORMAT_VERSION
         or "value" not in document
         or document.get("key") != _binding_text(key)
     ):
