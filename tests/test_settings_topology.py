@@ -211,7 +211,7 @@ def test_the_environment_url_beats_the_file_topology(tmp_path: Path) -> None:
         ({"cluster": True, "startup_nodes": ["a:1", 7000]}, "redis.startup_nodes[1]", "found 7000 (int)"),
         ({"cluster": True, "startup_nodes": ["a:1", ["b", 2]]}, "redis.startup_nodes[1]", "found list"),
         ({"cluster": True, "startup_nodes": ["a:1", {"port": 2}]}, "redis.startup_nodes[1]", "found dict"),
-        ({"cluster": True, "startup_nodes": [{"host": "b", "tls": 1}]}, "redis.startup_nodes[0]", "found dict"),
+        ({"cluster": True, "startup_nodes": [{"host": "b", "tls": 1}]}, "redis.startup_nodes[0].tls", "unknown key"),
         ({"cluster": True, "startup_nodes": [{"host": "b", "port": "1"}]}, "redis.startup_nodes[0].port", "'1' (str)"),
         ({"cluster": True, "startup_nodes": [{"host": "b/c"}]}, "redis.startup_nodes[0].host", "'b/c' (str)"),
         ({"cluster": True, "startup_nodes": ["a:1", "b:0"]}, "redis.startup_nodes[1], port", "found 0 (int)"),

@@ -14,6 +14,11 @@ from stashly.errors import ConfigError
 
 NAME_MAX: Final = 200
 """The longest namespace, prefix or Sentinel service name."""
+MAX_SECONDS: Final = 1e9
+"""The longest duration a setting may name (about 31 years): beyond about 9.2e9 s, sockets, locks and Redis's
+expiry arithmetic overflow, which would fail the first request instead of the configuration."""
+MAX_CONNECTIONS: Final = 10_000
+"""Redis's default ``maxclients``; redis-py's blocking pool fills a queue of this size when it is first used."""
 
 
 def show(value: object) -> str:
@@ -33,9 +38,9 @@ def positive_float(value: object, source: str) -> float:
             number = float(value)
         except OverflowError:
             number = math.inf
-        if math.isfinite(number) and number > 0:
+        if 0 < number <= MAX_SECONDS:  # also refuses NaN and infinities
             return number
-    raise error(source, "a finite number of seconds > 0", value)
+    raise error(source, f"a number of seconds > 0 and at most {MAX_SECONDS:.0e}", value)
 
 
 def integer(value: object, source: str, *, low: int, high: float = math.inf) -> int:
@@ -46,6 +51,7 @@ def integer(value: object, source: str, *, low: int, high: float = math.inf) -> 
 
 
 positive_int = functools.partial(integer, low=1)
+connections = functools.partial(integer, low=1, high=MAX_CONNECTIONS)
 protocol = functools.partial(integer, low=2, high=3)
 port = functools.partial(integer, low=1, high=65535)
 db = functools.partial(integer, low=0)
@@ -67,7 +73,18 @@ def credential(value: object, source: str) -> str | None:
     # Never echo the value: this parser also reads passwords.
     if not isinstance(value, str):
         raise ConfigError(f"{source}: expected a string, found a value of type {type(value).__name__}")
+    if not _encodable(value):
+        raise ConfigError(f"{source}: expected valid Unicode, found a lone surrogate (bytes that are not UTF-8?)")
     return value or None
+
+
+def _encodable(text: str) -> bool:
+    # JSON's "\ud800" and environment bytes that are not UTF-8 both arrive as lone surrogates.
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def existing_file(value: object, source: str) -> str:
@@ -86,18 +103,29 @@ def serializer(value: object, source: str) -> str:
 
 
 def secrets(value: object, source: str) -> tuple[str, ...]:
+    """A list of HMAC secrets; a string is refused (the environment's comma-separated text is split before)."""
     # Never echo the value: these are signing keys.
-    items = value.split(",") if isinstance(value, str) else value
-    if (
-        isinstance(items, list | tuple)
-        and items
-        and all(isinstance(item, str) and len(item.encode()) >= MIN_SECRET for item in items)
-    ):
-        return tuple(items)
+    if not isinstance(value, list | tuple):
+        found = f"a value of type {type(value).__name__}"
+    elif not value:
+        found = "an empty list"
+    else:
+        found = next(filter(None, (_secret_problem(index, item) for index, item in enumerate(value))), "")
+        if not found:
+            return tuple(value)
     raise ConfigError(
         f"{source}: expected a list of secrets of at least {MIN_SECRET} bytes each (comma-separated in the "
-        "environment), the first signing and all verifying"
+        f"environment), the first signing and all verifying; found {found}"
     )
+
+
+def _secret_problem(index: int, item: object) -> str | None:
+    if not isinstance(item, str):
+        return f"item {index} of type {type(item).__name__}"
+    if not _encodable(item):
+        return f"item {index} with a lone surrogate"
+    size = len(item.encode())
+    return None if size >= MIN_SECRET else f"item {index} of {size} bytes"
 
 
 def host(value: object, source: str) -> str:

@@ -99,14 +99,20 @@ def resolve(
         _file_layer(*_config_file(config_path, environ)),
     ]
     chosen: dict[str, Any] = {}
-    for fields, url_credentials in layers:
+    origin: dict[str, str] = {}  # field -> the source it was taken from
+    for fields, url_credentials, sources in layers:
         if "url" in fields and "url" not in chosen:
             fields = {**url_credentials, **fields}
         for name, value in fields.items():
-            chosen.setdefault(name, value)
+            if name not in chosen:
+                chosen[name], origin[name] = value, sources.get(name, sources.get("url", ""))
     settings = dataclasses.replace(Settings(), **chosen)
     if settings.serializer == "pickle" and not settings.secrets:
-        raise ConfigError("serializer 'pickle' needs secrets: at least one HMAC secret of 32 bytes or more")
+        raise ConfigError(
+            f"{origin['serializer']}: serializer 'pickle' needs secrets, found none: at least one HMAC secret of "
+            f"{checks.MIN_SECRET} bytes or more (argument secrets, environment STASHLY_SECRETS or redis.secrets in "
+            "config.json)"
+        )
     return settings
 
 
@@ -131,8 +137,8 @@ _BOOL_WORDS: Final = {"1": True, "true": True, "yes": True, "on": True} | dict.f
     ("0", "false", "no", "off"), False
 )
 
-# (explicit fields, credentials taken out of the layer's url)
-_Layer: TypeAlias = tuple[dict[str, object], dict[str, object]]
+# (explicit fields, credentials taken out of the layer's url, the source of each field and of the url)
+_Layer: TypeAlias = tuple[dict[str, object], dict[str, object], dict[str, str]]
 
 
 _PARSERS: Final[dict[str, Callable[[object, str], object]]] = {
@@ -146,7 +152,7 @@ _PARSERS: Final[dict[str, Callable[[object, str], object]]] = {
     "strict": checks.boolean,
     "connect_timeout": checks.positive_float,
     "socket_timeout": checks.positive_float,
-    "max_connections": checks.positive_int,
+    "max_connections": checks.connections,
     "max_entries": checks.positive_int,
     "protocol": checks.protocol,
     "breaker_threshold": checks.positive_int,
@@ -184,9 +190,15 @@ def _text_to_number(text: str, source: str, kind: type[int] | type[float]) -> ob
         raise ConfigError(f"{source}: expected {expected}, found {text!r}") from None
 
 
+def _text_to_list(text: str, source: str) -> object:
+    # Spaces around the commas are layout, not part of a secret.
+    return [item.strip() for item in text.split(",")]
+
+
 _to_int = functools.partial(_text_to_number, kind=int)
 _to_float = functools.partial(_text_to_number, kind=float)
 _FROM_TEXT: Final[dict[str, Callable[[str, str], object]]] = {
+    "secrets": _text_to_list,
     "default_ttl": _to_float,
     "allow_no_expiry": _text_to_bool,
     "strict": _text_to_bool,
@@ -210,6 +222,7 @@ _FROM_TEXT: Final[dict[str, Callable[[str, str], object]]] = {
 def _build_layer(values: Mapping[str, object], source_of: Callable[[str], str]) -> _Layer:
     fields: dict[str, object] = {}
     url_credentials: dict[str, object] = {}
+    sources: dict[str, str] = {}
     for name, value in values.items():
         parsed = _PARSERS[name](value, source_of(name))
         if isinstance(parsed, urls.ParsedUrl):
@@ -218,7 +231,8 @@ def _build_layer(values: Mapping[str, object], source_of: Callable[[str], str]) 
             url_credentials = {key: secret for key, secret in found.items() if secret is not None}
         elif parsed is not None:
             fields[name] = parsed
-    return fields, url_credentials
+        sources[name] = source_of(name)
+    return fields, url_credentials, sources
 
 
 def _env_layer(environ: Mapping[str, str]) -> _Layer:
@@ -243,13 +257,43 @@ def _config_file(config_path: str | os.PathLike[str] | None, environ: Mapping[st
     return Path(os.path.abspath("config.json")), None
 
 
+class _Duplicates:
+    """The keys each JSON object of a document was given more than once (``json`` silently keeps the last)."""
+
+    def __init__(self) -> None:
+        self._by_object: dict[int, tuple[dict[str, Any], frozenset[str]]] = {}
+
+    def hook(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        made = dict(pairs)
+        if len(made) < len(pairs):
+            keys = [key for key, _ in pairs]
+            self._by_object[id(made)] = made, frozenset(key for key in keys if keys.count(key) > 1)
+        return made
+
+    def of(self, value: dict[str, Any]) -> frozenset[str]:
+        found = self._by_object.get(id(value))
+        return found[1] if found is not None and found[0] is value else frozenset()
+
+    def refuse(self, value: object, where: str) -> None:
+        """A key given twice anywhere under ``value`` is a mistake (a merge, a copy): name it."""
+        if isinstance(value, dict):
+            if self.of(value):
+                raise ConfigError(f"{where}.{min(self.of(value))}: found the key twice (JSON keeps only the last)")
+            for key, item in value.items():
+                self.refuse(item, f"{where}.{key}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self.refuse(item, f"{where}[{index}]")
+
+
 def _file_layer(path: Path, named_by: str | None) -> _Layer:
     label = f"config.json {path}"
+    duplicates = _Duplicates()
     try:
-        document = json.loads(path.read_bytes())
+        document = json.loads(path.read_bytes(), object_pairs_hook=duplicates.hook)
     except FileNotFoundError:
         if named_by is None:
-            return {}, {}
+            return {}, {}, {}
         raise ConfigError(f"{label}: file not found (named by {named_by})") from None
     except OSError as exc:
         raise ConfigError(f"{label}: cannot read the file: {exc.strerror}") from None
@@ -261,11 +305,14 @@ def _file_layer(path: Path, named_by: str | None) -> _Layer:
     # Type names only below: echoing a whole object could print the password.
     if not isinstance(document, dict):
         raise ConfigError(f"{label}: expected an object at the top level, found {type(document).__name__}")
+    if "redis" in duplicates.of(document):
+        raise ConfigError(f"{label}: redis: found the key twice (JSON keeps only the last)")
     section = document.get("redis")
     if section is None:
-        return {}, {}
+        return {}, {}, {}
     if not isinstance(section, dict):
         raise ConfigError(f"{label}: redis: expected an object, found {type(section).__name__}")
+    duplicates.refuse(section, f"{label}: redis")
     unknown = sorted(set(section) - _FILE_KEYS)
     if unknown:
         accepted = ", ".join(sorted(_FILE_KEYS))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Final, Literal, NamedTuple
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from stashly import checks
 from stashly.errors import ConfigError
@@ -91,10 +91,12 @@ def parse_url(value: object, source: str) -> ParsedUrl:
     if scheme == "unix":
         if not re.split(r"[?#]", tail, maxsplit=1)[0]:
             raise ConfigError(f"{source}: expected a socket path, as in unix:///run/redis.sock")
+        _check_options(tail, source, accepted=("db",))
     elif scheme in NODE_LIST_PORTS:
         _node_list_topology(scheme, location, tail, source)
     else:
         _check_redis_location(location, tail, source)
+        _check_options(tail, source, accepted=())
     username, _, password = userinfo.partition(":")
     return ParsedUrl(f"{scheme}://{location}{tail}", unquote(username) or None, unquote(password) or None)
 
@@ -125,6 +127,41 @@ def _check_redis_location(location: str, tail: str, source: str) -> None:
     path = re.split(r"[?#]", tail, maxsplit=1)[0]
     if path not in ("", "/"):
         checks.db(checks.digits_to_int(path[1:]), f"{source}, database in the path")
+
+
+# URL options redis-py would take over the settings of the same meaning (its URL options win over arguments).
+_OPTION_SETTINGS: Final = {
+    "socket_timeout": "socket_timeout",
+    "socket_connect_timeout": "connect_timeout",
+    "max_connections": "max_connections",
+    "protocol": "protocol",
+    "ssl_ca_certs": "ssl_ca_certs",
+    "ssl_certfile": "ssl_certfile",
+    "ssl_keyfile": "ssl_keyfile",
+    "username": "username",
+    "password": "password",
+}
+
+
+def _check_options(tail: str, source: str, accepted: tuple[str, ...]) -> None:
+    """Refuse ``?options`` now: redis-py would apply them at the first connection, over stashly's own settings, or
+    fail the first request on one it does not know (``?bogus=1`` is a ``TypeError`` there)."""
+    query = tail.partition("#")[0].partition("?")[2]
+    seen: set[str] = set()
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        shown = repr(name if len(name) <= 40 else name[:37] + "...")  # a name, never its value (a password?)
+        if name in seen:
+            raise ConfigError(f"{source}: found the URL option {shown} twice")
+        seen.add(name)
+        if name == "db" and name in accepted:
+            checks.db(checks.digits_to_int(value), f"{source}, ?db=")
+            continue
+        setting = _OPTION_SETTINGS.get(name)
+        instead = f"set {setting} (STASHLY_{setting.upper()})" if setting else "stashly passes no options to redis-py"
+        if name == "db":
+            instead = "put the database in the path, as in redis://host:6379/2"
+        only = " (only ?db= on unix://)" if not accepted else f" other than ?{'=, ?'.join(accepted)}="
+        raise ConfigError(f"{source}: expected no URL options{only}, found {shown}: {instead}")
 
 
 def _node_list_topology(scheme: str, location: str, tail: str, source: str) -> Topology:
@@ -256,7 +293,10 @@ def _compile_node(value: object, default_port: int, source: str) -> str:
     if isinstance(value, str):
         host, port = _parse_node(value, default_port, source)
         return f"{checks.host(host, source)}:{port}"  # brackets an IPv6 host again
-    if isinstance(value, dict) and "host" in value and set(value) <= {"host", "port"}:
+    if isinstance(value, dict) and "host" in value:
+        unknown = sorted(set(value) - {"host", "port"})
+        if unknown:
+            raise ConfigError(f"{source}.{unknown[0]}: unknown key; accepted keys are host, port")
         host = checks.host(value["host"], f"{source}.host")
         return f"{host}:{checks.port(value.get('port', default_port), f'{source}.port')}"
     shown = type(value).__name__ if isinstance(value, dict | list) else checks.show(value)
