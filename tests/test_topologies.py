@@ -17,7 +17,7 @@ from topologies import LocalCluster, LocalSentinel
 @pytest.fixture
 def client(cluster: LocalCluster) -> Iterator[RedisCluster]:
     nodes = [ClusterNode(host, port) for host, port in cluster.startup_nodes]
-    with RedisCluster(startup_nodes=nodes, decode_responses=True, socket_timeout=2) as client:
+    with RedisCluster(startup_nodes=nodes, decode_responses=True, socket_timeout=5) as client:
         yield client
 
 
@@ -42,7 +42,7 @@ def test_keys_spread_over_all_three_primaries(cluster: LocalCluster, client: Red
 
 async def test_async_client_reaches_every_primary(cluster: LocalCluster) -> None:
     nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in cluster.startup_nodes]
-    client = redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, decode_responses=True, socket_timeout=2)
+    client = redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, decode_responses=True, socket_timeout=5)
     try:
         for index in range(60):
             await client.set(f"async:{index}", index)
@@ -76,7 +76,7 @@ def test_killed_primary_is_replaced_by_its_replica(cluster: LocalCluster, client
 
 async def test_paused_primary_is_failed_over_for_an_async_client(cluster: LocalCluster) -> None:
     nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in cluster.startup_nodes]
-    client = redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, decode_responses=True, socket_timeout=1)
+    client = redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, decode_responses=True, socket_timeout=5)
     try:
         await client.set("paused:key", "before")
         primary = cluster.node(_owner_id(cluster, "paused:key"))
@@ -116,7 +116,7 @@ def test_resharding_moves_slots_and_the_client_follows_moved(cluster: LocalClust
 async def test_async_client_follows_ask_during_a_slot_migration(cluster: LocalCluster) -> None:
     src, dst, _ = cluster.primaries()
     nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in cluster.startup_nodes]
-    client = redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, decode_responses=True, socket_timeout=2)
+    client = redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, decode_responses=True, socket_timeout=5)
     slot = min(cluster.slots_of(src))
     (tag,) = _tags_for([slot])
     moving, staying = f"{{{tag}}}:moving", f"{{{tag}}}:staying"
@@ -147,11 +147,11 @@ async def test_async_client_follows_ask_during_a_slot_migration(cluster: LocalCl
 def test_sentinel_failover_promotes_the_replica_and_master_for_follows(redis_sentinel: LocalSentinel) -> None:
     topology = redis_sentinel
     assert topology.url == "redis+sentinel://" + ",".join(f"{h}:{p}" for h, p in topology.sentinels) + "/stashly"
-    sentinel = Sentinel(topology.sentinels, socket_timeout=1, sentinel_kwargs={"socket_timeout": 1})
+    sentinel = Sentinel(topology.sentinels, socket_timeout=5, sentinel_kwargs={"socket_timeout": 5})
     old = topology.primary()
     assert sentinel.discover_master(topology.service_name) == old
     (replica,) = sentinel.discover_slaves(topology.service_name)
-    master = sentinel.master_for(topology.service_name, socket_timeout=1, decode_responses=True)
+    master = sentinel.master_for(topology.service_name, socket_timeout=5, decode_responses=True)
     try:
         master.set("sentinel:key", "before")
         topology.wait_replicated()
