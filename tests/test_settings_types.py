@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from hypothesis import strategies as st
 from stashly import CacheManager
 from stashly.errors import ConfigError
 from stashly.settings import Settings, resolve
+
+from tls import make_ca, make_tls_files
 
 SECRET = "s3cret-" + "k" * 33  # a valid HMAC secret, never to be echoed
 PASSWORD = "Hunter2-pw"
@@ -332,3 +335,63 @@ def test_an_unknown_url_option_in_config_json_fails_the_manager_not_its_first_re
     path = write_config(tmp_path, {"redis": {"url": "redis://127.0.0.1:1/0?bogus=1"}})
     with pytest.raises(ConfigError, match=rf"^config\.json {path}: redis\.url: expected no URL options"):
         CacheManager.from_config(path)
+
+
+# --- TLS files: loaded when the settings are resolved, not at the first connection
+
+
+@pytest.fixture(scope="module")
+def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("tls")
+    files = make_tls_files(directory)
+    other = make_ca(directory / "other", "other-ca")
+    encrypted = directory / "client-encrypted.key"
+    subprocess.run(
+        ["openssl", "pkey", "-in", files.client_key, "-aes256", "-passout", "pass:abcd", "-out", str(encrypted)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    (directory / "junk.pem").write_text("not a certificate\n", encoding="utf-8")
+    (directory / "stranger.key").write_bytes(other[1].read_bytes())
+    return directory
+
+
+def test_tls_files_that_openssl_loads_are_accepted(tls_dir: Path) -> None:
+    settings = resolve(
+        env={},
+        ssl_ca_certs=str(tls_dir / "stashly-test-ca.crt"),
+        ssl_certfile=str(tls_dir / "client.crt"),
+        ssl_keyfile=str(tls_dir / "client.key"),
+    )
+    assert settings.ssl_keyfile == str(tls_dir / "client.key")
+
+
+@pytest.mark.parametrize(
+    ("files", "source", "found"),
+    [
+        ({"ssl_ca_certs": "junk.pem"}, "ssl_ca_certs", "expected PEM CA certificates"),
+        ({"ssl_ca_certs": "client.key"}, "ssl_ca_certs", "expected PEM CA certificates"),
+        ({"ssl_certfile": "client.crt", "ssl_keyfile": "stranger.key"}, "ssl_certfile", "KEY_VALUES_MISMATCH"),
+        ({"ssl_certfile": "client.crt"}, "ssl_certfile", "a private key inside it (or set ssl_keyfile)"),
+        ({"ssl_certfile": "junk.pem", "ssl_keyfile": "client.key"}, "ssl_certfile", "PEM client certificate"),
+        ({"ssl_certfile": "client.crt", "ssl_keyfile": "client-encrypted.key"}, "ssl_keyfile", "a passphrase"),
+        ({"ssl_keyfile": "client.key"}, "ssl_keyfile", "found a key without its certificate"),
+    ],
+)
+def test_tls_files_openssl_cannot_use_fail_resolution(
+    tls_dir: Path, files: dict[str, str], source: str, found: str
+) -> None:
+    arguments = {name: str(tls_dir / file) for name, file in files.items()}
+    message = config_error(env={}, **arguments)
+    assert message.startswith(f"argument {source}: expected")
+    assert found in message
+
+
+def test_a_certificate_and_a_key_from_different_sources_name_their_own(tls_dir: Path, tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"redis": {"ssl_keyfile": str(tls_dir / "stranger.key")}})
+    message = config_error(config_path=path, env={"STASHLY_SSL_CERTFILE": str(tls_dir / "client.crt")})
+    assert message.startswith("environment STASHLY_SSL_CERTFILE: expected a PEM client certificate")
+    path = write_config(tmp_path, {"redis": {"ssl_keyfile": str(tls_dir / "client-encrypted.key")}})
+    message = config_error(config_path=path, env={"STASHLY_SSL_CERTFILE": str(tls_dir / "client.crt")})
+    assert message.startswith(f"config.json {path}: redis.ssl_keyfile: expected an unencrypted private key")

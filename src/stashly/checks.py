@@ -7,6 +7,7 @@ import functools
 import ipaddress
 import math
 import os
+import ssl
 from datetime import timedelta
 from typing import Final
 
@@ -91,6 +92,44 @@ def existing_file(value: object, source: str) -> str:
     if isinstance(value, str) and value and os.path.isfile(value):
         return os.path.abspath(value)
     raise error(source, "the path of an existing file", value)
+
+
+def ca_file(value: object, source: str) -> str:
+    """An existing file OpenSSL loads as CA certificates (a wrong file would otherwise fail every connection)."""
+    path = existing_file(value, source)
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"{source}: expected PEM CA certificates, found a file OpenSSL cannot load: {exc}") from None
+    return path
+
+
+class _Encrypted(Exception):
+    pass
+
+
+def _refuse_passphrase() -> str:
+    raise _Encrypted
+
+
+def client_certificate(certfile: str | None, keyfile: str | None, sources: tuple[str, str]) -> None:
+    """The client certificate and its key load together, and without a passphrase: redis-py has no way to be given
+    one here, and OpenSSL would prompt for it on the terminal at the first connection."""
+    if certfile is None:
+        if keyfile is not None:
+            raise ConfigError(f"{sources[1]}: expected ssl_certfile beside it, found a key without its certificate")
+        return
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(certfile, keyfile, password=_refuse_passphrase)
+    except _Encrypted:
+        raise ConfigError(
+            f"{sources[1]}: expected an unencrypted private key, found one that needs a passphrase"
+        ) from None
+    except (ssl.SSLError, OSError) as exc:
+        found = "the key in ssl_keyfile" if keyfile else "a private key inside it (or set ssl_keyfile)"
+        raise ConfigError(
+            f"{sources[0]}: expected a PEM client certificate and {found}, that OpenSSL loads together: {exc}"
+        ) from None
 
 
 MIN_SECRET: Final = 32

@@ -107,6 +107,9 @@ def resolve(
             if name not in chosen:
                 chosen[name], origin[name] = value, sources.get(name, sources.get("url", ""))
     settings = dataclasses.replace(Settings(), **chosen)
+    if settings.ssl_certfile is not None or settings.ssl_keyfile is not None:
+        where = (origin.get("ssl_certfile", ""), origin.get("ssl_keyfile", origin.get("ssl_certfile", "")))
+        checks.client_certificate(settings.ssl_certfile, settings.ssl_keyfile, where)
     if settings.serializer == "pickle" and not settings.secrets:
         raise ConfigError(
             f"{origin['serializer']}: serializer 'pickle' needs secrets, found none: at least one HMAC secret of "
@@ -159,7 +162,7 @@ _PARSERS: Final[dict[str, Callable[[object, str], object]]] = {
     "breaker_cooldown": checks.positive_float,
     "ttl_jitter": checks.fraction,
     "max_value_bytes": checks.positive_int,
-    "ssl_ca_certs": checks.existing_file,
+    "ssl_ca_certs": checks.ca_file,
     "ssl_certfile": checks.existing_file,
     "ssl_keyfile": checks.existing_file,
     "serializer": checks.serializer,
