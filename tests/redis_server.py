@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -58,6 +61,23 @@ class TlsFiles:
     server_key: str
     client_cert: str
     client_key: str
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGKILL the child when the test process dies (even by SIGKILL)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    return preexec
+
+
+DIE_WITH_PARENT = _die_with_parent()
+"""``preexec_fn`` for every redis-server the tests start: none outlives a test run, however it ends."""
 
 
 def free_port() -> int:
@@ -126,7 +146,7 @@ class RedisServer:
             args += ["--tls-ca-cert-file", self.tls.ca_cert]
         args += ["--dir", self.dir, "--daemonize", "no", "--loglevel", "warning", *self.extra_args]
         log = open(os.path.join(self.dir, "redis.log"), "wb")  # noqa: SIM115 - owned by the process
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=DIE_WITH_PARENT)
         log.close()
         deadline = time.monotonic() + 10
         ready = False

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +23,7 @@ from typing import Any
 
 import redis
 
-from redis_server import MISSING_REDIS, free_port
+from redis_server import DIE_WITH_PARENT, MISSING_REDIS, free_port
 
 HOST = "127.0.0.1"
 SLOTS = 16384
@@ -43,22 +40,6 @@ def _kill_children() -> None:
             process.kill()
             process.wait(5)
     _children.clear()
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGKILL the child when the test process dies (even by SIGKILL)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-    return preexec
-
-
-_PREEXEC = _die_with_parent()
 
 
 def _binary(name: str) -> str:
@@ -109,7 +90,7 @@ class Server:
             raise RuntimeError(f"{self!r} is already started")
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                self.args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_PREEXEC
+                self.args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=DIE_WITH_PARENT
             )
         _children.add(self.process)
         self.paused = False
