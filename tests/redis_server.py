@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import random
 import shutil
 import signal
 import socket
@@ -80,10 +81,40 @@ DIE_WITH_PARENT = _die_with_parent()
 """``preexec_fn`` for every redis-server the tests start: none outlives a test run, however it ends."""
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    """Where the kernel's range for the local ports of outgoing connections starts."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on, for a server the tests start.
+
+    Below the ephemeral range, so none of the many connections the tests open takes it as its local port before
+    the server binds it (``bind(0)`` would hand out exactly those ports), and never the same one twice in a run.
+    """
+    low = _ephemeral_low()
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(10_000, low) if low > 11_000 else 0
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free loopback port found for a test server")
 
 
 class RedisServer:
