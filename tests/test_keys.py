@@ -322,12 +322,12 @@ def test_error_path_points_inside_containers(value: object, where: str | None) -
     assert str(info.value).startswith(f"{where} has no stable cache key")
 
 
-def test_pydantic_model_that_cannot_be_dumped() -> None:
+def test_a_model_field_with_no_stable_key_is_named() -> None:
     class Holder(pydantic.BaseModel):
         model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
         thing: Session
 
-    with pytest.raises(UnstableKeyError, match=r"argument 'h' \(.*Holder\) cannot be dumped to JSON"):
+    with pytest.raises(UnstableKeyError, match=r"argument 'h'\.thing \(Session\) has no stable cache key"):
         canonical(Holder(thing=Session()), "argument 'h'")
 
 
@@ -368,7 +368,7 @@ PINNED_ARGUMENTS: list[tuple[str, object]] = [
     ("at", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
     ("extra", (1, 2.5, None, True, b"x", Decimal("1.10"))),
 ]
-PINNED_DIGEST = "760790477d8f8616dedc584d6e9efc5b"
+PINNED_DIGEST = "bbcb0ed95b1b84b4a541fc75fd7abe56"
 
 
 def test_digest_shape_and_pin() -> None:

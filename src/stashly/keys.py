@@ -24,7 +24,6 @@ from typing import Any, Final, NoReturn, TypeAlias
 from urllib.parse import quote
 
 import pydantic
-import pydantic_core
 
 from .errors import UnstableKeyError
 
@@ -43,7 +42,7 @@ __all__ = [
 ]
 
 _MAX_DEPTH: Final = 64
-_PERSON: Final = b"stashly.key.v1"  # blake2b personalisation: versions the digests, bump it with the encoding
+_PERSON: Final = b"stashly.key.v2"  # blake2b personalisation: versions the digests, bump it with the encoding
 _MAX_RENDERED: Final = 200
 _KEEP_RENDERED: Final = 168  # 168 + ":" + 32 hex = 201 > 200, so a shortened key never equals a rendered one
 _GLOB: Final = frozenset("*?[]\\")
@@ -114,8 +113,8 @@ _Encoder: TypeAlias = Callable[[Any, int], bytes]
 class _Unstable(Exception):
     """Raised inside the encoder; the public entry points turn it into an ``UnstableKeyError`` with a path."""
 
-    def __init__(self, value: object, reason: str, detail: str = "") -> None:
-        self.value, self.reason, self.detail = value, reason, detail
+    def __init__(self, value: object, reason: str) -> None:
+        self.value, self.reason = value, reason
         self.trail: list[tuple[str, object]] = []  # (segment, container), innermost first
 
 
@@ -268,11 +267,7 @@ def _encode_other(value: object, depth: int) -> bytes:
     if isinstance(value, enum.Enum):
         return _wrap(b"e", value, value.value, ".value", depth)
     if isinstance(value, pydantic.BaseModel):
-        try:
-            dump = value.model_dump(mode="json")
-        except pydantic_core.PydanticSerializationError as exc:
-            raise _Unstable(value, "dump", str(exc)) from None
-        return _wrap(b"M", value, dump, ".model_dump()", depth)
+        return _fields(b"M", value, _model_state(value), depth)
     if dataclasses.is_dataclass(value):  # not asdict(): it deep-copies every field on every call
         fields = ((field.name, getattr(value, field.name)) for field in dataclasses.fields(value))
         return _fields(b"C", value, fields, depth)
@@ -280,6 +275,30 @@ def _encode_other(value: object, depth: int) -> bytes:
         if isinstance(value, base):
             return encoder(value, depth)
     raise _Unstable(value, "type")
+
+
+def _model_state(model: pydantic.BaseModel) -> Iterator[tuple[str, object]]:
+    """Everything a model holds, typed: every field (``exclude=True`` ones too, as validated, not dumped:
+    ``bytes`` stay bytes, a ``UUID`` stays a UUID), extra fields and private attributes.
+
+    Not ``model_dump(mode="json")``: it drops excluded fields and erases types, so two tenants' principals
+    differing only in an excluded field would share one entry. Names cannot clash: fields and extras never
+    start with ``_``, private attributes always do.
+    """
+    derived = _cached_properties(type(model))
+    state = model.__dict__
+    if derived:  # filled on first use: derived state that would change the key
+        state = {name: value for name, value in state.items() if name not in derived}
+    yield from state.items()
+    if model.__pydantic_extra__:
+        yield from model.__pydantic_extra__.items()
+    if model.__pydantic_private__:
+        yield from model.__pydantic_private__.items()
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_properties(cls: type) -> frozenset[str]:
+    return frozenset(name for name in dir(cls) if isinstance(getattr(cls, name, None), functools.cached_property))
 
 
 def _raise(exc: _Unstable, path: str, advice: str | None = None) -> NoReturn:
@@ -305,8 +324,6 @@ def _raise(exc: _Unstable, path: str, advice: str | None = None) -> NoReturn:
             problem = f"{head}{''.join(segments[:4])}...{tail} is nested more than {_MAX_DEPTH} levels deep"
         raise UnstableKeyError(f"{problem}, so it has no stable cache key: {advice}") from None
     here = f"{head}{''.join(segments)}{tail} ({kind.__qualname__})"
-    if exc.reason == "dump":
-        raise UnstableKeyError(f"{here} cannot be dumped to JSON for its cache key ({exc.detail}): {advice}") from None
     raise UnstableKeyError(f"{here} has no stable cache key: {advice}") from None
 
 
