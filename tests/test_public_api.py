@@ -17,6 +17,7 @@ EXPECTED = {
     "CachedFunction",
     "ConfigError",
     "LocalTier",
+    "MemoryBackendWarning",
     "SerializationError",
     "Settings",
     "StashlyError",

@@ -9,6 +9,7 @@ from .decorator import Cached, CachedFunction
 from .errors import (
     CacheUnavailableError,
     ConfigError,
+    MemoryBackendWarning,
     SerializationError,
     StashlyError,
     UnstableKeyError,
@@ -30,6 +31,7 @@ __all__ = [
     "CachedFunction",
     "ConfigError",
     "LocalTier",
+    "MemoryBackendWarning",
     "SerializationError",
     "Settings",
     "StashlyError",

@@ -1,10 +1,11 @@
-"""The exceptions stashly raises. Every one is a :class:`StashlyError`."""
+"""The exceptions stashly raises (every one is a :class:`StashlyError`), and the warning it gives."""
 
 from __future__ import annotations
 
 __all__ = [
     "CacheUnavailableError",
     "ConfigError",
+    "MemoryBackendWarning",
     "SerializationError",
     "StashlyError",
     "UnstableKeyError",
@@ -42,4 +43,13 @@ class ValueTooLargeError(StashlyError, ValueError):
     """``set`` was given a value whose encoding exceeds ``max_value_bytes``; names the key, the size and the limit.
 
     The decorator never raises it: a result too large to cache is returned uncached (and logged).
+    """
+
+
+class MemoryBackendWarning(UserWarning):
+    """The ``memory://`` backend serves a process that is one of several (server workers, a forked child).
+
+    Each process then has a cache of its own: an invalidation in one is not seen by the others, which serve stale
+    entries until they expire. Given once per process. Use Redis to share one cache; if per-process entries are
+    what you want, ``warnings.filterwarnings("ignore", category=stashly.MemoryBackendWarning)``.
     """

@@ -23,11 +23,17 @@ def create(
 ) -> tuple[Backend, AsyncBackend, CircuitBreaker | None]:
     """The backends for ``settings.url``; nothing connects until the first operation.
 
+    ``memory://`` in a process that is one of several server workers gives a :class:`~stashly.MemoryBackendWarning`
+    (once per process), as does a memory store's first use in a process forked after it was made.
+
     ``tier`` puts a local tier in front of Redis (the memory backend is local already: it is ignored there);
     ``report`` hears why its invalidation connection was lost. The third item is Redis's circuit breaker.
     """
     if settings.url.startswith("memory:"):
-        store = MemoryStore(settings.max_entries)
+        from .. import workers
+
+        workers.warn_if_several_workers()
+        store = MemoryStore(settings.max_entries, on_forked=workers.warn_forked)
         return store, AsyncMemoryBackend(store), None
     from ..breaker import AsyncGuardedBackend, CircuitBreaker, GuardedBackend
     from ..coalesce import AsyncCoalescedBackend

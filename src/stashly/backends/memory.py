@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
@@ -20,9 +22,17 @@ class MemoryStore:
     Beyond ``max_entries`` the least recently used entry is evicted; expired entries are dropped when met.
     Guards live apart from the entries (one small counter per namespace) and are never evicted. The clock is
     injectable so tests never sleep.
+
+    A process forked after the store was made keeps a copy of its entries, no longer shared with the parent; its
+    first operation calls ``on_forked`` with the pid of the process that made the store.
     """
 
-    def __init__(self, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+        on_forked: Callable[[int], None] | None = None,
+    ) -> None:
         if max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, got {max_entries}")
         self.max_entries = max_entries
@@ -31,20 +41,40 @@ class MemoryStore:
         self._entries: OrderedDict[str, tuple[float | None, bytes]] = OrderedDict()
         self._guards: dict[str, int] = {}
         self._locks: dict[str, tuple[bytes, float]] = {}  # lock key -> (owner, deadline)
+        self._creator = os.getpid()
+        self._on_forked = on_forked
+        self._forked = False  # set in a forked child until its first operation
+        _watch_forks(self)
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    def _after_fork(self) -> None:
+        # A parent's thread may have held the lock at the fork: the child has the lock, not the thread.
+        self._lock = threading.Lock()
+        self._forked = self._on_forked is not None
+
+    def _first_use_after_fork(self) -> None:
+        self._forked = False
+        if self._on_forked is not None:
+            self._on_forked(self._creator)
+
     def get(self, key: str) -> bytes | None:
+        if self._forked:
+            self._first_use_after_fork()
         with self._lock:
             return self._live(key, self._clock())[0]
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if self._forked:
+            self._first_use_after_fork()
         now = self._clock()
         with self._lock:
             return [self._live(key, now)[0] for key in keys]
 
     def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
+        if self._forked:
+            self._first_use_after_fork()
         now = self._clock()
         with self._lock:
             value, deadline = self._live(key, now)
@@ -65,6 +95,8 @@ class MemoryStore:
         return value, deadline
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        if self._forked:
+            self._first_use_after_fork()
         deadline = _deadline(self._clock(), ttl)
         with self._lock:
             self._put(key, value, deadline)
@@ -78,6 +110,8 @@ class MemoryStore:
     def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:
+        if self._forked:
+            self._first_use_after_fork()
         now = self._clock()
         deadline = _deadline(now, ttl)
         with self._lock:
@@ -96,6 +130,8 @@ class MemoryStore:
         return held[0] if held is not None and held[1] > now else None
 
     def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
+        if self._forked:
+            self._first_use_after_fork()
         now = self._clock()
         with self._lock:
             if self._owner(lock_key, now) is not None:
@@ -104,11 +140,15 @@ class MemoryStore:
             return True
 
     def release(self, lock_key: str, owner: bytes) -> None:
+        if self._forked:
+            self._first_use_after_fork()
         with self._lock:
             if self._owner(lock_key, self._clock()) == owner:
                 del self._locks[lock_key]
 
     def delete(self, key: str, guard: str | None = None) -> bool:
+        if self._forked:
+            self._first_use_after_fork()
         now = self._clock()
         with self._lock:
             entry = self._entries.pop(key, None)
@@ -120,6 +160,8 @@ class MemoryStore:
             self._guards[guard] = self._guards.get(guard, 0) + 1
 
     def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
+        if self._forked:
+            self._first_use_after_fork()
         now = self._clock()
         with self._lock:
             self._bump(guard)
@@ -134,6 +176,8 @@ class MemoryStore:
         self.delete_prefix(prefix, guard)
 
     def count_prefix(self, prefix: str) -> int:
+        if self._forked:
+            self._first_use_after_fork()
         now = self._clock()
         with self._lock:
             return sum(
@@ -144,6 +188,23 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release: the entries stay (a closed manager's memory cache is still the same cache)."""
+
+
+_stores: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
+_hooked = False
+
+
+def _reset_after_fork() -> None:
+    for store in list(_stores):
+        store._after_fork()
+
+
+def _watch_forks(store: MemoryStore) -> None:
+    global _hooked
+    if not _hooked and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_reset_after_fork)  # once per process, at the first store
+        _hooked = True
+    _stores.add(store)
 
 
 def _deadline(now: float, ttl: float | None) -> float | None:
