@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 from typing import TypeAlias
 
+from .checks import MAX_SECONDS
 from .sentinels import NOT_SET, NotSet
 
 __all__ = ["TTL", "check_ttl", "resolve_ttl"]
@@ -17,7 +17,8 @@ TTL: TypeAlias = float | timedelta | None
 def check_ttl(ttl: TTL | NotSet, where: str) -> float | NotSet | None:
     """Validate a TTL early (at decoration or call time) and normalise it to seconds.
 
-    ``0``, negative, NaN and infinite values raise ``ValueError`` naming ``where``; ``None`` and
+    ``0``, negative, NaN and infinite values, and more than 1e9 s (31 years: Redis refuses the millisecond
+    count of a much larger one, so every write would fail), raise ``ValueError`` naming ``where``; ``None`` and
     :data:`~stashly.sentinels.NOT_SET` pass through unchanged.
     """
     if ttl is None or ttl is NOT_SET:
@@ -28,8 +29,8 @@ def check_ttl(ttl: TTL | NotSet, where: str) -> float | NotSet | None:
         seconds = float(ttl)
     else:
         raise TypeError(f"{where}: ttl must be seconds (int or float), a timedelta or None, not {type(ttl).__name__}")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"{where}: ttl must be a positive, finite number of seconds, got {ttl!r}")
+    if not 0 < seconds <= MAX_SECONDS:  # also refuses NaN and infinities
+        raise ValueError(f"{where}: ttl must be a positive number of seconds, at most {MAX_SECONDS:.0e}, got {ttl!r}")
     return seconds
 
 
