@@ -85,7 +85,8 @@ def test_decoding_near_envelopes_never_raises_and_checks_every_field(key: str, d
     document = orjson.loads(raw)
     valid = (
         isinstance(document, dict)
-        and document.get("stashly") == 1  # Python equality: 1.0 and true pass as version 1 too
+        and type(document.get("stashly")) is int  # exactly the integer: 1.0 and true are not version 1
+        and document["stashly"] == 1
         and document.get("key") == codec.binding(key).decode()
         and "value" in document
     )
