@@ -16,13 +16,18 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import pydantic
+
 try:
     from fastapi import Request, Response
     from fastapi.params import Depends
+    from fastapi.security.base import SecurityBase
 except ImportError as exc:  # pragma: no cover - exercised by installs without the extra
     raise ImportError("@cached(http=True) needs FastAPI: pip install 'stashly[fastapi]'") from exc
 
+from .. import codec
 from ..context import is_context
+from ..errors import ConfigError
 from ..sentinels import MISSING
 from ..singleflight import AsyncSingleFlight, SingleFlight
 from ..stampede import Filled
@@ -34,7 +39,7 @@ __all__ = ["etag", "http_endpoint", "if_none_match"]
 
 _REQUEST = "stashly_request__"
 _RESPONSE = "stashly_response__"
-_VARY = "Authorization, Cookie"
+_VARY = ("Authorization", "Cookie")
 
 
 def etag(key: str, payload: bytes) -> str:
@@ -78,6 +83,72 @@ class _Policy:
         return any(name in arguments and not is_context(arguments[name]) for name in self.dependencies)
 
 
+class _Route:
+    """What the route serving this endpoint tells: its response model, and the request parts its answer reads.
+
+    Worked out once per route, from the request's ``scope["route"]``: ``@cached`` sits below the route
+    decorator, so the route does not exist yet when the endpoint is decorated.
+    """
+
+    def __init__(self, route: Any, endpoint: Callable[..., Any], where: str) -> None:
+        self.route = route  # held so the id() this is remembered under is never reused
+        self.headers: list[str] = []
+        self.private = False
+        dependant = getattr(route, "dependant", None)
+        if dependant is not None:
+            self._walk(dependant, top=True)
+        field = getattr(route, "response_field", None)
+        self.field = field if getattr(route, "endpoint", None) is endpoint else None
+        self.reader: codec.Reader | None = None
+        if self.field is not None:
+            for option in ("response_model_include", "response_model_exclude"):
+                if getattr(route, option, None) is not None:
+                    raise ConfigError(
+                        f"@cached(http=True) {where}: {option} is not supported (a cached entry must hold exactly "
+                        "what the client receives, and be read back through the response model): declare a "
+                        "response_model that holds only the fields to send"
+                    )
+            self.exclude_unset = bool(getattr(route, "response_model_exclude_unset", False))
+            self.reader = codec.reader_for(route.response_model)
+
+    def _walk(self, dependant: Any, top: bool) -> None:
+        # Whatever request part reaches the endpoint (its own parameters or any dependency's) can change the body.
+        for field in dependant.header_params:
+            self._header(field)
+        if dependant.cookie_params or dependant.websocket_param_name or dependant.http_connection_param_name:
+            self.private = True
+        if dependant.request_param_name is not None and not (top and dependant.request_param_name == _REQUEST):
+            self.private = True
+        call = dependant.call
+        if isinstance(call, SecurityBase) or isinstance(getattr(call, "__wrapped__", None), SecurityBase):
+            self.private = True
+        for sub in dependant.dependencies:
+            self._walk(sub, top=False)
+
+    def _header(self, field: Any) -> None:
+        annotation = getattr(field.field_info, "annotation", None)
+        if inspect.isclass(annotation) and issubclass(annotation, pydantic.BaseModel):
+            self.private = True  # a model of headers: which ones it reads depends on its config
+            return
+        name: str = field.alias
+        if name == field.name and getattr(field.field_info, "convert_underscores", True):
+            name = name.replace("_", "-")
+        choices = getattr(field.field_info.validation_alias, "choices", None)
+        for header in [name, *(c for c in choices or () if isinstance(c, str))]:
+            if header.lower() not in (h.lower() for h in self.headers):
+                self.headers.append(header)
+
+    def content(self, value: Any) -> Any:
+        """``value`` validated and serialized through the response model: what FastAPI would send, as JSON."""
+        assert self.field is not None
+        validated, errors = self.field.validate(value, {}, loc=("response",))
+        if errors:
+            from fastapi.exceptions import ResponseValidationError
+
+            raise ResponseValidationError(errors=errors, body=value)
+        return self.field.serialize(validated, mode="json", by_alias=True, exclude_unset=self.exclude_unset)
+
+
 def _hints(plan: Plan) -> dict[str, Any]:
     try:
         return typing.get_type_hints(plan.fn, localns=plan.localns, include_extras=True)
@@ -85,12 +156,15 @@ def _hints(plan: Plan) -> dict[str, Any]:
         return {}
 
 
-def _headers(key: str, payload: bytes, ttl: float | None, private: bool, outcome: str) -> dict[str, str]:
+def _headers(
+    key: str, payload: bytes, ttl: float | None, private: bool, vary: list[str], outcome: str
+) -> dict[str, str]:
     scope = "private" if private else "public"
     freshness = "no-cache" if ttl is None else f"max-age={max(0, math.floor(ttl))}"
     headers = {"ETag": etag(key, payload), "Cache-Control": f"{scope}, {freshness}", "X-Cache": outcome}
-    if private:
-        headers["Vary"] = _VARY
+    names = [*_VARY, *vary] if private else vary
+    if names:
+        headers["Vary"] = ", ".join(names)
     return headers
 
 
@@ -99,13 +173,15 @@ def _respond(
     response: Response | None,
     arguments: Mapping[str, Any],
     policy: _Policy,
+    route: _Route | None,
     key: str,
     outcome: tuple[Any, bytes | None, float | None, str],
 ) -> Any:
     value, payload, ttl, state = outcome
     if request is None or response is None or payload is None:  # called directly, or a Response result
         return value
-    headers = _headers(key, payload, ttl, policy.private(request, arguments), state)
+    private = policy.private(request, arguments) or (route is not None and route.private)
+    headers = _headers(key, payload, ttl, private, route.headers if route is not None else [], state)
     if if_none_match(request.headers.get("if-none-match"), headers["ETag"]):
         return Response(status_code=304, headers=headers)
     response.headers.update(headers)
@@ -124,29 +200,65 @@ def _signature_with_context(plan: Plan, hints: Mapping[str, Any]) -> inspect.Sig
     return plan.signature.replace(parameters=[*params[:at], *extra, *params[at:]], return_annotation=return_annotation)
 
 
+def _fresh_for(binding: Binding) -> float | None:
+    """What a miss may advertise: the stored entry lives up to ``ttl_jitter`` less than the TTL, never more."""
+    expiry = binding.expiry
+    return None if expiry is None else expiry * (1.0 - binding.manager.settings.ttl_jitter)
+
+
 def http_endpoint(plan: Plan, is_async: bool) -> Callable[..., Any]:
-    """The wrapper for ``@cached(http=True)``: the cached call, then validators and cache headers."""
+    """The wrapper for ``@cached(http=True)``: the cached call, then validators and cache headers.
+
+    Under a route with a response model (``response_model=`` or a return annotation FastAPI uses as one),
+    the entry holds the result validated and serialized through that model, as the client receives it:
+    fields the model filters out (a password hash on an ORM row) are never stored.
+    """
     fn = plan.fn
     hints = _hints(plan)
     policy = _Policy(plan, hints)
+    routes: dict[int, _Route] = {}
+
+    def route_of(request: Request | None) -> _Route | None:
+        route = request.scope.get("route") if request is not None else None
+        if route is None:
+            return None
+        found = routes.get(id(route))
+        if found is None:
+            found = routes[id(route)] = _Route(route, endpoint, plan.name)
+        return found
+
+    def through(route: _Route | None, call: Callable[[], Any]) -> Callable[[], Any]:
+        if route is None or route.field is None:
+            return call
+        return lambda: _serialized(route, call())
+
     if is_async:
         async_flight: AsyncSingleFlight[Filled] = AsyncSingleFlight()
 
         @functools.wraps(fn)
         async def async_endpoint(*args: Any, **kwargs: Any) -> Any:
             request, response = kwargs.pop(_REQUEST, None), kwargs.pop(_RESPONSE, None)
+            route = route_of(request)
             binding = plan.binding()
+            reader = binding.reader if route is None or route.reader is None else route.reader
             key = plan.key(binding, args, kwargs)
             manager = binding.manager
-            found = await manager._alookup(key, binding.guard, binding.reader, binding.strict, binding.site, True)
+            found = await manager._alookup(key, binding.guard, reader, binding.strict, binding.site, True)
             if found.value is not MISSING:
-                return _respond(request, response, kwargs, policy, key, (found.value, found.raw, found.ttl, "HIT"))
+                return _respond(
+                    request, response, kwargs, policy, route, key, (found.value, found.raw, found.ttl, "HIT")
+                )
+
+            async def call() -> Any:
+                result = await fn(*args, **kwargs)
+                return result if route is None or route.field is None else _serialized(route, result)
 
             async def fill() -> Filled:
-                return await plan.afill(binding, key, found, lambda: fn(*args, **kwargs))
+                return await plan.afill(binding, key, found, call)
 
             value, stored = await async_flight.run((key, found.token), fill)
-            return _respond(request, response, kwargs, policy, key, (value, stored, binding.expiry, "MISS"))
+            value = _read_back(route, value)
+            return _respond(request, response, kwargs, policy, route, key, (value, stored, _fresh_for(binding), "MISS"))
 
         endpoint: Callable[..., Any] = async_endpoint
     else:
@@ -155,19 +267,36 @@ def http_endpoint(plan: Plan, is_async: bool) -> Callable[..., Any]:
         @functools.wraps(fn)
         def sync_endpoint(*args: Any, **kwargs: Any) -> Any:
             request, response = kwargs.pop(_REQUEST, None), kwargs.pop(_RESPONSE, None)
+            route = route_of(request)
             binding: Binding = plan.binding()
+            reader = binding.reader if route is None or route.reader is None else route.reader
             key = plan.key(binding, args, kwargs)
             manager = binding.manager
-            found = manager._lookup_sync(key, binding.guard, binding.reader, binding.strict, binding.site, True)
+            found = manager._lookup_sync(key, binding.guard, reader, binding.strict, binding.site, True)
             if found.value is not MISSING:
-                return _respond(request, response, kwargs, policy, key, (found.value, found.raw, found.ttl, "HIT"))
+                return _respond(
+                    request, response, kwargs, policy, route, key, (found.value, found.raw, found.ttl, "HIT")
+                )
 
             def fill() -> Filled:
-                return plan.fill(binding, key, found, lambda: fn(*args, **kwargs))
+                return plan.fill(binding, key, found, through(route, lambda: fn(*args, **kwargs)))
 
             value, stored = flight.run((key, found.token), fill)
-            return _respond(request, response, kwargs, policy, key, (value, stored, binding.expiry, "MISS"))
+            value = _read_back(route, value)
+            return _respond(request, response, kwargs, policy, route, key, (value, stored, _fresh_for(binding), "MISS"))
 
         endpoint = sync_endpoint
     endpoint.__signature__ = _signature_with_context(plan, hints)  # type: ignore[attr-defined]
     return endpoint
+
+
+def _serialized(route: _Route, result: Any) -> Any:
+    # A Response (or other framework object) is sent as it is, and never stored: leave it to the plan.
+    return result if is_context(result) else route.content(result)
+
+
+def _read_back(route: _Route | None, value: Any) -> Any:
+    """The miss returns what a hit will: the stored JSON read through the response model."""
+    if route is None or route.reader is None or is_context(value):
+        return value
+    return route.reader(value)
