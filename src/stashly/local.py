@@ -13,15 +13,14 @@ value changes what the next caller gets.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from . import checks
+from .forks import ForkWatch
 from .sentinels import Missing
 
 __all__ = ["LocalTier"]
@@ -72,7 +71,7 @@ class LocalTier:
         """Reads this tier answered (approximate under threads: plain counters, no lock)."""
         self.misses = 0
         """Reads it passed on to Redis."""
-        _watch_forks(self)
+        _forks.add(self)
 
     def __repr__(self) -> str:
         return f"LocalTier(max_entries={self.max_entries}, max_bytes={self.max_bytes}, ttl={self.ttl})"
@@ -214,18 +213,4 @@ class LocalTier:
         self.suspend()
 
 
-_tiers: weakref.WeakSet[LocalTier] = weakref.WeakSet()
-_hooked = False
-
-
-def _reset_after_fork() -> None:
-    for tier in list(_tiers):
-        tier._forked()
-
-
-def _watch_forks(tier: LocalTier) -> None:
-    global _hooked
-    if not _hooked and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_reset_after_fork)  # once per process, at the first tier
-        _hooked = True
-    _tiers.add(tier)
+_forks: ForkWatch[LocalTier] = ForkWatch(LocalTier._forked)

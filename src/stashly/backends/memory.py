@@ -6,10 +6,10 @@ import math
 import os
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
+from ..forks import ForkWatch
 from .base import Lock, Read
 
 __all__ = ["AsyncMemoryBackend", "MemoryStore"]
@@ -44,7 +44,7 @@ class MemoryStore:
         self._creator = os.getpid()
         self._on_forked = on_forked
         self._forked = False  # set in a forked child until its first operation
-        _watch_forks(self)
+        _forks.add(self)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -190,21 +190,7 @@ class MemoryStore:
         """Nothing to release: the entries stay (a closed manager's memory cache is still the same cache)."""
 
 
-_stores: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
-_hooked = False
-
-
-def _reset_after_fork() -> None:
-    for store in list(_stores):
-        store._after_fork()
-
-
-def _watch_forks(store: MemoryStore) -> None:
-    global _hooked
-    if not _hooked and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_reset_after_fork)  # once per process, at the first store
-        _hooked = True
-    _stores.add(store)
+_forks: ForkWatch[MemoryStore] = ForkWatch(MemoryStore._after_fork)
 
 
 def _deadline(now: float, ttl: float | None) -> float | None:
