@@ -154,6 +154,20 @@ def test_escape_glob() -> None:
 # -- memory ------------------------------------------------------------------------------------------------
 
 
+def test_memory_locks_released_after_their_lease_are_not_kept() -> None:
+    """A holder slower than its lease releases a lock that ran out: nothing of it stays behind."""
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    for n in range(1000):
+        assert store.acquire(f"lock:{n}", b"me", 1)
+        clock.now += 2
+        store.release(f"lock:{n}", b"me")
+        assert store.acquire(f"other:{n}", b"me", 1)
+        clock.now += 2
+        assert store.fill(f"k:{n}", b"v", 10, "g", None, (f"other:{n}", b"me")) is False  # fenced off, and forgotten
+    assert store._locks == {}
+
+
 def test_memory_expired_entries_are_not_counted_as_removed() -> None:
     clock = FakeClock()
     store = MemoryStore(clock=clock)

@@ -127,7 +127,12 @@ class MemoryStore:
 
     def _owner(self, lock_key: str, now: float) -> bytes | None:
         held = self._locks.get(lock_key)
-        return held[0] if held is not None and held[1] > now else None
+        if held is None:
+            return None
+        if held[1] <= now:  # a lease that ran out: forget it, or a holder slower than its lease leaks the entry
+            del self._locks[lock_key]
+            return None
+        return held[0]
 
     def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
         if self._forked:
