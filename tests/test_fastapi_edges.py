@@ -11,12 +11,12 @@ import pytest
 import redis
 from fastapi import Cookie, Depends, FastAPI, Header, Request
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import String, create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import StaticPool
 
-from stashly import Cached, CacheManager, ConfigError
+from stashly import Cached, CacheManager, ConfigError, SerializationError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,6 +38,12 @@ class UserPublic(BaseModel):
     id: int
     email: str
     nickname: str | None = None
+
+
+class UserInDB(UserPublic):
+    """A row as a Pydantic model (SQLModel's table models are Pydantic models too)."""
+
+    hashed_password: str
 
 
 @pytest.fixture
@@ -78,6 +84,16 @@ def build_app(manager: CacheManager) -> FastAPI:
     @cache.cached(http=True)
     def excluding(db: Session = Depends(get_db)) -> Any:
         return db.get(User, 1)
+
+    @app.get("/plain/me", response_model=UserPublic)
+    @cache.cached
+    def plain_me() -> UserPublic:
+        return UserInDB(id=1, email="user1@example.com", hashed_password=SECRET)
+
+    @app.get("/plain/row", response_model=UserPublic)
+    @cache.cached
+    def plain_row(db: Session = Depends(get_db)) -> UserPublic:
+        return db.get(User, 1)  # type: ignore[return-value]
 
     @app.get("/tenant")
     @cache.cached(http=True)
@@ -147,6 +163,30 @@ async def test_an_orm_row_is_stored_as_the_response_model_sends_it(
     assert b"user1@example.com" in entries[0]
 
 
+@pytest.mark.parametrize("path", ["/plain/me", "/plain/row"])
+async def test_plain_cached_stores_what_the_return_annotation_declares(
+    http: httpx.AsyncClient, redis_url: str, path: str
+) -> None:
+    miss = await http.get(path)
+    hit = await http.get(path)
+    assert miss.status_code == hit.status_code == 200
+    assert hit.json() == miss.json() == {"id": 1, "email": "user1@example.com", "nickname": None}
+    (entry,) = stored_bytes(redis_url)
+    assert b"hashed_password" not in entry
+    assert SECRET.encode() not in entry
+
+
+def test_a_result_that_does_not_fit_its_annotation_is_refused(manager: CacheManager) -> None:
+    cache = Cached(namespace="edges", manager=manager)
+
+    @cache.cached
+    def wrong() -> UserPublic:
+        return {"id": "not a number"}  # type: ignore[return-value]
+
+    with pytest.raises(SerializationError, match="does not validate as the return annotation UserPublic"):
+        wrong()
+
+
 async def test_exclude_unset_is_honoured_on_hit_and_miss(http: httpx.AsyncClient) -> None:
     miss = await http.get("/async/me")
     hit = await http.get("/async/me")
@@ -190,3 +230,21 @@ async def test_a_miss_advertises_no_longer_than_the_entry_is_stored(
     advertised = int(miss.headers["cache-control"].rsplit("max-age=", 1)[1])
     # ttl=100 with ttl_jitter=0.5: the entry lives between 50 and 100 seconds; only 50 is a promise.
     assert advertised == math.floor(100 * (1 - manager.settings.ttl_jitter)) == 50
+
+
+def test_a_subclass_with_aliased_fields_is_narrowed_to_its_annotation(manager: CacheManager, redis_url: str) -> None:
+    class Public(BaseModel):
+        user_id: int = Field(alias="userId")
+
+    class Private(Public):
+        token: str
+
+    cache = Cached(namespace="edges", manager=manager)
+
+    @cache.cached
+    def load() -> Public:
+        return Private(userId=7, token="secret-token")
+
+    assert load().user_id == 7  # narrowing validates by alias, as the model asks: no SerializationError
+    (entry,) = stored_bytes(redis_url)
+    assert b"secret-token" not in entry

@@ -21,6 +21,7 @@ import pydantic
 from . import codec, keys
 from .backends.base import Lock
 from .context import is_context
+from .errors import SerializationError
 from .manager import Lookup, Token, default_manager
 from .sentinels import NOT_SET, NotSet
 from .stampede import Filled, afill_under_lock, fill_under_lock
@@ -186,8 +187,11 @@ class Plan:
         """The bytes to store for ``result``, or ``None`` when it must not be stored (a framework response)."""
         if is_context(result):
             return None
-        if self._annotation is Any and _is_structured(result):
+        annotation = self._annotation
+        if annotation is Any and _is_structured(result):
             _warn_unannotated(self.name, result)
+        elif _is_model(annotation) and type(result) is not annotation:
+            result = _narrowed(annotation, result, key)  # store what the annotation declares, not extra fields
         return binding.manager._encode(result, key)
 
     def computation(self, binding: Binding, key: str, call: Callable[[], Any]) -> Callable[[Token, Lock], Filled]:
@@ -288,11 +292,33 @@ def _is_structured(value: object) -> bool:
     )
 
 
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel)
+
+
+def _narrowed(model: type[pydantic.BaseModel], result: object, key: str) -> pydantic.BaseModel:
+    """``result`` (a subclass instance, an ORM row) as exactly ``model``: a row's password hash is left out.
+
+    A subclass instance keeps only ``model``'s fields (Pydantic serializes a value as its declared type).
+    """
+    try:
+        if isinstance(result, model):
+            return model.model_validate(model.__pydantic_serializer__.to_python(result, by_alias=True))
+        return model.model_validate(result, from_attributes=True)
+    except pydantic.ValidationError as exc:
+        raise SerializationError(
+            f"cannot cache the value for key {key!r}: a {type(result).__qualname__} does not validate as the "
+            f"return annotation {model.__qualname__} ({exc.error_count()} errors)"
+        ) from None
+
+
 @functools.lru_cache(maxsize=256)
 def _warn_unannotated_once(name: str, kind: str) -> None:
     logger.warning(
-        "@cached %s returned a %s but has no return annotation: cache hits will return plain JSON (dicts); "
-        "annotate the return type (-> %s) to get the same type back",
+        "@cached %s returned a %s but has no return annotation: every field of the %s is stored and cache hits "
+        "will return plain JSON (dicts); annotate the return type with what callers should get back: for a "
+        "FastAPI endpoint its response model, so the fields it filters out (a password hash) are never stored, "
+        "or use @cached(http=True), which stores what the client receives",
         name,
         kind,
         kind,
