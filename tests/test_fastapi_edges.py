@@ -40,6 +40,11 @@ class UserPublic(BaseModel):
     nickname: str | None = None
 
 
+class Aliased(BaseModel):
+    user_id: int = Field(alias="userId")
+    nickname: str | None = None
+
+
 class UserInDB(UserPublic):
     """A row as a Pydantic model (SQLModel's table models are Pydantic models too)."""
 
@@ -94,6 +99,11 @@ def build_app(manager: CacheManager) -> FastAPI:
     @cache.cached
     def plain_row(db: Session = Depends(get_db)) -> UserPublic:
         return db.get(User, 1)  # type: ignore[return-value]
+
+    @app.get("/aliased", response_model=Aliased, response_model_by_alias=False, response_model_exclude_none=True)
+    @cache.cached(http=True)
+    def aliased(db: Session = Depends(get_db)) -> Any:
+        return {"userId": 1, "nickname": None, "hashed_password": SECRET}
 
     @app.get("/tenant")
     @cache.cached(http=True)
@@ -191,6 +201,15 @@ async def test_exclude_unset_is_honoured_on_hit_and_miss(http: httpx.AsyncClient
     miss = await http.get("/async/me")
     hit = await http.get("/async/me")
     assert miss.json() == hit.json() == {"id": 1, "email": "user1@example.com"}  # the row has no nickname
+
+
+async def test_by_alias_and_exclude_none_are_honoured(http: httpx.AsyncClient, redis_url: str) -> None:
+    miss = await http.get("/aliased")
+    hit = await http.get("/aliased")
+    assert miss.json() == hit.json() == {"user_id": 1}
+    assert hit.headers["x-cache"] == "HIT"
+    (entry,) = stored_bytes(redis_url)
+    assert SECRET.encode() not in entry
 
 
 async def test_response_model_exclude_is_refused_clearly(http: httpx.AsyncClient, redis_url: str) -> None:
