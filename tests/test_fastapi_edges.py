@@ -10,6 +10,7 @@ import httpx
 import pytest
 import redis
 from fastapi import Cookie, Depends, FastAPI, Header, Request
+from fastapi.requests import HTTPConnection
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy import String, create_engine
@@ -136,6 +137,21 @@ def build_app(manager: CacheManager) -> FastAPI:
     def secured() -> dict[str, int]:
         return {"n": 2}
 
+    def session_from_app(request: Request) -> Iterator[Session]:
+        with Session(engine) as db:  # found through request.app in a real application
+            yield db
+
+    @app.get("/via-app")
+    @cache.cached(http=True)
+    def via_app(db: Session = Depends(session_from_app)) -> dict[str, str]:
+        user = db.get(User, 1)
+        return {"email": user.email if user else ""}
+
+    @app.get("/connection")
+    @cache.cached(http=True)
+    def connection(conn: HTTPConnection) -> dict[str, int]:
+        return {"n": 4}
+
     @app.get("/open")
     @cache.cached(http=True)
     def open_to_all() -> dict[str, int]:
@@ -228,7 +244,7 @@ async def test_a_header_parameter_is_in_vary(http: httpx.AsyncClient) -> None:
     assert "x-region" in region.headers["vary"].lower()
 
 
-@pytest.mark.parametrize("path", ["/theme", "/raw", "/secured"])
+@pytest.mark.parametrize("path", ["/theme", "/raw", "/secured", "/connection"])
 async def test_cookies_raw_requests_and_security_schemes_are_private(http: httpx.AsyncClient, path: str) -> None:
     response = await http.get(path)
     assert response.status_code == 200
@@ -236,8 +252,10 @@ async def test_cookies_raw_requests_and_security_schemes_are_private(http: httpx
     assert "cookie" in response.headers["vary"].lower()
 
 
-async def test_open_endpoint_stays_public_without_vary(http: httpx.AsyncClient) -> None:
-    response = await http.get("/open")
+@pytest.mark.parametrize("path", ["/open", "/via-app"])
+async def test_open_endpoint_stays_public_without_vary(http: httpx.AsyncClient, path: str) -> None:
+    response = await http.get(path)
+    assert response.status_code == 200
     assert response.headers["cache-control"].startswith("public, ")
     assert "vary" not in response.headers
 

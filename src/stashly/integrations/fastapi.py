@@ -94,6 +94,7 @@ class _Route:
         self.route = route  # held so the id() this is remembered under is never reused
         self.headers: list[str] = []
         self.private = False
+        self.connection_under: list[str | None] = []  # top-level dependencies that read the raw request
         dependant = getattr(route, "dependant", None)
         if dependant is not None:
             self._walk(dependant, top=True)
@@ -115,15 +116,33 @@ class _Route:
         # Whatever request part reaches the endpoint (its own parameters or any dependency's) can change the body.
         for field in dependant.header_params:
             self._header(field)
-        if dependant.cookie_params or dependant.websocket_param_name or dependant.http_connection_param_name:
-            self.private = True
-        if dependant.request_param_name is not None and not (top and dependant.request_param_name == _REQUEST):
+        connection = dependant.websocket_param_name or dependant.http_connection_param_name
+        if dependant.cookie_params or (top and connection):
             self.private = True
         call = dependant.call
         if isinstance(call, SecurityBase) or isinstance(getattr(call, "__wrapped__", None), SecurityBase):
             self.private = True
         for sub in dependant.dependencies:
+            if top and self._reads_connection(sub):
+                self.connection_under.append(sub.name)
             self._walk(sub, top=False)
+
+    @classmethod
+    def _reads_connection(cls, dependant: Any) -> bool:
+        """Whether ``dependant`` or what it depends on takes the raw ``Request``/``WebSocket``/connection."""
+        own = (dependant.request_param_name, dependant.websocket_param_name, dependant.http_connection_param_name)
+        return any(name is not None for name in own) or any(cls._reads_connection(d) for d in dependant.dependencies)
+
+    def private_for(self, arguments: Mapping[str, Any]) -> bool:
+        """Private when a dependency reading the raw request feeds anything but a value the key leaves out.
+
+        ``db: Session = Depends(get_db)`` where ``get_db`` finds the database through ``request.app`` stays
+        public: the session is not in the key either. A guard in ``dependencies=[...]`` feeds no parameter,
+        but may decide who gets the body: private.
+        """
+        return self.private or any(
+            name is None or name not in arguments or not is_context(arguments[name]) for name in self.connection_under
+        )
 
     def _header(self, field: Any) -> None:
         annotation = getattr(field.field_info, "annotation", None)
@@ -180,7 +199,7 @@ def _respond(
     value, payload, ttl, state = outcome
     if request is None or response is None or payload is None:  # called directly, or a Response result
         return value
-    private = policy.private(request, arguments) or (route is not None and route.private)
+    private = policy.private(request, arguments) or (route is not None and route.private_for(arguments))
     headers = _headers(key, payload, ttl, private, route.headers if route is not None else [], state)
     if if_none_match(request.headers.get("if-none-match"), headers["ETag"]):
         return Response(status_code=304, headers=headers)
