@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import httpx
 import pytest
 import redis
-from fastapi import Cookie, Depends, FastAPI, Header, Request
+from fastapi import Cookie, Depends, FastAPI, Header, Request, Response
 from fastapi.requests import HTTPConnection
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
@@ -105,6 +105,14 @@ def build_app(manager: CacheManager) -> FastAPI:
     @cache.cached(http=True)
     def aliased(db: Session = Depends(get_db)) -> Any:
         return {"userId": 1, "nickname": None, "hashed_password": SECRET}
+
+    def by_language(response: Response) -> None:
+        response.headers["Vary"] = "Accept-Language"
+
+    @app.get("/localized", dependencies=[Depends(by_language)])
+    @cache.cached(http=True)
+    def localized(x_tenant: Annotated[str, Header()]) -> dict[str, str]:
+        return {"tenant": x_tenant}
 
     @app.get("/tenant")
     @cache.cached(http=True)
@@ -242,6 +250,12 @@ async def test_a_header_parameter_is_in_vary(http: httpx.AsyncClient) -> None:
     assert [v.strip().lower() for v in a.headers["vary"].split(",")] == ["x-tenant"]
     region = await http.get("/region", headers={"X-Region": "eu"})
     assert "x-region" in region.headers["vary"].lower()
+
+
+async def test_a_dependencys_own_vary_is_kept(http: httpx.AsyncClient) -> None:
+    for _ in range(2):  # the miss and the hit
+        response = await http.get("/localized", headers={"X-Tenant": "a"})
+        assert [v.strip().lower() for v in response.headers["vary"].split(",")] == ["accept-language", "x-tenant"]
 
 
 @pytest.mark.parametrize("path", ["/theme", "/raw", "/secured", "/connection"])

@@ -153,9 +153,7 @@ class _Route:
         if name == field.name and getattr(field.field_info, "convert_underscores", True):
             name = name.replace("_", "-")
         choices = getattr(field.field_info.validation_alias, "choices", None)
-        for header in [name, *(c for c in choices or () if isinstance(c, str))]:
-            if header.lower() not in (h.lower() for h in self.headers):
-                self.headers.append(header)
+        self.headers += [name, *(c for c in choices or () if isinstance(c, str))]
 
     def content(self, value: Any) -> Any:
         """``value`` validated and serialized through the response model: what FastAPI would send, as JSON."""
@@ -181,9 +179,11 @@ def _headers(
     scope = "private" if private else "public"
     freshness = "no-cache" if ttl is None else f"max-age={max(0, math.floor(ttl))}"
     headers = {"ETag": etag(key, payload), "Cache-Control": f"{scope}, {freshness}", "X-Cache": outcome}
-    names = [*_VARY, *vary] if private else vary
+    names: dict[str, str] = {}
+    for name in [*_VARY, *vary] if private else vary:
+        names.setdefault(name.lower(), name)
     if names:
-        headers["Vary"] = ", ".join(names)
+        headers["Vary"] = ", ".join(names.values())
     return headers
 
 
@@ -200,7 +200,9 @@ def _respond(
     if request is None or response is None or payload is None:  # called directly, or a Response result
         return value
     private = policy.private(request, arguments) or (route is not None and route.private_for(arguments))
-    headers = _headers(key, payload, ttl, private, route.headers if route is not None else [], state)
+    vary = [name.strip() for name in response.headers.get("vary", "").split(",") if name.strip()]
+    vary += route.headers if route is not None else []  # a dependency's own Vary (Accept-Language) is kept
+    headers = _headers(key, payload, ttl, private, vary, state)
     if if_none_match(request.headers.get("if-none-match"), headers["ETag"]):
         return Response(status_code=304, headers=headers)
     response.headers.update(headers)
