@@ -13,7 +13,7 @@ import decimal
 import hashlib
 import math
 from collections.abc import Callable
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Final, Protocol
 
 import orjson
@@ -164,7 +164,9 @@ def reader_for(annotation: Any) -> Reader:
     """The validator for ``annotation`` (a Pydantic ``TypeAdapter``), or the identity for ``None``/``Any``."""
     if annotation is None or annotation is Any:
         return _identity
-    return pydantic.TypeAdapter(annotation).validate_python
+    # Models are stored by field name (model_dump's default), so a field with an alias must validate by name too:
+    # by alias alone, every hit of a model with Field(alias=...) failed validation and read as a miss.
+    return partial(pydantic.TypeAdapter(annotation).validate_python, by_alias=True, by_name=True)
 
 
 @lru_cache(maxsize=1024)
