@@ -326,6 +326,9 @@ for (let i = 0; i < data.length; i += 4) {
 }
 return [painted, series, canvas.width * canvas.height];
 """
+HEADERS = """
+return Array.from(arguments, (selector) => Array.from(document.querySelectorAll(selector), (cell) => cell.innerText));
+"""
 HIT_COLOUR, FILL_COLOUR = (0x00, 0x72, 0xB2), (0xD5, 0x5E, 0x00)  # --hit and --fill of the light scheme
 
 
@@ -365,8 +368,9 @@ def test_page_renders_in_chromium(tmp_path: Path) -> None:
                 ratio_pixels = driver.execute_script(PIXELS, "ratio-chart", HIT_COLOUR)
                 hit_pixels = driver.execute_script(PIXELS, "latency-chart", HIT_COLOUR)
                 fill_pixels = driver.execute_script(PIXELS, "latency-chart", FILL_COLOUR)
-                namespaces = [cell.text for cell in driver.find_elements(By.CSS_SELECTOR, "#namespaces th")]
-                functions = [cell.text for cell in driver.find_elements(By.CSS_SELECTOR, "#functions th")]
+                # Read in one script: the page replaces its table rows on every poll, so cells found by one call
+                # can be gone (stale) by the next, the more likely the busier the machine.
+                namespaces, functions = driver.execute_script(HEADERS, "#namespaces th", "#functions th")
                 status = driver.find_element(By.ID, "status").text
                 page = driver.page_source
                 resources = driver.execute_script(
