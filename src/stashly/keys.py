@@ -11,10 +11,13 @@ import datetime as dt
 import enum
 import functools
 import hashlib
+import re
 import reprlib
 import string
 import sys
 import uuid
+import zoneinfo
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from decimal import Decimal
 from fractions import Fraction
@@ -24,6 +27,7 @@ from typing import Any, Final, NoReturn, TypeAlias
 from urllib.parse import quote
 
 import pydantic
+import pydantic_core
 
 from .errors import UnstableKeyError
 
@@ -42,7 +46,7 @@ __all__ = [
 ]
 
 _MAX_DEPTH: Final = 64
-_PERSON: Final = b"stashly.key.v2"  # blake2b personalisation: versions the digests, bump it with the encoding
+_PERSON: Final = b"stashly.key.v3"  # blake2b personalisation: versions the digests, bump it with the encoding
 _MAX_RENDERED: Final = 200
 _KEEP_RENDERED: Final = 168  # 168 + ":" + 32 hex = 201 > 200, so a shortened key never equals a rendered one
 _GLOB: Final = frozenset("*?[]\\")
@@ -127,8 +131,11 @@ def _float_text(value: float) -> bytes:
     return b"nan" if value != value else float.hex(value).encode()
 
 
-def _name(cls: type) -> bytes:
+def _class_name(cls: type) -> bytes:
     return _str(f"{cls.__module__}.{cls.__qualname__}", 0)
+
+
+_name: Final[Callable[[type], bytes]] = functools.lru_cache(maxsize=4096)(_class_name)  # encode each class once
 
 
 def _str(value: str, depth: int) -> bytes:
@@ -179,8 +186,10 @@ def _set(tag: bytes) -> _Encoder:
     return encode
 
 
-def _pairs(items: Iterable[tuple[object, object]], owner: object, depth: int, attrs: bool) -> bytes:
-    """A map, order-independent: ``m<count>:`` and the ``key + value`` encodings, sorted."""
+def _pairs(
+    items: Iterable[tuple[object, object]], owner: object, depth: int, attrs: bool, ordered: bool = False
+) -> bytes:
+    """A map: ``m<count>:`` and the ``key + value`` encodings, sorted unless the map's order is part of its value."""
     if depth >= _MAX_DEPTH:
         raise _Unstable(owner, "depth")
     pairs: list[bytes] = []
@@ -195,22 +204,78 @@ def _pairs(items: Iterable[tuple[object, object]], owner: object, depth: int, at
         else:
             exc.trail.append((f".{key}" if attrs else f"[{reprlib.repr(key)}]", owner))
         raise
-    pairs.sort()
+    if not ordered:
+        pairs.sort()
     return b"m%d:%b" % (len(pairs), b"".join(pairs))
 
 
-def _wrap(tag: bytes, owner: object, inner: object, segment: str, depth: int) -> bytes:
-    """``tag``, the owner's class name, then the encoding of what stands for it (``.value``, a dump...)."""
+def _part(owner: object, inner: object, segment: str, depth: int) -> bytes:
+    """The encoding of ``inner``, which stands for (part of) ``owner``: errors point at ``owner<segment>``."""
     try:
-        encoded = _encode(inner, depth + 1)
+        return _encode(inner, depth + 1)
     except _Unstable as exc:
         exc.trail.append((segment, owner))
         raise
-    return tag + _name(type(owner)) + encoded
+
+
+def _wrap(tag: bytes, owner: object, inner: object, segment: str, depth: int) -> bytes:
+    """``tag``, the owner's class name, then the encoding of what stands for it (``.value``, a secret...)."""
+    return tag + _name(type(owner)) + _part(owner, inner, segment, depth)
 
 
 def _fields(tag: bytes, owner: object, items: Iterable[tuple[str, object]], depth: int) -> bytes:
     return tag + _name(type(owner)) + _pairs(items, owner, depth, attrs=True)
+
+
+def _memoryview(value: memoryview, depth: int) -> bytes:
+    # Its items, not just its bytes: a view of one int and one of four bytes hold the same bytes but differ.
+    try:
+        layout, data = _str(value.format, depth) + _EXACT[tuple](value.shape, depth), value.tobytes()
+    except ValueError:  # released
+        raise _Unstable(value, "type") from None
+    return b"v%b%d:%b" % (layout, len(data), data)
+
+
+def _zone(tz: dt.tzinfo, value: dt.datetime | dt.time) -> bytes:
+    """Which zone an aware value is in, beyond the offset its isoformat shows: London and UTC agree in January."""
+    name = tz.key if isinstance(tz, zoneinfo.ZoneInfo) and tz.key is not None else value.tzname()
+    return _name(type(tz)) + _encode(name, 0)
+
+
+def _moment(tag: bytes) -> _Encoder:
+    """A datetime or time: its isoformat, then (when aware or folded) its fold and zone."""
+
+    def encode(value: dt.datetime | dt.time, depth: int) -> bytes:
+        data = value.isoformat().encode()
+        tz = value.tzinfo
+        if tz is not None or value.fold:  # isoformat never holds "|"
+            data += b"|%d" % value.fold + (b"" if tz is None else _zone(tz, value))
+        return b"%b%d:%b" % (tag, len(data), data)
+
+    return encode
+
+
+def _subclass(value: object, depth: int) -> bytes:
+    """An instance of a subclass of a built-in value type: its class, what the base holds, and its own state.
+
+    The class comes first because a subclass can behave differently on equal content (``Markup("<b>")`` is
+    not escaped where ``"<b>"`` is; a namedtuple has fields), and ``OrderedDict`` order and a
+    ``defaultdict``'s factory are part of what they hold.
+    """
+    if isinstance(value, OrderedDict):
+        body = _pairs(dict.items(value), value, depth, attrs=False, ordered=True)
+    elif isinstance(value, defaultdict):
+        body = _part(value, value.default_factory, ".default_factory", depth)
+        body += _pairs(dict.items(value), value, depth, attrs=False)
+    else:
+        body = next(encoder for base, encoder in _BUILTIN_BASES if isinstance(value, base))(value, depth)
+    return b"x" + _name(type(value)) + body + _pairs(_state(value), value, depth, attrs=True)
+
+
+def _zone_info(value: zoneinfo.ZoneInfo, depth: int) -> bytes:
+    if value.key is None:  # from_file(): nothing names it
+        raise _Unstable(value, "type")
+    return b"x" + _name(type(value)) + _str(value.key, depth)
 
 
 _EXACT: Final[dict[type, _Encoder]] = {
@@ -220,8 +285,8 @@ _EXACT: Final[dict[type, _Encoder]] = {
     str: _str,
     float: _scalar(b"f", _float_text),
     bytes: _scalar(b"b", bytes),
-    bytearray: _scalar(b"b", bytes),
-    memoryview: _scalar(b"b", bytes),
+    bytearray: _scalar(b"B", bytes),
+    memoryview: _memoryview,
     tuple: _sequence(b"t"),
     list: _sequence(b"l"),
     dict: lambda value, depth: _pairs(dict.items(value), value, depth, attrs=False),
@@ -230,22 +295,49 @@ _EXACT: Final[dict[type, _Encoder]] = {
     complex: _scalar(b"c", lambda c: _float_text(c.real) + b"," + _float_text(c.imag)),
     Decimal: _scalar(b"d", lambda d: str(d).encode()),
     Fraction: _scalar(b"q", lambda q: b"%x/%x" % (q.numerator, q.denominator)),
-    dt.datetime: _scalar(b"D", lambda d: d.isoformat().encode()),
+    dt.datetime: _moment(b"D"),
     dt.date: _scalar(b"a", lambda d: d.isoformat().encode()),
-    dt.time: _scalar(b"h", lambda t: t.isoformat().encode()),
+    dt.time: _moment(b"h"),
     dt.timedelta: _scalar(b"r", lambda d: b"%x" % ((d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds)),
     uuid.UUID: _scalar(b"u", lambda u: u.bytes),
     type: _scalar(b"y", lambda cls: f"{cls.__module__}.{cls.__qualname__}".encode("utf-8", "surrogatepass")),
+    # Value types pydantic validates fields into, so that a model holding one keys by it: "x", class, content.
+    deque: lambda q, depth: b"x" + _name(type(q)) + _EXACT[list](q, depth) + _encode(q.maxlen, 0),
+    re.Pattern: lambda p, depth: b"x" + _name(re.Pattern) + _encode(p.pattern, 0) + _int(p.flags, 0),
+    dt.timezone: lambda tz, depth: (
+        b"x" + _name(dt.timezone) + _str(str(tz.tzname(None)), 0) + _EXACT[dt.timedelta](tz.utcoffset(None), 0)
+    ),
+    zoneinfo.ZoneInfo: _zone_info,
 }
-# Keyed by class name and str; IP interfaces subclass addresses, so the class name tells them apart.
-_NAMED: Final = (PurePath, IPv4Address, IPv6Address, IPv4Network, IPv6Network)
-# Subclasses of the types above are encoded like their base; datetime must precede date.
-_BASES: Final[tuple[tuple[type | tuple[type, ...], _Encoder], ...]] = (
-    *((base, encoder) for base, encoder in _EXACT.items() if base not in (bool, type(None), dt.date)),
+# Subclasses of these built-in types are keyed by their class, then like their base; datetime precedes date.
+_BUILTIN_BASES: Final[tuple[tuple[type, _Encoder], ...]] = (
+    *((base, encoder) for base, encoder in _EXACT.items() if base not in (bool, type(None), type, dt.date)),
     (dt.date, _EXACT[dt.date]),
-    (_NAMED, lambda value, depth: b"p" + _name(type(value)) + _str(str(value), depth)),
 )
-_BASE_TYPES: Final = tuple(base for base, _ in _BASES if isinstance(base, type)) + _NAMED
+_BUILTIN_TYPES: Final = tuple(base for base, _ in _BUILTIN_BASES)
+# Keyed by class name and str; IP interfaces subclass addresses, so the class name tells them apart. Pydantic's
+# URL types keep their parsed URL in a private base class; AnyUrl is the public base of the single-host ones.
+_NAMED: Final = (
+    PurePath,
+    IPv4Address,
+    IPv6Address,
+    IPv4Network,
+    IPv6Network,
+    pydantic_core.Url,
+    pydantic_core.MultiHostUrl,
+    pydantic.AnyUrl,
+    *(
+        getattr(pydantic.networks, base)
+        for base in ("_BaseUrl", "_BaseMultiHostUrl")
+        if hasattr(pydantic.networks, base)
+    ),
+)
+_SECRETS: Final = (
+    pydantic.SecretStr,
+    pydantic.SecretBytes,
+    *((pydantic.Secret,) if hasattr(pydantic, "Secret") else ()),
+)
+_BASE_TYPES: Final = _BUILTIN_TYPES + _NAMED
 
 
 def _encode_other(value: object, depth: int) -> bytes:
@@ -267,14 +359,33 @@ def _encode_other(value: object, depth: int) -> bytes:
     if isinstance(value, enum.Enum):
         return _wrap(b"e", value, value.value, ".value", depth)
     if isinstance(value, pydantic.BaseModel):
-        return _fields(b"M", value, _model_state(value), depth)
+        return _model(value, depth)
     if dataclasses.is_dataclass(value):  # not asdict(): it deep-copies every field on every call
         fields = ((field.name, getattr(value, field.name)) for field in dataclasses.fields(value))
         return _fields(b"C", value, fields, depth)
-    for base, encoder in _BASES:
-        if isinstance(value, base):
-            return encoder(value, depth)
+    if isinstance(value, _NAMED):
+        return b"p" + _name(cls) + _str(str(value), depth)
+    if isinstance(value, _SECRETS):  # hashed into the digest like a str argument; never rendered
+        return _wrap(b"x", value, value.get_secret_value(), ".get_secret_value()", depth)
+    if isinstance(value, pydantic.NameEmail):
+        return b"x" + _name(cls) + _str(value.name, depth) + _str(value.email, depth)
+    if isinstance(value, _BUILTIN_TYPES):
+        return _subclass(value, depth)
     raise _Unstable(value, "type")
+
+
+def _model(model: pydantic.BaseModel, depth: int) -> bytes:
+    """Its class, which fields were given (``exclude_unset`` dumps tell ``M()`` from ``M(x=0)``), its state."""
+    given, declared, extra = model.__pydantic_fields_set__, _declared(type(model)), model.__pydantic_extra__
+    if (
+        len(given) == len(declared) + len(extra or ())
+        and given.issuperset(declared)
+        and (not extra or given.issuperset(extra))
+    ):
+        marker = b"*"  # all of them, the common case: no need to encode the names
+    else:
+        marker = _part(model, frozenset(given), ".model_fields_set", depth)
+    return b"M" + _name(type(model)) + marker + _pairs(_model_state(model), model, depth, attrs=True)
 
 
 def _model_state(model: pydantic.BaseModel) -> Iterator[tuple[str, object]]:
@@ -294,6 +405,11 @@ def _model_state(model: pydantic.BaseModel) -> Iterator[tuple[str, object]]:
         yield from model.__pydantic_extra__.items()
     if model.__pydantic_private__:
         yield from model.__pydantic_private__.items()
+
+
+@functools.lru_cache(maxsize=1024)  # model_fields is a computed property in recent Pydantic
+def _declared(cls: type[pydantic.BaseModel]) -> frozenset[str]:
+    return frozenset(cls.model_fields)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -335,6 +451,10 @@ def canonical(value: object, path: str = "argument") -> bytes:
     functions, sockets...) raise :class:`UnstableKeyError` naming ``path`` and where inside it, e.g.
     ``argument 'filters'['status'] of app.search``. A type's ``__cache_key__()`` method, returning an
     encodable value, overrides every rule.
+
+    Nothing a function could tell apart is merged: a subclass of a built-in type (a ``str`` subclass, a
+    namedtuple, ``OrderedDict`` with its order) is keyed by its class too, ``bytearray`` is not ``bytes``,
+    a datetime keys by its zone and fold, and a Pydantic model by which fields were given.
     """
     try:
         return _encode(value, 0)
