@@ -5,7 +5,9 @@ computation per process also takes a lock in the backend (``SET NX`` with a leas
 other processes poll the entry instead of computing it too. The holder's store is fenced: it lands only
 while the lock is still its own (a holder slower than its lease may not overwrite the work of the process
 that took over), and it releases the lock in the same step. If the holder dies, its lease runs out and a
-waiter takes over; a waiter never waits longer than one lease before computing itself. If the backend cannot
+waiter takes over; a waiter never waits longer than one lease before computing itself. Whoever takes the lock
+reads the entry again first: a caller that missed just before the previous holder stored it finds it there
+instead of computing it a second time. If the backend cannot
 take the lock at all (down, or refusing ``SET NX``), strict mode raises; otherwise the failure is logged and
 counted and the caller computes without the lock, its store fenced by the guard token as without ``lock=True``.
 """
@@ -70,7 +72,10 @@ def fill_under_lock(
             return compute(token, None)  # the backend refused the lock (logged): compute, the store still guarded
         if taken:
             try:
-                return compute(token, (lock_key, owner))
+                found = look()  # the holder before us may have stored it between our read and our lock
+                if found.value is not MISSING:
+                    return found.value, found.raw
+                return compute(found.token, (lock_key, owner))
             finally:
                 manager._release(lock_key, owner, site)
         delay = wait.next_delay()
@@ -102,7 +107,10 @@ async def afill_under_lock(
             return await compute(token, None)
         if taken:
             try:
-                return await compute(token, (lock_key, owner))
+                found = await look()
+                if found.value is not MISSING:
+                    return found.value, found.raw
+                return await compute(found.token, (lock_key, owner))
             finally:
                 await manager._arelease(lock_key, owner, site)
         delay = wait.next_delay()
