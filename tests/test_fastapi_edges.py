@@ -17,7 +17,7 @@ from sqlalchemy import String, create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import StaticPool
 
-from stashly import Cached, CacheManager, ConfigError, SerializationError
+from stashly import Cached, CacheManager, SerializationError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -236,10 +236,14 @@ async def test_by_alias_and_exclude_none_are_honoured(http: httpx.AsyncClient, r
     assert SECRET.encode() not in entry
 
 
-async def test_response_model_exclude_is_refused_clearly(http: httpx.AsyncClient, redis_url: str) -> None:
-    with pytest.raises(ConfigError, match="response_model_exclude"):
-        await http.get("/excluding/me")
-    assert stored_bytes(redis_url) == []
+async def test_response_model_exclude_is_honoured_and_never_stored(http: httpx.AsyncClient, redis_url: str) -> None:
+    miss = await http.get("/excluding/me")
+    hit = await http.get("/excluding/me")
+    assert (miss.headers["x-cache"], hit.headers["x-cache"]) == ("MISS", "HIT")
+    assert miss.json() == hit.json() == {"id": 1, "nickname": None}
+    (entry,) = stored_bytes(redis_url)
+    assert b"user1@example.com" not in entry
+    assert SECRET.encode() not in entry
 
 
 async def test_a_header_parameter_is_in_vary(http: httpx.AsyncClient) -> None:

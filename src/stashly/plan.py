@@ -30,7 +30,7 @@ from .ttl import TTL, check_ttl, resolve_ttl
 if TYPE_CHECKING:
     from .manager import CacheManager
 
-__all__ = ["Binding", "Plan", "check_lease", "check_refresh_ahead"]
+__all__ = ["Binding", "Plan", "Serialized", "check_lease", "check_refresh_ahead"]
 
 logger = logging.getLogger(__name__)
 _EMPTY = inspect.Parameter.empty
@@ -41,6 +41,11 @@ _MEMO_TEXT = 256  # longer strings are not remembered (the memo must stay small)
 FILL_SPAN: Callable[[CacheManager, str, str], AbstractContextManager[object]] | None = None
 """Set by ``stashly.integrations.otel.instrument(spans=True)``: called with the manager, the namespace and the
 function's name, it opens a context around each fill. ``None`` (the default): a fill pays one global read."""
+
+
+class Serialized(dict[str, Any]):
+    """A result already serialized for storage (``@cached(http=True)``'s response bodies): stored as it is,
+    never narrowed into the return annotation."""
 
 
 class Binding:
@@ -190,7 +195,7 @@ class Plan:
         annotation = self._annotation
         if annotation is Any and _is_structured(result):
             _warn_unannotated(self.name, result)
-        elif _is_model(annotation) and type(result) is not annotation:
+        elif _is_model(annotation) and type(result) is not annotation and not isinstance(result, Serialized):
             result = _narrowed(annotation, result, key)  # store what the annotation declares, not extra fields
         return binding.manager._encode(result, key)
 

@@ -2,7 +2,8 @@
 
 The endpoint keeps its own signature for FastAPI's dependency injection; stashly adds two hidden parameters
 (the ``Request`` and the ``Response``) to the signature FastAPI reads, and takes them out again before the
-endpoint is called. Everything happens after FastAPI has resolved the dependencies, so authentication has
+endpoint is called (an endpoint that takes its own ``Request`` or ``Response`` shares it instead: FastAPI
+injects one of each). Everything happens after FastAPI has resolved the dependencies, so authentication has
 run before any validator is compared, and only this endpoint's own entry is compared.
 """
 
@@ -17,17 +18,23 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pydantic
+import pydantic_core
 
 try:
     from fastapi import Request, Response
+    from fastapi.datastructures import DefaultPlaceholder
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import ResponseValidationError
     from fastapi.params import Depends
+    from fastapi.responses import JSONResponse
     from fastapi.security.base import SecurityBase
+    from fastapi.utils import is_body_allowed_for_status_code
 except ImportError as exc:  # pragma: no cover - exercised by installs without the extra
     raise ImportError("@cached(http=True) needs FastAPI: pip install 'stashly[fastapi]'") from exc
 
 from .. import codec
 from ..context import is_context
-from ..errors import ConfigError
+from ..plan import Serialized
 from ..sentinels import MISSING
 from ..singleflight import AsyncSingleFlight, SingleFlight
 from ..stampede import Filled
@@ -40,6 +47,7 @@ __all__ = ["etag", "http_endpoint", "if_none_match"]
 _REQUEST = "stashly_request__"
 _RESPONSE = "stashly_response__"
 _VARY = ("Authorization", "Cookie")
+_ENTRY = {"model", "body", "status", "headers"}  # what a request's entry holds, see _Route.entry
 
 
 def etag(key: str, payload: bytes) -> str:
@@ -86,11 +94,13 @@ class _Policy:
 class _Route:
     """What the route serving this endpoint tells: its response model, and the request parts its answer reads.
 
-    Worked out once per route, from the request's ``scope["route"]``: ``@cached`` sits below the route
-    decorator, so the route does not exist yet when the endpoint is decorated.
+    Worked out once per route, from the request's scope: ``@cached`` sits below the route decorator, so the
+    route does not exist yet when the endpoint is decorated. A router included with ``include_router(...,
+    dependencies=[...])`` serves an effective route (the original's dependencies and those of every
+    inclusion): that one is read, so a guard added at inclusion is seen.
     """
 
-    def __init__(self, route: Any, endpoint: Callable[..., Any], where: str) -> None:
+    def __init__(self, route: Any, endpoint: Callable[..., Any]) -> None:
         self.route = route  # held so the id() this is remembered under is never reused
         self.headers: list[str] = []
         self.private = False
@@ -98,26 +108,35 @@ class _Route:
         dependant = getattr(route, "dependant", None)
         if dependant is not None:
             self._walk(dependant, top=True)
-        field = getattr(route, "response_field", None)
-        self.field = field if getattr(route, "endpoint", None) is endpoint else None
-        self.reader: codec.Reader | None = None
-        if self.field is not None:
-            for option in ("response_model_include", "response_model_exclude"):
-                if getattr(route, option, None) is not None:
-                    raise ConfigError(
-                        f"@cached(http=True) {where}: {option} is not supported (a cached entry must hold exactly "
-                        "what the client receives, and be read back through the response model): declare a "
-                        "response_model that holds only the fields to send"
-                    )
-            self.exclude_unset = bool(getattr(route, "response_model_exclude_unset", False))
-            self.reader = codec.reader_for(route.response_model)
+        # Only a route calling this very endpoint gets a rendered Response back: a decorator between the route
+        # and the endpoint expects the endpoint's value.
+        self.renders = getattr(route, "endpoint", None) is endpoint
+        self.field = getattr(route, "response_field", None)
+        self.dump: dict[str, Any] = {
+            "include": getattr(route, "response_model_include", None),
+            "exclude": getattr(route, "response_model_exclude", None),
+            "by_alias": getattr(route, "response_model_by_alias", True),
+            "exclude_unset": getattr(route, "response_model_exclude_unset", False),
+            "exclude_defaults": getattr(route, "response_model_exclude_defaults", False),
+            "exclude_none": getattr(route, "response_model_exclude_none", False),
+        }
+        # An entry is only valid for this model and these options: a deploy changing either reads it as a miss.
+        options = repr((sorted((name, repr(value)) for name, value in self.dump.items()), self.field is None))
+        model = codec.schema_fingerprint(getattr(route, "response_model", None)).decode()
+        self.model = model + hashlib.blake2b(options.encode(), digest_size=4).hexdigest()
+        response_class = getattr(route, "response_class", JSONResponse)
+        self.response_class: type[Response] = (
+            response_class.value if isinstance(response_class, DefaultPlaceholder) else response_class
+        )
+        self.status_code: int | None = getattr(route, "status_code", None)
 
     def _walk(self, dependant: Any, top: bool) -> None:
         # Whatever request part reaches the endpoint (its own parameters or any dependency's) can change the body.
         for field in dependant.header_params:
             self._header(field)
         connection = dependant.websocket_param_name or dependant.http_connection_param_name
-        if dependant.cookie_params or (top and connection):
+        # A body is not in the URL, the only part of the request a shared cache keys on besides Vary.
+        if dependant.cookie_params or dependant.body_params or (top and connection):
             self.private = True
         call = dependant.call
         if isinstance(call, SecurityBase) or isinstance(getattr(call, "__wrapped__", None), SecurityBase):
@@ -155,15 +174,63 @@ class _Route:
         choices = getattr(field.field_info.validation_alias, "choices", None)
         self.headers += [name, *(c for c in choices or () if isinstance(c, str))]
 
-    def content(self, value: Any) -> Any:
-        """``value`` validated and serialized through the response model: what FastAPI would send, as JSON."""
-        assert self.field is not None
-        validated, errors = self.field.validate(value, {}, loc=("response",))
-        if errors:
-            from fastapi.exceptions import ResponseValidationError
+    def entry(self, value: Any, response: Response, before: tuple[int | None, list[tuple[bytes, bytes]]]) -> Any:
+        """What to store for ``value``: the body FastAPI would send (validated and serialized through the response
+        model, with its include/exclude, aliases and unset/default/None options), the status and the headers
+        the endpoint set on its ``Response`` parameter (``before`` is how the call found it), and the model the
+        body was made for. Cookies are never stored: they belong to the one client.
 
-            raise ResponseValidationError(errors=errors, body=value)
-        return self.field.serialize(validated, mode="json", by_alias=True, exclude_unset=self.exclude_unset)
+        A ``Response`` (or other framework object) is returned as it is: the plan never stores it.
+        """
+        if is_context(value):
+            return value
+        if self.field is None:
+            body = jsonable_encoder(value)
+        else:
+            validated, errors = self.field.validate(value, {}, loc=("response",))
+            if errors:
+                raise ResponseValidationError(errors=errors, body=value)
+            body = self.field.serialize(validated, mode="json", **self.dump)
+        status, headers = before
+        added = [
+            [name.decode("latin-1"), item.decode("latin-1")]
+            for name, item in response.headers.raw
+            if (name, item) not in headers and name != b"set-cookie"
+        ]
+        changed = response.status_code if response.status_code != status else None
+        return Serialized(model=self.model, body=body, status=changed, headers=added)
+
+    def read(self, value: object) -> object:
+        """The reader of :meth:`entry`'s entries: one written for another model or other options is a miss."""
+        if not isinstance(value, dict) or value.get("model") != self.model or value.keys() != _ENTRY:
+            raise pydantic_core.ValidationError.from_exception_data(
+                "stashly http entry", [{"type": "missing", "loc": ("model",), "input": value}]
+            )
+        return value
+
+    @staticmethod
+    def replay(entry: Any, response: Response) -> None:
+        """Put the headers the endpoint set when the entry was made back on ``response`` (a hit, or a caller
+        that joined another's computation); a header a dependency set on this request wins."""
+        present = {name.lower() for name in response.headers}
+        response.headers.raw.extend(
+            (name.encode("latin-1"), item.encode("latin-1"))
+            for name, item in entry["headers"]
+            if name.lower() not in present
+        )
+
+    def render(self, entry: Any, response: Response) -> Response:
+        """The response FastAPI would build for the entry: the route's class and status code (or the one the
+        endpoint or a dependency set), and the headers on the ``Response`` parameter. Returned as a
+        ``Response``, so FastAPI sends it as it is instead of validating a serialized body again (an alias or
+        a custom serializer would not read back)."""
+        status = response.status_code or entry["status"] or self.status_code
+        body = entry["body"]
+        rendered = self.response_class(body) if status is None else self.response_class(body, status_code=status)
+        if not is_body_allowed_for_status_code(rendered.status_code):
+            rendered.body = b""
+        rendered.headers.raw.extend(response.headers.raw)
+        return rendered
 
 
 def _hints(plan: Plan) -> dict[str, Any]:
@@ -199,22 +266,47 @@ def _respond(
     value, payload, ttl, state = outcome
     if request is None or response is None or payload is None:  # called directly, or a Response result
         return value
-    private = policy.private(request, arguments) or (route is not None and route.private_for(arguments))
+    renders = route is not None and route.renders
+    if renders:
+        _Route.replay(value, response)
+    private = (
+        policy.private(request, arguments)
+        or (route is not None and route.private_for(arguments))
+        or "set-cookie" in response.headers  # a cookie a dependency or the endpoint sets is somebody's
+    )
     vary = [name.strip() for name in response.headers.get("vary", "").split(",") if name.strip()]
     vary += route.headers if route is not None else []  # a dependency's own Vary (Accept-Language) is kept
     headers = _headers(key, payload, ttl, private, vary, state)
-    if if_none_match(request.headers.get("if-none-match"), headers["ETag"]):
-        return Response(status_code=304, headers=headers)
     response.headers.update(headers)
-    return value
+    if if_none_match(request.headers.get("if-none-match"), headers["ETag"]):
+        # A returned Response is sent as it is: the headers set on the Response parameter (a dependency's
+        # Set-Cookie or Vary) are carried over by hand, as FastAPI does for a value.
+        not_modified = Response(status_code=304)
+        not_modified.headers.raw.extend(response.headers.raw)
+        return not_modified
+    return route.render(value, response) if route is not None and renders else value
+
+
+def _own(plan: Plan, hints: Mapping[str, Any], kind: type) -> str | None:
+    """The endpoint's own parameter FastAPI fills with the request (or the response), if it has one.
+
+    FastAPI fills one parameter of each kind (the last it sees), so stashly adds its hidden one only when
+    the endpoint has none; two would leave the endpoint's own unfilled.
+    """
+    for parameter in plan.signature.parameters.values():
+        annotation = hints.get(parameter.name, parameter.annotation)
+        if inspect.isclass(annotation) and issubclass(annotation, kind):
+            return parameter.name
+    return None
 
 
 def _signature_with_context(plan: Plan, hints: Mapping[str, Any]) -> inspect.Signature:
     # Resolved annotations: FastAPI would evaluate strings in the module globals only, missing local names.
     params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in plan.signature.parameters.values()]
     extra = [
-        inspect.Parameter(_REQUEST, inspect.Parameter.KEYWORD_ONLY, annotation=Request),
-        inspect.Parameter(_RESPONSE, inspect.Parameter.KEYWORD_ONLY, annotation=Response),
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind)
+        for name, kind in ((_REQUEST, Request), (_RESPONSE, Response))
+        if _own(plan, hints, kind) is None
     ]
     at = next((i for i, p in enumerate(params) if p.kind is p.VAR_KEYWORD), len(params))
     return_annotation = hints.get("return", plan.signature.return_annotation)
@@ -227,58 +319,85 @@ def _fresh_for(binding: Binding) -> float | None:
     return None if expiry is None else expiry * (1.0 - binding.manager.settings.ttl_jitter)
 
 
+def _direct(reader: codec.Reader) -> codec.Reader:
+    """The reader for a call outside a request: an entry a request stored (a serialized body) is a miss."""
+
+    def read(value: object) -> object:
+        if isinstance(value, dict) and value.keys() == _ENTRY and isinstance(value["model"], str):
+            raise pydantic_core.ValidationError.from_exception_data(
+                "stashly http entry", [{"type": "missing", "loc": ("value",), "input": value}]
+            )
+        return reader(value)
+
+    return read
+
+
 def http_endpoint(plan: Plan, is_async: bool) -> Callable[..., Any]:
     """The wrapper for ``@cached(http=True)``: the cached call, then validators and cache headers.
 
     Under a route with a response model (``response_model=`` or a return annotation FastAPI uses as one),
     the entry holds the result validated and serialized through that model, as the client receives it:
-    fields the model filters out (a password hash on an ORM row) are never stored.
+    fields the model filters out (a password hash on an ORM row) are never stored, and a hit sends the
+    stored body without validating it again.
     """
     fn = plan.fn
     hints = _hints(plan)
     policy = _Policy(plan, hints)
     routes: dict[int, _Route] = {}
+    own_request, own_response = _own(plan, hints, Request), _own(plan, hints, Response)
 
-    def route_of(request: Request | None) -> _Route | None:
-        route = request.scope.get("route") if request is not None else None
+    def context(kwargs: dict[str, Any]) -> tuple[Request | None, Response | None, _Route | None]:
+        request = kwargs.get(own_request) if own_request else kwargs.pop(_REQUEST, None)
+        response = kwargs.get(own_response) if own_response else kwargs.pop(_RESPONSE, None)
+        if not isinstance(request, Request) or not isinstance(response, Response):  # called directly
+            return None, None, None
+        scope = request.scope.get("fastapi")
+        route = scope.get("effective_route_context") if isinstance(scope, dict) else None
+        route = route or request.scope.get("route")
         if route is None:
-            return None
+            return request, response, None
         found = routes.get(id(route))
         if found is None:
-            found = routes[id(route)] = _Route(route, endpoint, plan.name)
-        return found
+            found = routes[id(route)] = _Route(route, endpoint)
+        return request, response, found
 
-    def through(route: _Route | None, call: Callable[[], Any]) -> Callable[[], Any]:
-        if route is None or route.field is None:
-            return call
-        return lambda: _serialized(route, call())
+    def reader_for(binding: Binding, route: _Route | None) -> codec.Reader:
+        if route is None:
+            return _direct(binding.reader)
+        return route.read if route.renders else binding.reader
+
+    def storing(route: _Route | None, response: Response | None) -> Callable[[Any], Any]:
+        """What the fill stores for a result: the entry the route renders, or the result itself."""
+        if route is None or response is None or not route.renders:
+            return lambda result: result
+        before = (response.status_code, list(response.headers.raw))  # what the dependencies set
+        return lambda result: route.entry(result, response, before)
 
     if is_async:
         async_flight: AsyncSingleFlight[Filled] = AsyncSingleFlight()
 
         @functools.wraps(fn)
         async def async_endpoint(*args: Any, **kwargs: Any) -> Any:
-            request, response = kwargs.pop(_REQUEST, None), kwargs.pop(_RESPONSE, None)
-            route = route_of(request)
+            request, response, route = context(kwargs)
             binding = plan.binding()
-            reader = binding.reader if route is None or route.reader is None else route.reader
             key = plan.key(binding, args, kwargs)
             manager = binding.manager
+            reader = reader_for(binding, route)
             found = await manager._alookup(key, binding.guard, reader, binding.strict, binding.site, True)
             if found.value is not MISSING:
                 return _respond(
                     request, response, kwargs, policy, route, key, (found.value, found.raw, found.ttl, "HIT")
                 )
 
+            store = storing(route, response)
+
             async def call() -> Any:
-                result = await fn(*args, **kwargs)
-                return result if route is None or route.field is None else _serialized(route, result)
+                return store(await fn(*args, **kwargs))
 
             async def fill() -> Filled:
                 return await plan.afill(binding, key, found, call)
 
             value, stored = await async_flight.run((key, found.token), fill)
-            value = _read_back(route, value)
             return _respond(request, response, kwargs, policy, route, key, (value, stored, _fresh_for(binding), "MISS"))
 
         endpoint: Callable[..., Any] = async_endpoint
@@ -287,37 +406,28 @@ def http_endpoint(plan: Plan, is_async: bool) -> Callable[..., Any]:
 
         @functools.wraps(fn)
         def sync_endpoint(*args: Any, **kwargs: Any) -> Any:
-            request, response = kwargs.pop(_REQUEST, None), kwargs.pop(_RESPONSE, None)
-            route = route_of(request)
+            request, response, route = context(kwargs)
             binding: Binding = plan.binding()
-            reader = binding.reader if route is None or route.reader is None else route.reader
             key = plan.key(binding, args, kwargs)
             manager = binding.manager
+            reader = reader_for(binding, route)
             found = manager._lookup_sync(key, binding.guard, reader, binding.strict, binding.site, True)
             if found.value is not MISSING:
                 return _respond(
                     request, response, kwargs, policy, route, key, (found.value, found.raw, found.ttl, "HIT")
                 )
 
+            store = storing(route, response)
+
+            def call() -> Any:
+                return store(fn(*args, **kwargs))
+
             def fill() -> Filled:
-                return plan.fill(binding, key, found, through(route, lambda: fn(*args, **kwargs)))
+                return plan.fill(binding, key, found, call)
 
             value, stored = flight.run((key, found.token), fill)
-            value = _read_back(route, value)
             return _respond(request, response, kwargs, policy, route, key, (value, stored, _fresh_for(binding), "MISS"))
 
         endpoint = sync_endpoint
     endpoint.__signature__ = _signature_with_context(plan, hints)  # type: ignore[attr-defined]
     return endpoint
-
-
-def _serialized(route: _Route, result: Any) -> Any:
-    # A Response (or other framework object) is sent as it is, and never stored: leave it to the plan.
-    return result if is_context(result) else route.content(result)
-
-
-def _read_back(route: _Route | None, value: Any) -> Any:
-    """The miss returns what a hit will: the stored JSON read through the response model."""
-    if route is None or route.reader is None or is_context(value):
-        return value
-    return route.reader(value)
