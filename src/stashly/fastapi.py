@@ -8,13 +8,13 @@ dependencies. ``@cache.cached(http=True)`` adds HTTP caching semantics:
   endpoint's dependencies (authentication) ran, and only against this endpoint's own entry;
 - ``Cache-Control: private, max-age=<remaining ttl>`` and ``Vary: Authorization, Cookie`` when the response
   may depend on who asks (a dependency such as ``current_user``, a ``Cookie()`` parameter, a ``Request``
-  parameter or a security scheme anywhere in the route's dependencies, or a request that carries
-  credentials); ``public`` only when none of these holds. Every ``Header()`` parameter of the endpoint or a
-  dependency is named in ``Vary`` (``x_tenant`` as ``X-Tenant``). A miss advertises the TTL less
-  ``ttl_jitter``;
-- under a route with a response model, the entry holds the result validated and serialized through it:
-  what the client receives, never a field the model filters out (``response_model_include``/``exclude``
-  raise ``ConfigError``);
+  parameter or a security scheme anywhere in the route's dependencies, a request body, a request that
+  carries credentials or a response that sets a cookie); ``public`` only when none of these holds. Every
+  ``Header()`` parameter of the endpoint or a dependency is named in ``Vary`` (``x_tenant`` as
+  ``X-Tenant``). A miss advertises the TTL less ``ttl_jitter``;
+- under a route, the entry is what the client receives: the result validated and serialized through the
+  response model with every ``response_model_*`` option (never a field the model filters out), and the
+  status and headers the endpoint set (never a cookie); a hit sends it as it is;
 - ``X-Cache: HIT`` or ``MISS``.
 
 A client's ``Cache-Control: no-cache`` revalidates (the ``ETag`` dance); it never forces a recomputation or
