@@ -7,6 +7,8 @@ filled, and guards added by ``include_router``, request bodies and cookies being
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +21,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field, field_serializer
 
-from stashly import Cached, CacheManager
+from stashly import Cached, CacheManager, keys
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -252,3 +254,42 @@ async def test_a_direct_call_never_returns_a_stored_response_body(http: Any, man
     endpoint = app_routes[0].endpoint  # type: ignore[attr-defined]
     assert endpoint() == {"id": 1, "email": "a@example.com", "role": "admin"}  # computed, not the entry
     assert calls == ["profile", "profile"]
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_waiter_on_another_process_lock_takes_the_stored_response(redis_url: str, is_async: bool) -> None:
+    """lock=True: the entry another process stores while this one waits is read as the route stores it."""
+    calls: list[str] = []
+    with CacheManager(url=redis_url) as cm:
+        cache = Cached(namespace="responses", ttl=60, manager=cm)
+        app = FastAPI()
+
+        def compute() -> Profile:
+            calls.append("locked")
+            return Profile(id=1, email="a@example.com")
+
+        async def acompute() -> Profile:
+            return compute()
+
+        cached = cache.cached(http=True, lock=True, lock_lease=20)
+        locked = app.get("/locked")(cached(acompute if is_async else compute))
+
+        async with client(app) as web:
+            assert (await web.get("/locked")).headers["x-cache"] == "MISS"
+            key = locked.cache_key()
+            with redis.Redis.from_url(redis_url) as raw:
+                entry = raw.get(key)
+                assert entry is not None
+                raw.delete(key)
+                raw.set(keys.lock_key(cm.settings.prefix, key), b"another process", px=20_000)
+                waiter = asyncio.create_task(web.get("/locked"))
+                # The waiter missed, found the lock taken and polled the entry at least once.
+                deadline = time.monotonic() + 30
+                while cm.stats().misses < 3 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                raw.set(key, entry, ex=60)  # what the other process stores
+                answer = await asyncio.wait_for(waiter, 60)
+    assert answer.status_code == 200
+    assert answer.json() == {"id": 1, "email": "a@example.com"}
+    assert answer.headers["x-cache"] == "MISS"
+    assert calls == ["locked"]  # the waiter took the stored response instead of computing it again

@@ -255,27 +255,41 @@ class Plan:
 
         return compute
 
-    def fill(self, binding: Binding, key: str, found: Lookup, call: Callable[[], Any]) -> Filled:
-        """Compute (``call``) and store a missing entry; under the stampede lock when ``lock=True``."""
+    def fill(
+        self, binding: Binding, key: str, found: Lookup, call: Callable[[], Any], reader: codec.Reader | None = None
+    ) -> Filled:
+        """Compute (``call``) and store a missing entry; under the stampede lock when ``lock=True``.
+
+        ``reader`` reads an entry another process stored meanwhile, when ``call`` stores something other than
+        the return annotation (``http=True``'s responses); the binding's reader by default."""
         compute = self.computation(binding, key, call)
         if self.lock_lease is None:
             return compute(found.token, None)
+        read = binding.reader if reader is None else reader
 
         def look() -> Lookup:
-            return binding.manager._lookup_sync(key, binding.guard, binding.reader, binding.strict, binding.site)
+            return binding.manager._lookup_sync(key, binding.guard, read, binding.strict, binding.site)
 
         return fill_under_lock(
             binding.manager, binding.site, key, self.lock_lease, look, found.token, compute, binding.strict
         )
 
-    async def afill(self, binding: Binding, key: str, found: Lookup, call: Callable[[], Awaitable[Any]]) -> Filled:
+    async def afill(
+        self,
+        binding: Binding,
+        key: str,
+        found: Lookup,
+        call: Callable[[], Awaitable[Any]],
+        reader: codec.Reader | None = None,
+    ) -> Filled:
         """Async :meth:`fill`."""
         compute = self.acomputation(binding, key, call)
         if self.lock_lease is None:
             return await compute(found.token, None)
+        read = binding.reader if reader is None else reader
 
         async def look() -> Lookup:
-            return await binding.manager._alookup(key, binding.guard, binding.reader, binding.strict, binding.site)
+            return await binding.manager._alookup(key, binding.guard, read, binding.strict, binding.site)
 
         return await afill_under_lock(
             binding.manager, binding.site, key, self.lock_lease, look, found.token, compute, binding.strict

@@ -395,7 +395,7 @@ def http_endpoint(plan: Plan, is_async: bool) -> Callable[..., Any]:
                 return store(await fn(*args, **kwargs))
 
             async def fill() -> Filled:
-                return await plan.afill(binding, key, found, call)
+                return await plan.afill(binding, key, found, call, reader)
 
             value, stored = await async_flight.run((key, found.token), fill)
             return _respond(request, response, kwargs, policy, route, key, (value, stored, _fresh_for(binding), "MISS"))
@@ -423,7 +423,7 @@ def http_endpoint(plan: Plan, is_async: bool) -> Callable[..., Any]:
                 return store(fn(*args, **kwargs))
 
             def fill() -> Filled:
-                return plan.fill(binding, key, found, call)
+                return plan.fill(binding, key, found, call, reader)
 
             value, stored = flight.run((key, found.token), fill)
             return _respond(request, response, kwargs, policy, route, key, (value, stored, _fresh_for(binding), "MISS"))
