@@ -21,7 +21,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field, field_serializer
 
-from stashly import Cached, CacheManager, keys
+from stashly import Cached, CacheManager, ConfigError, keys
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -293,3 +293,12 @@ async def test_a_waiter_on_another_process_lock_takes_the_stored_response(redis_
     assert answer.json() == {"id": 1, "email": "a@example.com"}
     assert answer.headers["x-cache"] == "MISS"
     assert calls == ["locked"]  # the waiter took the stored response instead of computing it again
+
+
+def test_refresh_ahead_with_http_is_refused_at_decoration(manager: CacheManager) -> None:
+    cache = Cached(namespace="responses", ttl=60, manager=manager)
+    with pytest.raises(ConfigError, match="refresh_ahead does not combine with http=True"):
+
+        @cache.cached(http=True, refresh_ahead=0.2)
+        def endpoint() -> dict[str, int]:  # was silently never refreshed ahead
+            return {"n": 1}

@@ -34,6 +34,7 @@ except ImportError as exc:  # pragma: no cover - exercised by installs without t
 
 from .. import codec
 from ..context import is_context
+from ..errors import ConfigError
 from ..plan import Serialized
 from ..sentinels import MISSING
 from ..singleflight import AsyncSingleFlight, SingleFlight
@@ -340,6 +341,12 @@ def http_endpoint(plan: Plan, is_async: bool) -> Callable[..., Any]:
     fields the model filters out (a password hash on an ORM row) are never stored, and a hit sends the
     stored body without validating it again.
     """
+    if plan.refresh_ahead is not None:
+        raise ConfigError(
+            f"@cached {plan.name}: refresh_ahead does not combine with http=True (a background recomputation "
+            "would run the endpoint after its request, and the dependencies it was given, are gone): cache a "
+            "function the endpoint calls with refresh_ahead instead"
+        )
     fn = plan.fn
     hints = _hints(plan)
     policy = _Policy(plan, hints)
