@@ -19,6 +19,8 @@ import redis
 from fastapi import APIRouter, Depends, FastAPI, Request, Response, Security
 from fastapi.responses import PlainTextResponse
 from fastapi.security import APIKeyHeader
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, Field, field_serializer
 
 from stashly import Cached, CacheManager, ConfigError, keys
@@ -302,3 +304,64 @@ def test_refresh_ahead_with_http_is_refused_at_decoration(manager: CacheManager)
         @cache.cached(http=True, refresh_ahead=0.2)
         def endpoint() -> dict[str, int]:  # was silently never refreshed ahead
             return {"n": 1}
+
+
+class Account(BaseModel):
+    id: int
+    login: str = Field(alias="userLogin")
+    nickname: str | None = None
+    plan: str = "free"
+    hashed_password: str = "secret-hash-default"
+
+
+_FIELDS = ("id", "login", "nickname", "plan", "hashed_password")
+_serial = iter(range(1_000_000))
+
+
+@settings(
+    deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(
+    exclude=st.sets(st.sampled_from(_FIELDS)),
+    flags=st.fixed_dictionaries({f: st.booleans() for f in ("exclude_unset", "exclude_defaults", "exclude_none")}),
+    by_alias=st.booleans(),
+    given_fields=st.fixed_dictionaries(
+        {}, optional={"nickname": st.none() | st.text(max_size=5), "plan": st.sampled_from(["free", "pro"])}
+    ),
+    secret=st.text(alphabet="abcdefghij", min_size=12, max_size=12),
+)
+def test_a_hit_sends_what_fastapi_sends_uncached(
+    redis_url: str,
+    exclude: set[str],
+    flags: dict[str, bool],
+    by_alias: bool,
+    given_fields: dict[str, Any],
+    secret: str,
+) -> None:
+    """The oracle is FastAPI itself: the same route without stashly. Excluded fields never reach Redis."""
+    exclude = exclude | {"hashed_password"}  # the secret is always filtered out
+    options: dict[str, Any] = {f"response_model_{name}": on for name, on in flags.items()}
+    route = {"response_model": Account, "response_model_exclude": exclude, "response_model_by_alias": by_alias}
+    namespace = f"prop{next(_serial)}"
+
+    def row() -> Account:
+        return Account(id=1, userLogin="ann", hashed_password=secret, **given_fields)
+
+    async def scenario() -> None:
+        with CacheManager(url=redis_url) as cm:
+            app = FastAPI()
+            app.get("/cached", **route, **options)(
+                Cached(namespace=namespace, ttl=60, manager=cm).cached(http=True)(row)
+            )
+            app.get("/plain", **route, **options)(row)
+            async with client(app) as web:
+                plain, miss, hit = await web.get("/plain"), await web.get("/cached"), await web.get("/cached")
+        assert (miss.headers["x-cache"], hit.headers["x-cache"]) == ("MISS", "HIT")
+        assert plain.json() == miss.json() == hit.json()
+        assert miss.content == hit.content
+        with redis.Redis.from_url(redis_url) as raw:
+            entries = [raw.get(key) or b"" for key in raw.scan_iter(match=f"*{namespace}*")]
+        assert len(entries) == 1
+        assert secret.encode() not in entries[0]
+
+    asyncio.run(scenario())
