@@ -345,21 +345,22 @@ def test_config_json_in_the_working_directory_is_read(url: str, tmp_path: Path) 
     assert document["url"] == url
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        [],
-        ["frobnicate"],
-        ["flush"],
-        ["flush", "a:b"],
-        ["keys", "app", "--limit", "-1"],
-        ["ping", "--timeout", "0"],
-        ["get"],
-        ["get", ""],
-        ["get", "\udcff"],  # an undecodable byte in argv
-        ["stats", "--prefix", "has space"],
-    ],
-)
+USAGE_ERRORS: list[list[str]] = [
+    [],
+    ["frobnicate"],
+    ["flush"],
+    ["flush", "a:b"],
+    ["keys", "app", "--limit", "-1"],
+    ["ping", "--timeout", "0"],
+    ["get"],
+    ["get", ""],
+    ["get", "\udcff"],  # an undecodable byte in argv
+    ["stats", "--prefix", "has space"],
+]
+"""Command lines argparse refuses: each is a one-line usage error, exit 2 (test_cli_edges adds hostile ones)."""
+
+
+@pytest.mark.parametrize("args", USAGE_ERRORS)
 def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
     result = run(*args, cwd=tmp_path)
     failed(result, 2, "--help)")

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from stashly import CacheManager, codec
 from stashly.cli import main
+from test_cli import USAGE_ERRORS
 
 from redis_server import ACL_PASSWORD, ACL_USER, RedisServer
 
@@ -191,23 +192,7 @@ def test_stats_escapes_namespaces_found_in_redis(url: str, raw: redis.Redis) -> 
     assert set(cli("stats", "--url", url, "--json").document()["namespaces"]) == {"\x1b[31mevil\u202e", "\\xff\\xfe"}
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        [],
-        ["frobnicate"],
-        ["flush"],
-        ["flush", "a:b"],
-        ["keys", "app", "--limit", "-1"],
-        ["ping", "--timeout", "0"],
-        ["get"],
-        ["get", ""],
-        ["get", "\udcff"],
-        ["stats", "--prefix", "has space"],
-        ["ping", "\x1b[31m\x9b\u202e"],
-        ["--json=1", "ping"],
-    ],
-)
+@pytest.mark.parametrize("args", [*USAGE_ERRORS, ["ping", "\x1b[31m\x9b\u202e"], ["--json=1", "ping"]])
 def test_usage_errors_are_one_line_and_a_json_document_with_json(args: list[str]) -> None:
     text = cli(*args)
     assert text.code == 2
