@@ -18,6 +18,7 @@ import redis
 from stashly import CacheManager
 
 from redis_server import ACL_PASSWORD, ACL_USER, RedisServer
+from support import GENEROUS_ENV
 from tls import make_tls_files
 
 PICKLE_SECRET = "a-pickle-signing-secret-of-32-bytes-or-more"
@@ -26,8 +27,9 @@ PICKLE_SECRET = "a-pickle-signing-secret-of-32-bytes-or-more"
 def run(
     *args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m stashly ARGS`` with no STASHLY_* variables but ``env``, in ``cwd`` (so no stray config.json)."""
-    environ = {name: value for name, value in os.environ.items() if not name.startswith("STASHLY_")}
+    """``python -m stashly ARGS`` with no STASHLY_* variables but the generous timeouts and ``env``, in ``cwd`` (so
+    no stray config.json)."""
+    environ = {name: value for name, value in os.environ.items() if not name.startswith("STASHLY_")} | GENEROUS_ENV
     result = subprocess.run(
         [sys.executable, "-m", "stashly", *args],
         input=stdin,
@@ -398,7 +400,7 @@ def test_least_privilege_user_and_passwords_never_printed(tmp_path: Path) -> Non
 def test_the_console_script(url: str, tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "stashly"
     assert script.exists(), "the stashly script is missing: pip install -e ."
-    environ = {name: value for name, value in os.environ.items() if not name.startswith("STASHLY_")}
+    environ = {name: value for name, value in os.environ.items() if not name.startswith("STASHLY_")} | GENEROUS_ENV
     result = subprocess.run(
         [str(script), "ping", "--url", url], capture_output=True, text=True, cwd=tmp_path, env=environ, timeout=60
     )
@@ -416,7 +418,7 @@ def test_stats_on_a_large_database_samples_memory_and_draws_progress_on_a_termin
         pipe.execute()
     leader, follower = pty.openpty()  # stderr a terminal, stdout a pipe
     try:
-        environ = {name: value for name, value in os.environ.items() if not name.startswith("STASHLY_")}
+        environ = {name: value for name, value in os.environ.items() if not name.startswith("STASHLY_")} | GENEROUS_ENV
         result = subprocess.run(
             [sys.executable, "-m", "stashly", "stats", "--json", "--url", url],
             stdin=subprocess.DEVNULL,

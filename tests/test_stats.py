@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import time
+from collections.abc import Callable
 
 import pytest
+import redis
 
 from stashly import Cached, CacheManager, CacheStats, LocalTier
+from stashly.backends.memory import MemoryStore
 from stashly.stats import BUCKETS, Histogram
 
 from redis_server import RedisServer
@@ -94,7 +96,9 @@ async def test_async_calls_count_the_same(manager: CacheManager) -> None:
 
 
 def test_backend_errors_and_breaker_changes(disposable_redis: RedisServer) -> None:
-    with CacheManager(disposable_redis.url, namespace="down", breaker_threshold=2, breaker_cooldown=0.1) as cm:
+    with CacheManager(disposable_redis.url, namespace="down", breaker_threshold=2, breaker_cooldown=1.0) as cm:
+        clock = [0.0]
+        cm._breaker._clock = lambda: clock[0]  # type: ignore[union-attr]  # no cooldown can pass between the gets
         cm.set("k", 1)
         disposable_redis.stop()
         for _ in range(3):
@@ -104,12 +108,14 @@ def test_backend_errors_and_breaker_changes(disposable_redis: RedisServer) -> No
         assert stats.namespaces["down"].errors == 3
         assert stats.breaker_changes == 1  # opened
         disposable_redis.start()
+        clock[0] += 2.0  # the cooldown is over: the next get probes
         assert eventually(lambda: cm.get("k") is None and not cm._breaker.is_open)  # type: ignore[union-attr]
         assert cm.stats().breaker_changes == 2  # and closed
 
 
 def test_local_hits_are_counted_apart(redis_url: str) -> None:
-    with CacheManager(redis_url, namespace="lt", local=LocalTier()) as cm:
+    # A frozen clock: the tier's trust in its invalidation connection cannot lapse between the reads on a busy machine.
+    with CacheManager(redis_url, namespace="lt", local=LocalTier(clock=lambda: 0.0)) as cm:
         cm.set("k", 1)
         assert eventually(lambda: cm.get("k") == 1 and cm.local is not None and len(cm.local) == 1)
         cm.stats(reset=True)
@@ -121,18 +127,42 @@ def test_local_hits_are_counted_apart(redis_url: str) -> None:
 
 def test_refresh_ahead_serves_are_counted_as_stale(manager: CacheManager) -> None:
     manager = CacheManager(settings=dataclasses.replace(manager.settings, ttl_jitter=0.0))  # TTLs exactly as set
-    cache = Cached("r", manager=manager, ttl=1)
+    age = _ager(manager)
+    cache = Cached("r", manager=manager, ttl=60)
 
-    @cache.cached(refresh_ahead=0.9)
+    @cache.cached(refresh_ahead=0.5)
     def value(n: int) -> int:
         return n
 
     value(1)
-    assert value(1) == 1  # just stored: over 90% of the TTL left, a plain hit
+    assert value(1) == 1  # just stored: over half the TTL left, a plain hit
     assert manager.stats().stale == 0
-    time.sleep(0.15)
-    assert value(1) == 1  # under 90% left: served, and recomputed in the background
+    age(35.0)  # 25 s of 60 left: due, far from expiring
+    assert value(1) == 1  # served, and recomputed in the background
     assert manager.stats().stale == 1
+
+
+def _ager(manager: CacheManager) -> Callable[[float], None]:
+    """``age(seconds)`` takes ``seconds`` off every entry's remaining life: the memory store's injected clock, or
+    ``PEXPIRE`` on Redis (no test sleeps against a TTL)."""
+    store = manager._backend
+    if isinstance(store, MemoryStore):
+        clock = [100.0]
+        store._clock = lambda: clock[0]  # swapped before anything is stored
+
+        def age_in_memory(seconds: float) -> None:
+            clock[0] += seconds
+
+        return age_in_memory
+    raw = redis.Redis.from_url(manager.settings.url)
+
+    def age_in_redis(seconds: float) -> None:
+        for key in raw.scan_iter("stashly:r:*"):
+            left = raw.pttl(key)
+            if left > seconds * 1000:
+                assert raw.pexpire(key, left - int(seconds * 1000))
+
+    return age_in_redis
 
 
 def test_hit_latency_is_sampled_one_in_sixteen(manager: CacheManager) -> None:
