@@ -25,7 +25,8 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.server import PrivateRedis
-from stashly import CacheManager, codec, keys
+from stashly import CacheManager, keys
+from stashly.storage import codec
 
 Mode = Literal["scan", "versioned"]
 MODES: tuple[Mode, ...] = ("scan", "versioned")

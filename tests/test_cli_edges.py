@@ -25,8 +25,9 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stashly import CacheManager, codec
+from stashly import CacheManager
 from stashly.cli import main
+from stashly.storage import codec
 from test_cli import USAGE_ERRORS
 
 from redis_server import ACL_PASSWORD, ACL_USER, RedisServer

@@ -9,8 +9,9 @@ import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stashly import CacheManager, codec
+from stashly import CacheManager
 from stashly.sentinels import MISSING
+from stashly.storage import codec
 
 
 def envelope(version: object, key: str, value: object = "v") -> bytes:

@@ -13,9 +13,10 @@ import pytest
 import redis
 from pydantic import BaseModel
 
-from stashly import Cached, CacheManager, CacheUnavailableError, SerializationError, UnstableKeyError, codec
+from stashly import Cached, CacheManager, CacheUnavailableError, SerializationError, UnstableKeyError
+from stashly.decorator.singleflight import SingleFlight
 from stashly.keys import function_name
-from stashly.singleflight import SingleFlight
+from stashly.storage import codec
 
 from support import BACKENDS, backend_url, eventually, waiting_in
 

@@ -17,7 +17,8 @@ from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stashly import Cached, CacheManager, CacheStats, LocalTier, plan
+from stashly import Cached, CacheManager, CacheStats, LocalTier
+from stashly.decorator import plan
 from stashly.integrations import otel, prometheus
 from stashly.stats import Histogram, SiteStats
 

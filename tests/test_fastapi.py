@@ -15,7 +15,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, make_transient_to_d
 from sqlalchemy.pool import StaticPool
 
 from stashly import Cached, CacheManager, UnstableKeyError
-from stashly.fastapi import etag, if_none_match
+from stashly.integrations.fastapi import etag, if_none_match
 
 from support import BACKENDS, backend_url
 

@@ -14,9 +14,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from stashly import MISSING, CacheManager, ConfigError, codec
+from stashly import MISSING, CacheManager, ConfigError
+from stashly.config.settings import parse_name
 from stashly.keys import KeyTemplate, digest
-from stashly.settings import parse_name
+from stashly.storage import codec
 
 from redis_server import RedisServer
 

@@ -24,15 +24,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from stashly.errors import UnstableKeyError
-from stashly.keys import (
-    KeyTemplate,
-    canonical,
-    digest,
-    entry_key,
-    function_name,
-    namespace_prefix,
-    receiver_key,
-)
+from stashly.keys import KeyTemplate, canonical, digest, entry_key, function_name, namespace_prefix, receiver_key
 
 # -- helpers and strategies --------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from stashly import Cached, CacheManager, LocalTier
-from stashly.backends.tracking import SILENCE
+from stashly.backends.layers.tracking import SILENCE
 
 from redis_server import RedisServer
 from support import GENEROUS_ENV, REPORTS, eventually

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from stashly import Cached, CacheManager, ConfigError
-from stashly.signed_pickle import SignedPickle
+from stashly.storage.pickle import SignedPickle
 
 NEW, OLD, OTHER = "n" * 32, "o" * 40, "x" * 32
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from stashly import Cached, CacheManager
-from stashly.breaker import CircuitBreaker
+from stashly.backends.layers.breaker import CircuitBreaker
 
 from redis_server import RedisServer
 from slow_proxy import SlowProxy

@@ -16,7 +16,7 @@ import pytest
 from redis.crc import key_slot
 
 from stashly import Cached, CacheManager
-from stashly.settings import Settings
+from stashly.config.settings import Settings
 
 from support import REPORTS
 from topologies import LocalCluster, LocalSentinel

@@ -32,8 +32,8 @@ from stashly import (
     SerializationError,
     UnstableKeyError,
     ValueTooLargeError,
-    codec,
 )
+from stashly.storage import codec
 
 from redis_server import ACL_COMMANDS, ACL_OPTIONAL, ACL_PASSWORD, ACL_USER, RedisServer, TlsFiles, free_port
 from support import eventually

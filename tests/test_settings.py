@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stashly.config.settings import Settings, parse_name, resolve
 from stashly.errors import ConfigError
-from stashly.settings import Settings, parse_name, resolve
 
 SECRET = "Hunter2-s3cret"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from stashly.config.settings import resolve
+from stashly.config.urls import Topology, topology
 from stashly.errors import ConfigError
-from stashly.settings import resolve
-from stashly.urls import Topology, topology
 
 SECRET = "Hunter2-s3cret"
 SENTINEL = {"nodes": ["a"], "service": "m"}

@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stashly import CacheManager
+from stashly.config.settings import Settings, resolve
 from stashly.errors import ConfigError
-from stashly.settings import Settings, resolve
 
 from tls import make_ca, make_tls_files
 

@@ -22,10 +22,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stashly import Cached, CacheManager, CacheStats, ConfigError, plan
-from stashly.fastapi import stats_router
+from stashly import Cached, CacheManager, CacheStats, ConfigError
+from stashly.config.settings import parse_name
+from stashly.decorator import plan
 from stashly.integrations import otel, prometheus
-from stashly.settings import parse_name
+from stashly.integrations.fastapi import stats_router
 from stashly.stats import _COUNTS, OTHER, SiteStats
 
 OTHER_NAME = "(all others)"

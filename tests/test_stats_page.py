@@ -32,7 +32,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 import stashly
 from stashly import Cached, CacheManager
-from stashly.fastapi import stats_router
+from stashly.integrations.fastapi import stats_router
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the example is a package of the checkout, not of the installed distribution

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from stashly import Cached, CacheManager
-from stashly.fastapi import stats_router
+from stashly.integrations.fastapi import stats_router
 
 from .config import AppSettings, load_settings
 from .db import Database

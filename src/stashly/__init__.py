@@ -5,7 +5,9 @@
 >>> cache = Cached(namespace="auth", ttl=60, manager=cm)
 """
 
-from .decorator import Cached, CachedFunction
+from .backends.layers.local import LocalTier
+from .config.settings import Settings
+from .decorator.cached import Cached, CachedFunction
 from .errors import (
     CacheUnavailableError,
     ConfigError,
@@ -15,10 +17,8 @@ from .errors import (
     UnstableKeyError,
     ValueTooLargeError,
 )
-from .local import LocalTier
 from .manager import CacheManager, default_manager, set_default_manager
 from .sentinels import MISSING, NOT_SET
-from .settings import Settings
 from .stats import CacheStats
 
 __all__ = [

@@ -13,17 +13,18 @@ from typing import Any, Literal, NamedTuple, TypeAlias, TypeVar, overload
 
 import pydantic
 
-from . import codec, keys
+from . import keys
 from .backends import create as create_backends
 from .backends.base import Lock, Read
-from .codec import Serializer
+from .backends.layers.local import LocalTier
+from .config.settings import Settings, parse_name, resolve
 from .errors import CacheUnavailableError, ValueTooLargeError
 from .failures import FailurePolicy
-from .local import LocalTier
 from .sentinels import MISSING, NOT_SET, Missing, NotSet
-from .settings import Settings, parse_name, resolve
-from .signed_pickle import SignedPickle
 from .stats import SAMPLED, CacheStats, Site, Sites, combine
+from .storage import codec
+from .storage.codec import Serializer
+from .storage.pickle import SignedPickle
 from .ttl import TTL, check_ttl, resolve_ttl
 
 __all__ = ["CacheManager", "default_manager", "set_default_manager"]

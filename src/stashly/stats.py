@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from . import checks
+from .config import checks
 
 __all__ = ["BUCKETS", "OTHER", "SAMPLED", "CacheStats", "Histogram", "Site", "SiteStats", "Sites", "combine"]
 

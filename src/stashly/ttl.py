@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TypeAlias
 
-from .checks import MAX_SECONDS
+from .config.checks import MAX_SECONDS
 from .sentinels import NOT_SET, NotSet
 
 __all__ = ["TTL", "check_ttl", "resolve_ttl"]

@@ -10,9 +10,9 @@ from .base import AsyncBackend, Backend
 from .memory import AsyncMemoryBackend, MemoryStore
 
 if TYPE_CHECKING:
-    from ..breaker import CircuitBreaker
-    from ..local import LocalTier
-    from ..settings import Settings
+    from ..config.settings import Settings
+    from .layers.breaker import CircuitBreaker
+    from .layers.local import LocalTier
     from .options import RedisOptions
 
 __all__ = ["AsyncBackend", "Backend", "create"]
@@ -35,8 +35,8 @@ def create(
         workers.warn_if_several_workers()
         store = MemoryStore(settings.max_entries, on_forked=workers.warn_forked)
         return store, AsyncMemoryBackend(store), None
-    from ..breaker import AsyncGuardedBackend, CircuitBreaker, GuardedBackend
-    from ..coalesce import AsyncCoalescedBackend
+    from .layers.breaker import AsyncGuardedBackend, CircuitBreaker, GuardedBackend
+    from .layers.coalesce import AsyncCoalescedBackend
     from .options import RedisOptions
 
     options = RedisOptions.from_settings(settings)
@@ -51,8 +51,8 @@ def create(
             "local: the local tier is not available on Redis Cluster yet (its invalidations come from one "
             "server's client tracking); use it with a single server or Sentinel"
         )
-    from .tiered import AsyncTieredBackend, TieredBackend
-    from .tracking import InvalidationTracker
+    from .layers.tiered import AsyncTieredBackend, TieredBackend
+    from .layers.tracking import InvalidationTracker
 
     tracker = InvalidationTracker(tier, options, settings.prefix + ":", report or _ignore)
     return TieredBackend(backend, tier, tracker), AsyncTieredBackend(abackend, tier), breaker

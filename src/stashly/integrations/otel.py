@@ -32,7 +32,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by installs without the extra
     raise ImportError("stashly.integrations.otel needs opentelemetry-api: pip install 'stashly[otel]'") from exc
 
-from .. import __version__, plan
+from .. import __version__
+from ..decorator import plan
 
 if TYPE_CHECKING:
     from ..manager import CacheManager

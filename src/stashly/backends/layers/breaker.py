@@ -15,12 +15,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, TypeVar
 
-from .backends.base import AsyncBackend, Backend, Lock, Read
-from .errors import CacheUnavailableError
+from ...errors import CacheUnavailableError
+from ..base import AsyncBackend, Backend, Lock, Read
 
 __all__ = ["AsyncGuardedBackend", "CircuitBreaker", "GuardedBackend"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("stashly.breaker")  # the documented name, wherever the module lives
 _T = TypeVar("_T")
 
 

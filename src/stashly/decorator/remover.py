@@ -8,10 +8,10 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from . import keys
+from .. import keys
 
 if TYPE_CHECKING:
-    from .decorator import CachedFunction
+    from .cached import CachedFunction
 
 __all__ = ["Remover"]
 

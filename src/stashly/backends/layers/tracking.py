@@ -24,9 +24,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..local import LocalTier
-from .generations import retired_head
-from .options import RedisOptions
+from ..generations import retired_head
+from ..options import RedisOptions
+from .local import LocalTier
 
 __all__ = ["InvalidationTracker"]
 

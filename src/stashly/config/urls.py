@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Final, Literal, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
-from stashly import checks
+from stashly.config import checks
 from stashly.errors import ConfigError
 
 __all__ = ["ParsedUrl", "Topology", "compile_location", "parse_url", "topology"]

@@ -16,8 +16,8 @@ import hmac
 import pickle
 from collections.abc import Sequence
 
-from .errors import SerializationError
-from .sentinels import MISSING, Missing
+from ..errors import SerializationError
+from ..sentinels import MISSING, Missing
 
 __all__ = ["SignedPickle"]
 

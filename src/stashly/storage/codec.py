@@ -19,8 +19,8 @@ from typing import Any, Final, Protocol
 import orjson
 import pydantic
 
-from .errors import SerializationError
-from .sentinels import MISSING, Missing
+from ..errors import SerializationError
+from ..sentinels import MISSING, Missing
 
 __all__ = [
     "FORMAT_VERSION",

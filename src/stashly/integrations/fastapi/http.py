@@ -32,16 +32,16 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by installs without the extra
     raise ImportError("@cached(http=True) needs FastAPI: pip install 'stashly[fastapi]'") from exc
 
-from .. import codec
-from ..context import is_context
-from ..errors import ConfigError
-from ..plan import Serialized
-from ..sentinels import MISSING
-from ..singleflight import AsyncSingleFlight, SingleFlight
-from ..stampede import Filled
+from ...decorator.context import is_context
+from ...decorator.plan import Serialized
+from ...decorator.singleflight import AsyncSingleFlight, SingleFlight
+from ...decorator.stampede import Filled
+from ...errors import ConfigError
+from ...sentinels import MISSING
+from ...storage import codec
 
 if TYPE_CHECKING:
-    from ..plan import Binding, Plan
+    from ...decorator.plan import Binding, Plan
 
 __all__ = ["etag", "http_endpoint", "if_none_match"]
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from .backends.base import AsyncBackend, Lock, Read
-from .errors import CacheUnavailableError
+from ...errors import CacheUnavailableError
+from ..base import AsyncBackend, Lock, Read
 
 __all__ = ["AsyncCoalescedBackend"]
 

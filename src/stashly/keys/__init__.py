@@ -29,7 +29,7 @@ from urllib.parse import quote
 import pydantic
 import pydantic_core
 
-from .errors import UnstableKeyError
+from ..errors import UnstableKeyError
 
 __all__ = [
     "KeyTemplate",
@@ -350,7 +350,7 @@ def _encode_other(value: object, depth: int) -> bytes:
     if isinstance(value, type):
         return _EXACT[type](value, depth)
     if getattr(cls, "__mapper__", None) is not None and "sqlalchemy" in sys.modules:
-        from .integrations.sqlalchemy import row_identity  # only once the application uses SQLAlchemy
+        from ..integrations.sqlalchemy import row_identity  # only once the application uses SQLAlchemy
 
         identity = row_identity(value)
         if identity is None:

@@ -15,16 +15,16 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
-from . import keys
-from .manager import CacheManager, default_manager
+from .. import keys
+from ..config.settings import parse_name
+from ..manager import CacheManager, default_manager
+from ..sentinels import MISSING, NOT_SET, NotSet
+from ..ttl import check_ttl
 from .plan import Plan, check_lease, check_refresh_ahead
 from .refresh import Refresher
 from .remover import Remover
-from .sentinels import MISSING, NOT_SET, NotSet
-from .settings import parse_name
 from .singleflight import AsyncSingleFlight, SingleFlight
 from .stampede import Filled
-from .ttl import check_ttl
 
 __all__ = ["Cached", "CachedFunction"]
 
@@ -121,11 +121,11 @@ class Cached:
         ``ttl`` overrides the cache's TTL for this function; ``key`` is a template such as
         ``"profile:{user_id}"`` (fields must be parameters; values are escaped); ``ignore`` names parameters
         left out of the key (a database session, a logger). ``http=True`` (FastAPI endpoints) adds ``ETag``,
-        ``304 Not Modified``, ``Cache-Control`` and ``X-Cache`` headers: see :mod:`stashly.fastapi`.
+        ``304 Not Modified``, ``Cache-Control`` and ``X-Cache`` headers: see :mod:`stashly.integrations.fastapi`.
         ``lock=True`` makes one process compute a missing entry while the others wait for it (for at most
-        ``lock_lease`` seconds, the lock's lifetime): see :mod:`stashly.stampede`. ``refresh_ahead=0.2``
+        ``lock_lease`` seconds, the lock's lifetime): see :mod:`stashly.decorator.stampede`. ``refresh_ahead=0.2``
         recomputes an entry in the background when a hit finds less than 20% of its TTL left, serving the
-        current value meanwhile: see :mod:`stashly.refresh`.
+        current value meanwhile: see :mod:`stashly.decorator.refresh`.
         """
 
         def decorate(fn: Callable[P, R], localns: dict[str, Any] | None = None) -> CachedFunction[P, R]:
@@ -146,7 +146,7 @@ class Cached:
             )
             is_async = inspect.iscoroutinefunction(fn)
             if http:
-                from .integrations.fastapi import http_endpoint  # the only path that needs FastAPI
+                from ..integrations.fastapi.http import http_endpoint  # the only path that needs FastAPI
 
                 wrapper = http_endpoint(plan, is_async)
             else:

@@ -18,21 +18,22 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic
 
-from . import codec, keys
-from .backends.base import Lock
+from .. import keys
+from ..backends.base import Lock
+from ..errors import SerializationError
+from ..manager import Lookup, Token, default_manager
+from ..sentinels import NOT_SET, NotSet
+from ..storage import codec
+from ..ttl import TTL, check_ttl, resolve_ttl
 from .context import is_context
-from .errors import SerializationError
-from .manager import Lookup, Token, default_manager
-from .sentinels import NOT_SET, NotSet
 from .stampede import Filled, afill_under_lock, fill_under_lock
-from .ttl import TTL, check_ttl, resolve_ttl
 
 if TYPE_CHECKING:
-    from .manager import CacheManager
+    from ..manager import CacheManager
 
 __all__ = ["Binding", "Plan", "Serialized", "check_lease", "check_refresh_ahead"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("stashly.plan")  # the documented name, wherever the module lives
 _EMPTY = inspect.Parameter.empty
 _RECEIVERS = ("self", "cls")
 _KEY_MEMO = 4096  # remembered keys per function and manager; cleared whole when full

@@ -17,16 +17,16 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from . import keys
-from .backends.base import Lock
+from .. import keys
+from ..backends.base import Lock
 
 if TYPE_CHECKING:
-    from .manager import CacheManager, Token
-    from .stats import Site
+    from ..manager import CacheManager, Token
+    from ..stats import Site
 
 __all__ = ["Refresher"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("stashly.refresh")  # the documented name, wherever the module lives
 _LEASE = 30.0  # a refresh that takes longer lets another process start one
 
 

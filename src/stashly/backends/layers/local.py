@@ -1,7 +1,7 @@
 """The local tier: entries kept in this process, in front of Redis, dropped the moment Redis says they changed.
 
 A local entry is only as good as the news about it. The tier serves entries only while an invalidation
-connection (:mod:`stashly.backends.tracking`) is known to be alive: it extends :meth:`LocalTier.keep_alive`
+connection (:mod:`stashly.backends.layers.tracking`) is known to be alive: it extends :meth:`LocalTier.keep_alive`
 on every reply from Redis, and the tier stops serving by itself when those stop. A read that will store its
 result first takes a *ticket*; any invalidation of that key arriving before the result is offered voids the
 ticket, so a value read just before a write can never be stored just after its invalidation went by.
@@ -19,9 +19,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from . import checks
-from .forks import ForkWatch
-from .sentinels import Missing
+from ...config import checks
+from ...forks import ForkWatch
+from ...sentinels import Missing
 
 __all__ = ["LocalTier"]
 

@@ -27,15 +27,16 @@ import redis
 from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import __version__, codec, keys
-from .backends.generations import generation_key, parse_stamp
-from .backends.options import RedisOptions
-from .backends.redis import RedisBackend, escape_glob
-from .errors import CacheUnavailableError, ConfigError
-from .sentinels import MISSING
-from .settings import Settings, parse_name, resolve
-from .signed_pickle import SignedPickle
-from .urls import topology
+from .. import __version__, keys
+from ..backends.generations import generation_key, parse_stamp
+from ..backends.options import RedisOptions
+from ..backends.redis import RedisBackend, escape_glob
+from ..config.settings import Settings, parse_name, resolve
+from ..config.urls import topology
+from ..errors import CacheUnavailableError, ConfigError
+from ..sentinels import MISSING
+from ..storage import codec
+from ..storage.pickle import SignedPickle
 
 __all__ = ["main"]
 

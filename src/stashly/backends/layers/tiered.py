@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..local import LocalTier
-from ..sentinels import MISSING
-from .base import AsyncBackend, Backend, Lock, Read
+from ...sentinels import MISSING
+from ..base import AsyncBackend, Backend, Lock, Read
+from .local import LocalTier
 from .tracking import InvalidationTracker
 
 __all__ = ["AsyncTieredBackend", "TieredBackend"]

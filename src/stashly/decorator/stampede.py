@@ -20,13 +20,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from . import keys
-from .backends.base import Lock
-from .sentinels import MISSING
+from .. import keys
+from ..backends.base import Lock
+from ..sentinels import MISSING
 
 if TYPE_CHECKING:
-    from .manager import CacheManager, Lookup, Token
-    from .stats import Site
+    from ..manager import CacheManager, Lookup, Token
+    from ..stats import Site
 
 __all__ = ["Filled", "afill_under_lock", "fill_under_lock"]
 

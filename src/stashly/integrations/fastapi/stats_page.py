@@ -24,11 +24,11 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by installs without the extra
     raise ImportError("stats_router() needs FastAPI: pip install 'stashly[fastapi]'") from exc
 
-from .. import CacheManager, CacheStats, default_manager
+from ... import CacheManager, CacheStats, default_manager
 from .stats_page_html import PAGE, SCRIPT, STYLE
 
 if TYPE_CHECKING:
-    from ..stats import Histogram, SiteStats
+    from ...stats import Histogram, SiteStats
 
 __all__ = ["stats_router"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
-from stashly import checks, urls
+from stashly.config import checks, urls
 from stashly.errors import ConfigError
 from stashly.sentinels import NOT_SET
 

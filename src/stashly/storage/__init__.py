@@ -1,0 +1,1 @@
+"""The stored byte format: the JSON envelope, signed pickle, and what stored bytes are when inspected."""
