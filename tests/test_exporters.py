@@ -18,7 +18,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stashly import Cached, CacheManager, CacheStats, LocalTier
-from stashly.decorator import plan
 from stashly.integrations import otel, prometheus
 from stashly.stats import Histogram, SiteStats
 
@@ -359,9 +358,7 @@ def test_local_hits_are_exported(redis_url: str, meters: Meters) -> None:
         assert registry.get_sample_value("stashly_hits_total", {"manager": "lt", "namespace": "lt"}) == totals.hits
 
 
-@pytest.mark.xfail(not hasattr(plan, "FILL_SPAN"), reason="needs the fill hook", strict=False)
-async def test_otel_spans_wrap_fills(manager: CacheManager, meters: Meters, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(plan, "FILL_SPAN", None)  # restored after the test: other tests keep no hook
+async def test_otel_spans_wrap_fills(manager: CacheManager, meters: Meters) -> None:
     spans = InMemorySpanExporter()
     tracing = TracerProvider()
     tracing.add_span_processor(SimpleSpanProcessor(spans))
@@ -402,7 +399,11 @@ async def test_otel_spans_wrap_fills(manager: CacheManager, meters: Meters, monk
 
 def test_spans_are_off_by_default(manager: CacheManager, meters: Meters) -> None:
     otel.instrument(manager, meters.provider)
-    assert getattr(plan, "FILL_SPAN", None) is None
+    assert manager.engine.hooks.fill_span is None
+    with CacheManager("memory://", namespace="traced") as traced:
+        otel.instrument(traced, meters.provider, spans=True)
+        assert traced.engine.hooks.fill_span is not None
+    assert manager.engine.hooks.fill_span is None  # spans are per manager
 
 
 # -- optional dependencies ----------------------------------------------------------------------------------

@@ -104,5 +104,5 @@ def test_pickle_is_opt_in_and_needs_a_long_secret() -> None:
     assert "leaky-secret" not in str(err.value)
     manager = CacheManager(url="memory://", serializer="pickle", secrets=[NEW])
     assert NEW not in repr(manager.settings)
-    assert NEW not in repr(manager._serializer)
+    assert NEW not in repr(manager.engine.serializer)
     assert NEW not in repr(SignedPickle([NEW]))

@@ -24,7 +24,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stashly import Cached, CacheManager, CacheStats, ConfigError
 from stashly.config.settings import parse_name
-from stashly.decorator import plan
 from stashly.integrations import otel, prometheus
 from stashly.integrations.fastapi import stats_router
 from stashly.stats import _COUNTS, OTHER, SiteStats
@@ -255,10 +254,7 @@ def test_otel_attribute_values_are_bounded(reader: tuple[MeterProvider, InMemory
         assert (hits[OTHER], sum(hits.values())) == (55, 60)
 
 
-def test_fill_spans_name_the_real_namespace_past_the_limit(
-    reader: tuple[MeterProvider, InMemoryMetricReader], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(plan, "FILL_SPAN", None)  # restored after the test: other tests keep no hook
+def test_fill_spans_name_the_real_namespace_past_the_limit(reader: tuple[MeterProvider, InMemoryMetricReader]) -> None:
     spans = InMemorySpanExporter()
     tracing = TracerProvider()
     tracing.add_span_processor(SimpleSpanProcessor(spans))

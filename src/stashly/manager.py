@@ -1,30 +1,21 @@
-"""CacheManager: joins settings, keys, codec, TTL and a backend, and applies the fail-open policy."""
+"""CacheManager: the public key/value facade — keys and namespaces in, the engine does the rest."""
 
 from __future__ import annotations
 
 import os
-import random
 import threading
 from collections.abc import Iterable
 from datetime import timedelta
-from time import perf_counter_ns
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, TypeAlias, TypeVar, overload
-
-import pydantic
+from typing import Any, TypeVar, overload
 
 from . import keys
-from .backends import create as create_backends
-from .backends.base import Lock, Read
 from .backends.layers.local import LocalTier
 from .config.settings import Settings, parse_name, resolve
-from .errors import CacheUnavailableError, ValueTooLargeError
-from .failures import FailurePolicy
-from .sentinels import MISSING, NOT_SET, Missing, NotSet
-from .stats import SAMPLED, CacheStats, Site, Sites, combine
+from .engine import FlushMode, build, flush_mode
+from .sentinels import MISSING, NOT_SET, NotSet
+from .stats import CacheStats, Site, Sites, combine
 from .storage import codec
-from .storage.codec import Serializer
-from .storage.pickle import SignedPickle
 from .ttl import TTL, check_ttl, resolve_ttl
 
 __all__ = ["CacheManager", "default_manager", "set_default_manager"]
@@ -32,25 +23,6 @@ __all__ = ["CacheManager", "default_manager", "set_default_manager"]
 T = TypeVar("T")
 D = TypeVar("D")
 _HEADS = 1024  # validated namespace heads remembered per manager
-Token: TypeAlias = bytes | Missing | None
-"""A guard's value read before a computation; MISSING when the read failed (then nothing is stored)."""
-FlushMode: TypeAlias = Literal["scan", "versioned"]
-"""How ``flush_namespace`` drops a namespace: remove its keys, or retire its generation in O(1)."""
-
-
-def _flush_mode(mode: object) -> FlushMode:
-    if mode == "scan" or mode == "versioned":
-        return mode
-    raise ValueError(f"flush_namespace mode must be 'scan' or 'versioned', got {mode!r}")
-
-
-class Lookup(NamedTuple):
-    """One read for a fill: the value (or MISSING), its stored bytes, the guard token, the remaining TTL."""
-
-    value: Any
-    raw: bytes
-    token: Token
-    ttl: float | None
 
 
 class CacheManager:
@@ -100,14 +72,14 @@ class CacheManager:
                 **options,
             )
         self.settings = settings
-        self._serializer: Serializer = SignedPickle(settings.secrets) if settings.serializer == "pickle" else codec.JSON
-        self._failures = FailurePolicy()
         if tier is None and settings.local:
             tier = LocalTier(settings.local_max_entries, settings.local_max_bytes, settings.local_ttl)
         if tier is not None:
             tier.claim()
         self.local = None if settings.url.startswith("memory:") else tier  # the memory backend is local already
-        self._backend, self._abackend, self._breaker = create_backends(settings, tier, self._failures.local_suspended)
+        self.engine, self.aengine, self._breaker = build(settings, tier)
+        """The engines this manager's operations run on (the decorator and integrations drive them directly)."""
+        self._backend, self._abackend = self.engine.backend, self.aengine.backend
         self._sites = Sites(settings.stats_max_names)
         self._sites_lock = threading.Lock()  # guards the baseline of stats(reset=True)
         # namespace argument (None: the manager's) -> (validated key head, counters); cleared when it grows
@@ -165,151 +137,19 @@ class CacheManager:
             return self.settings.namespace
         return parse_name(namespace, "argument namespace")
 
-    # -- the shared core: everything but the I/O ------------------------------------------------------------
-
-    def _read(self, raw: bytes | None, key: str, reader: codec.Reader, site: Site) -> Any:
-        """A stored entry turned into the caller's value, or MISSING (absent, unreadable, wrong shape)."""
-        if raw is None:
-            site.misses += 1
-            return MISSING
-        site.bytes_read += len(raw)
-        if len(raw) > self.settings.max_value_bytes:  # bounded decoding: never parse a huge foreign value
-            self._failures.unreadable(key, f"{len(raw)} bytes, over max_value_bytes")
-            site.misses += 1
-            return MISSING
-        value = self._serializer.decode(raw, key)
-        if value is MISSING:
-            self._failures.unreadable(key, "not a stashly entry for this key (corrupt, foreign, copied or unsigned)")
-        else:
-            try:
-                value = reader(value)
-            except pydantic.ValidationError as exc:
-                self._failures.unreadable(key, f"does not validate as the expected type ({exc.error_count()} errors)")
-                value = MISSING
-        if value is MISSING:
-            site.misses += 1
-        else:
-            site.hits += 1
-        return value
-
-    def _lookup(self, read: Read, key: str, reader: codec.Reader, site: Site, started: int) -> Lookup:
-        raw, token, ttl = read
-        value = self._read(raw, key, reader, site)
-        if started and value is not MISSING:
-            site.hit_ns[(perf_counter_ns() - started).bit_length()] += 1
-        return Lookup(value, raw or b"", token, ttl)
-
-    def _expiry(self, ttl: TTL | NotSet, key: str) -> float | None:
-        s = self.settings
-        return resolve_ttl(check_ttl(ttl, f"key {key!r}"), s.default_ttl, s.allow_no_expiry, f"key {key!r}")
-
-    def _jittered(self, expiry: float | None) -> float | None:
-        """Shorten each TTL by up to ``ttl_jitter`` so entries written together do not all expire together."""
-        jitter = self.settings.ttl_jitter
-        return expiry if expiry is None or not jitter else expiry * (1.0 - jitter * random.random())
-
-    def _encode(self, value: object, key: str) -> bytes:
-        return self._serializer.encode(value, key)
-
-    def _too_large(self, payload: bytes, key: str) -> bool:
-        """Whether a computed value is too large to store: it is then returned uncached, and logged."""
-        if len(payload) <= self.settings.max_value_bytes:
-            return False
-        self._failures.not_stored(key, f"{len(payload)} bytes, over max_value_bytes={self.settings.max_value_bytes}")
-        return True
-
-    def _payload(self, value: object, key: str) -> bytes:
-        """``set``'s encoding: raises rather than drop the user's own write silently."""
-        payload = self._serializer.encode(value, key)
-        if len(payload) > self.settings.max_value_bytes:
-            raise ValueTooLargeError(
-                f"value for key {key!r} encodes to {len(payload)} bytes, over max_value_bytes="
-                f"{self.settings.max_value_bytes}: nothing was stored"
-            )
-        return payload
-
-    def _guard(self, namespace: str | None) -> str:
+    def guard(self, namespace: str | None) -> str:
+        """The guard key of ``namespace``: every invalidation bumps it, every fill checks it."""
         return keys.guard_key(self.settings.prefix, self._namespace(namespace))
 
-    def _failed(self, exc: CacheUnavailableError, operation: str, key: str, strict: bool | None, site: Site) -> None:
-        site.errors += 1
-        self._failures.backend_failed(exc, operation, key, self.settings.strict if strict is None else strict)
+    def expiry(self, ttl: TTL | NotSet, key: str) -> float | None:
+        """``set``'s TTL in seconds for ``key`` (``NOT_SET``: the default TTL), jittered."""
+        s = self.settings
+        expiry = resolve_ttl(check_ttl(ttl, f"key {key!r}"), s.default_ttl, s.allow_no_expiry, f"key {key!r}")
+        return self.engine.jittered(expiry)
 
-    # -- sync driver ----------------------------------------------------------------------------------------
-
-    def _load(self, key: str, reader: codec.Reader, site: Site) -> Any:
-        started = 0 if site.hits & SAMPLED else perf_counter_ns()  # one hit in 16 is timed
-        try:
-            raw = self._backend.get(key)
-        except CacheUnavailableError as exc:
-            self._failed(exc, "get", key, None, site)
-            return MISSING
-        value = self._read(raw, key, reader, site)
-        if started and value is not MISSING:
-            site.hit_ns[(perf_counter_ns() - started).bit_length()] += 1
-        return value
-
-    def _lookup_sync(
-        self, key: str, guard: str, reader: codec.Reader, strict: bool, site: Site, with_ttl: bool = False
-    ) -> Lookup:
-        """The entry, and the guard token a fill for this key must present (``UNKNOWN`` if the read failed)."""
-        started = 0 if site.hits & SAMPLED else perf_counter_ns()  # one hit in 16 is timed
-        try:
-            read = self._backend.read(key, guard, with_ttl)
-        except CacheUnavailableError as exc:
-            self._failed(exc, "get", key, strict, site)
-            return Lookup(MISSING, b"", MISSING, None)
-        return self._lookup(read, key, reader, site, started)
-
-    def _fill(
-        self,
-        key: str,
-        payload: bytes,
-        expiry: float | None,
-        guard: str,
-        token: Token,
-        strict: bool,
-        site: Site,
-        lock: Lock = None,
-    ) -> None:
-        """Store a computed value unless an invalidation happened since ``token`` was read (or ``lock`` was lost)."""
-        if token is MISSING:
-            return  # the read before the computation failed: no proof the value is still current
-        if self._too_large(payload, key):
-            return
-        try:
-            stored = self._backend.fill(key, payload, self._jittered(expiry), guard, token, lock)
-        except CacheUnavailableError as exc:
-            self._failed(exc, "set", key, strict, site)
-        else:
-            site.stores += stored
-            site.bytes_written += len(payload) if stored else 0
-
-    def _acquire(self, lock_key: str, owner: bytes, lease: float, site: Site, strict: bool | None) -> bool | None:
-        """Take a stampede lock: ``True`` if taken, ``False`` if another holds it, ``None`` if the backend failed.
-
-        A failure (a timeout, or a refusal such as ``NOPERM``) raises in strict mode; otherwise it is logged and
-        counted, and the caller computes without the lock (its store still fenced by the guard token).
-        """
-        try:
-            return self._backend.acquire(lock_key, owner, lease)
-        except CacheUnavailableError as exc:
-            self._failed(exc, "lock", lock_key, strict, site)
-            return None
-
-    def _release(self, lock_key: str, owner: bytes, site: Site) -> None:
-        try:
-            self._backend.release(lock_key, owner)
-        except CacheUnavailableError as exc:  # the lease runs out by itself
-            self._failed(exc, "unlock", lock_key, False, site)
-
-    def _delete(self, key: str, guard: str, site: Site, strict: bool | None = None) -> bool:
-        site.invalidations += 1
-        try:
-            return self._backend.delete(key, guard)
-        except CacheUnavailableError as exc:
-            self._failed(exc, "remove", key, strict, site)
-            return False
+    def function_site(self, namespace: str, function: str) -> Site:
+        """The counters of a cached function in ``namespace`` (shared by every binding of it to this manager)."""
+        return self._sites.function(namespace, function)
 
     @overload
     def get(self, key: str, default: Any = None, *, type: None = None, namespace: str | None = None) -> Any: ...
@@ -322,7 +162,7 @@ class CacheManager:
         With ``type=`` the JSON is validated into that type (``type=UserRead`` returns a ``UserRead``); an entry
         that does not validate counts as absent.
         """
-        value = self._load(self.key(key, namespace), codec.reader_for(type), self._site(namespace))
+        value = self.engine.load(self.key(key, namespace), codec.reader_for(type), self._site(namespace))
         return default if value is MISSING else value
 
     def get_many(self, keys: Iterable[str], *, type: Any = None, namespace: str | None = None) -> dict[str, Any]:
@@ -332,13 +172,7 @@ class CacheManager:
         (unless strict).
         """
         names, full = self._many_keys(keys, namespace)
-        site = self._site(namespace)
-        try:
-            raws = self._backend.get_many(full)
-        except CacheUnavailableError as exc:
-            self._failed(exc, "get_many", full[0] if full else "", None, site)
-            return {}
-        return self._many(names, full, raws, codec.reader_for(type), site)
+        return self.engine.load_many(names, full, codec.reader_for(type), self._site(namespace))
 
     def _many_keys(self, keys: Iterable[str], namespace: str | None) -> tuple[list[str], list[str]]:
         """The names and their full keys; the namespace is checked once, not per key."""
@@ -349,32 +183,14 @@ class CacheManager:
                 self.key(name, namespace)  # the slow path raises the right error (or accepts valid Unicode)
         return names, [head + name for name in names]
 
-    def _many(
-        self, names: list[str], full: list[str], raws: list[bytes | None], reader: codec.Reader, site: Site
-    ) -> dict[str, Any]:
-        found = {}
-        for name, key, raw in zip(names, full, raws, strict=True):
-            value = self._read(raw, key, reader, site)
-            if value is not MISSING:
-                found[name] = value
-        return found
-
     def set(self, key: str, value: object, ttl: TTL | NotSet = NOT_SET, *, namespace: str | None = None) -> None:
         """Store ``value`` (anything JSON-able, Pydantic models included) for ``ttl`` seconds or the default TTL.
 
         Raises :class:`~stashly.SerializationError` before writing anything when the value is not JSON.
         """
         full = self.key(key, namespace)
-        expiry = self._jittered(self._expiry(ttl, full))
-        payload = self._payload(value, full)
-        site = self._site(namespace)
-        try:
-            self._backend.set(full, payload, expiry)
-        except CacheUnavailableError as exc:
-            self._failed(exc, "set", full, None, site)
-        else:
-            site.stores += 1
-            site.bytes_written += len(payload)
+        expiry = self.expiry(ttl, full)
+        self.engine.store(full, self.engine.payload(value, full), expiry, self._site(namespace))
 
     def remove(self, key: str, *, namespace: str | None = None) -> bool:
         """Drop ``key``; ``True`` when something was removed.
@@ -382,7 +198,7 @@ class CacheManager:
         A value being computed for this namespace at that moment (by ``@cached``, in any process) is not
         stored afterwards, so a removal is never undone by a computation that started before it.
         """
-        return self._delete(self.key(key, namespace), self._guard(namespace), self._site(namespace))
+        return self.engine.delete(self.key(key, namespace), self.guard(namespace), self._site(namespace))
 
     def flush_namespace(self, namespace: str | None = None, *, mode: FlushMode = "scan") -> int:
         """Drop every entry of ``namespace`` (this manager's by default); the number of keys removed.
@@ -401,15 +217,10 @@ class CacheManager:
             cache.flush_namespace("catalog", mode="versioned")  # a million entries, one round trip
         """
         head, site = self._resolve(namespace)
-        site.invalidations += 1
-        try:
-            if _flush_mode(mode) == "versioned":
-                self._backend.retire_prefix(head, self._guard(namespace))
-                return 0
-            return self._backend.delete_prefix(head, self._guard(namespace))
-        except CacheUnavailableError as exc:
-            self._failed(exc, "flush_namespace", head, None, site)
+        if flush_mode(mode) == "versioned":
+            self.engine.retire_namespace(head, self.guard(namespace), site)
             return 0
+        return self.engine.delete_namespace(head, self.guard(namespace), site)
 
     def count(self, namespace: str | None = None) -> int:
         """How many entries ``namespace`` (this manager's by default) holds; 0 if the backend fails.
@@ -417,15 +228,11 @@ class CacheManager:
         On Redis this walks the namespace with ``SCAN``: fine for dashboards, not for a hot path.
         """
         head, site = self._resolve(namespace)
-        try:
-            return self._backend.count_prefix(head)
-        except CacheUnavailableError as exc:
-            self._failed(exc, "count", head, None, site)
-            return 0
+        return self.engine.count_namespace(head, site)
 
     def close(self) -> None:
         """Release the backend's connections (the manager reconnects if used again)."""
-        self._backend.close()
+        self.engine.close()
 
     def __enter__(self) -> CacheManager:
         return self
@@ -433,135 +240,44 @@ class CacheManager:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- async driver ---------------------------------------------------------------------------------------
-
-    async def _aload(self, key: str, reader: codec.Reader, site: Site) -> Any:
-        started = 0 if site.hits & SAMPLED else perf_counter_ns()  # one hit in 16 is timed
-        try:
-            raw = await self._abackend.get(key)
-        except CacheUnavailableError as exc:
-            self._failed(exc, "get", key, None, site)
-            return MISSING
-        value = self._read(raw, key, reader, site)
-        if started and value is not MISSING:
-            site.hit_ns[(perf_counter_ns() - started).bit_length()] += 1
-        return value
-
-    async def _alookup(
-        self, key: str, guard: str, reader: codec.Reader, strict: bool, site: Site, with_ttl: bool = False
-    ) -> Lookup:
-        started = 0 if site.hits & SAMPLED else perf_counter_ns()  # one hit in 16 is timed
-        try:
-            read = await self._abackend.read(key, guard, with_ttl)
-        except CacheUnavailableError as exc:
-            self._failed(exc, "get", key, strict, site)
-            return Lookup(MISSING, b"", MISSING, None)
-        return self._lookup(read, key, reader, site, started)
-
-    async def _afill(
-        self,
-        key: str,
-        payload: bytes,
-        expiry: float | None,
-        guard: str,
-        token: Token,
-        strict: bool,
-        site: Site,
-        lock: Lock = None,
-    ) -> None:
-        if token is MISSING or self._too_large(payload, key):
-            return
-        try:
-            stored = await self._abackend.fill(key, payload, self._jittered(expiry), guard, token, lock)
-        except CacheUnavailableError as exc:
-            self._failed(exc, "set", key, strict, site)
-        else:
-            site.stores += stored
-            site.bytes_written += len(payload) if stored else 0
-
-    async def _aacquire(
-        self, lock_key: str, owner: bytes, lease: float, site: Site, strict: bool | None
-    ) -> bool | None:
-        """Async :meth:`_acquire`."""
-        try:
-            return await self._abackend.acquire(lock_key, owner, lease)
-        except CacheUnavailableError as exc:
-            self._failed(exc, "lock", lock_key, strict, site)
-            return None
-
-    async def _arelease(self, lock_key: str, owner: bytes, site: Site) -> None:
-        try:
-            await self._abackend.release(lock_key, owner)
-        except CacheUnavailableError as exc:
-            self._failed(exc, "unlock", lock_key, False, site)
-
-    async def _adelete(self, key: str, guard: str, site: Site, strict: bool | None = None) -> bool:
-        site.invalidations += 1
-        try:
-            return await self._abackend.delete(key, guard)
-        except CacheUnavailableError as exc:
-            self._failed(exc, "remove", key, strict, site)
-            return False
+    # -- the async twins: the same steps, awaiting the async engine -----------------------------------------
 
     async def aget(self, key: str, default: Any = None, *, type: Any = None, namespace: str | None = None) -> Any:
         """Async :meth:`get`."""
-        value = await self._aload(self.key(key, namespace), codec.reader_for(type), self._site(namespace))
+        value = await self.aengine.load(self.key(key, namespace), codec.reader_for(type), self._site(namespace))
         return default if value is MISSING else value
 
     async def aget_many(self, keys: Iterable[str], *, type: Any = None, namespace: str | None = None) -> dict[str, Any]:
         """Async :meth:`get_many`."""
         names, full = self._many_keys(keys, namespace)
-        site = self._site(namespace)
-        try:
-            raws = await self._abackend.get_many(full)
-        except CacheUnavailableError as exc:
-            self._failed(exc, "get_many", full[0] if full else "", None, site)
-            return {}
-        return self._many(names, full, raws, codec.reader_for(type), site)
+        return await self.aengine.load_many(names, full, codec.reader_for(type), self._site(namespace))
 
     async def aset(self, key: str, value: object, ttl: TTL | NotSet = NOT_SET, *, namespace: str | None = None) -> None:
         """Async :meth:`set`."""
         full = self.key(key, namespace)
-        expiry = self._jittered(self._expiry(ttl, full))
-        payload = self._payload(value, full)
-        site = self._site(namespace)
-        try:
-            await self._abackend.set(full, payload, expiry)
-        except CacheUnavailableError as exc:
-            self._failed(exc, "set", full, None, site)
-        else:
-            site.stores += 1
-            site.bytes_written += len(payload)
+        expiry = self.expiry(ttl, full)
+        await self.aengine.store(full, self.aengine.payload(value, full), expiry, self._site(namespace))
 
     async def aremove(self, key: str, *, namespace: str | None = None) -> bool:
         """Async :meth:`remove`."""
-        return await self._adelete(self.key(key, namespace), self._guard(namespace), self._site(namespace))
+        return await self.aengine.delete(self.key(key, namespace), self.guard(namespace), self._site(namespace))
 
     async def aflush_namespace(self, namespace: str | None = None, *, mode: FlushMode = "scan") -> int:
         """Async :meth:`flush_namespace`."""
         head, site = self._resolve(namespace)
-        site.invalidations += 1
-        try:
-            if _flush_mode(mode) == "versioned":
-                await self._abackend.retire_prefix(head, self._guard(namespace))
-                return 0
-            return await self._abackend.delete_prefix(head, self._guard(namespace))
-        except CacheUnavailableError as exc:
-            self._failed(exc, "flush_namespace", head, None, site)
+        if flush_mode(mode) == "versioned":
+            await self.aengine.retire_namespace(head, self.guard(namespace), site)
             return 0
+        return await self.aengine.delete_namespace(head, self.guard(namespace), site)
 
     async def acount(self, namespace: str | None = None) -> int:
         """Async :meth:`count`."""
         head, site = self._resolve(namespace)
-        try:
-            return await self._abackend.count_prefix(head)
-        except CacheUnavailableError as exc:
-            self._failed(exc, "count", head, None, site)
-            return 0
+        return await self.aengine.count_namespace(head, site)
 
     async def aclose(self) -> None:
         """Async :meth:`close` (closes the connections of the running event loop)."""
-        await self._abackend.close()
+        await self.aengine.close()
 
     async def __aenter__(self) -> CacheManager:
         return self
@@ -592,10 +308,6 @@ class CacheManager:
             local_hits=0 if tier is None else tier.hits,
             breaker_changes=0 if breaker is None else breaker.changes,
         )
-
-    def _function_site(self, namespace: str, function: str) -> Site:
-        """The counters of a cached function in ``namespace`` (shared by every binding of it to this manager)."""
-        return self._sites.function(namespace, function)
 
 
 _default: CacheManager | None = None

@@ -1,8 +1,9 @@
-"""``Cached``: the decorator. One key plan per function, thin sync and async drivers, ``invalidate``.
+"""``Cached``: the decorator. One key plan per function, the call flow for its mode, ``invalidate``.
 
-A call binds its arguments to the signature, builds the key, and asks the manager: a hit returns the stored
+A call binds its arguments to the signature, builds the key, and asks the engine: a hit returns the stored
 value validated into the return annotation; a miss runs the function once per key (single-flight), stores
-the result and returns it. Backend failures never reach the caller unless ``strict``.
+the result and returns it. Backend failures never reach the caller unless ``strict``. The call itself is
+:mod:`.flow_async` (and its generated twin :mod:`.flow_sync`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,11 @@ from typing import Any, ParamSpec, Protocol, TypeVar, overload
 from .. import keys
 from ..config.settings import parse_name
 from ..manager import CacheManager, default_manager
-from ..sentinels import MISSING, NOT_SET, NotSet
+from ..sentinels import NOT_SET, NotSet
 from ..ttl import check_ttl
+from . import flow_async, flow_sync
 from .plan import Plan, check_lease, check_refresh_ahead
-from .refresh import Refresher
 from .remover import Remover
-from .singleflight import AsyncSingleFlight, SingleFlight
-from .stampede import Filled
 
 __all__ = ["Cached", "CachedFunction"]
 
@@ -146,11 +145,11 @@ class Cached:
             )
             is_async = inspect.iscoroutinefunction(fn)
             if http:
-                from ..integrations.fastapi.http import http_endpoint  # the only path that needs FastAPI
+                from ..integrations.fastapi.endpoints import http_endpoint  # the only path that needs FastAPI
 
                 wrapper = http_endpoint(plan, is_async)
             else:
-                wrapper = _async_wrapper(plan) if is_async else _sync_wrapper(plan)
+                wrapper = flow_async.wrapper(plan) if is_async else flow_sync.wrapper(plan)
             return typing.cast(CachedFunction[P, R], _attach(wrapper, plan, is_async))
 
         return decorate if fn is None else decorate(fn, _defining_scope())
@@ -190,77 +189,13 @@ def _check_decoratable(fn: object, template: str | None) -> None:
         raise TypeError(f"@cached cannot cache generator {keys.function_name(fn)}: return a list instead")
 
 
-def _sync_wrapper(plan: Plan) -> Callable[..., Any]:
-    fn = plan.fn
-    flight: SingleFlight[Filled] = SingleFlight()
-    refresher = Refresher()
-    with_ttl = plan.refresh_ahead is not None
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        binding = plan.binding()
-        key = plan.key(binding, args, kwargs)
-        found = binding.manager._lookup_sync(key, binding.guard, binding.reader, binding.strict, binding.site, with_ttl)
-        if found.value is not MISSING:
-            if plan.refresh_due(binding, found):
-                binding.site.stale += 1
-                call = functools.partial(fn, *args, **kwargs)
-                refresher.start(binding.manager, binding.site, key, found.token, plan.computation(binding, key, call))
-            return found.value
-
-        def fill() -> Filled:
-            return plan.fill(binding, key, found, lambda: fn(*args, **kwargs))
-
-        # Keyed by the guard token too: a call after an invalidation never joins a computation from before it.
-        return flight.run((key, found.token), fill)[0]
-
-    return wrapper
-
-
-def _async_wrapper(plan: Plan) -> Callable[..., Any]:
-    fn = plan.fn
-    flight: AsyncSingleFlight[Filled] = AsyncSingleFlight()
-    refresher = Refresher()
-    with_ttl = plan.refresh_ahead is not None
-
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        binding = plan.binding()
-        key = plan.key(binding, args, kwargs)
-        found = await binding.manager._alookup(
-            key, binding.guard, binding.reader, binding.strict, binding.site, with_ttl
-        )
-        if found.value is not MISSING:
-            if plan.refresh_due(binding, found):
-                binding.site.stale += 1
-                call = functools.partial(fn, *args, **kwargs)
-                refresher.astart(binding.manager, binding.site, key, found.token, plan.acomputation(binding, key, call))
-            return found.value
-
-        async def fill() -> Filled:
-            return await plan.afill(binding, key, found, lambda: fn(*args, **kwargs))
-
-        return (await flight.run((key, found.token), fill))[0]
-
-    return wrapper
-
-
 def _attach(wrapper: Callable[..., Any], plan: Plan, is_async: bool) -> Callable[..., Any]:
     """Give ``wrapper`` its ``invalidate`` and ``cache_key``, both taking the cached function's arguments."""
-
-    def sync_invalidate(*args: Any, **kwargs: Any) -> bool:
-        binding = plan.binding()
-        return binding.manager._delete(plan.key(binding, args, kwargs), binding.guard, binding.site, binding.strict)
-
-    async def async_invalidate(*args: Any, **kwargs: Any) -> bool:
-        binding = plan.binding()
-        key = plan.key(binding, args, kwargs)
-        return await binding.manager._adelete(key, binding.guard, binding.site, binding.strict)
 
     def cache_key(*args: Any, **kwargs: Any) -> str:
         return plan.key(plan.binding(), args, kwargs)
 
-    invalidate = async_invalidate if is_async else sync_invalidate
+    invalidate = flow_async.invalidator(plan) if is_async else flow_sync.invalidator(plan)
     for helper, name in ((invalidate, "invalidate"), (cache_key, "cache_key")):
         functools.update_wrapper(helper, plan.fn)  # carries fn's signature: the helpers take its arguments
         helper.__name__, helper.__qualname__ = name, f"{plan.fn.__qualname__}.{name}"

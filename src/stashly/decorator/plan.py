@@ -1,4 +1,4 @@
-"""The plan of one cached function: its key recipe and how a missing entry is filled. Pure but for the fill.
+"""The plan of one cached function: its key recipe, its TTL and what it stores for a result. No I/O.
 
 Everything about a decorated function that does not depend on a call is worked out once, at decoration:
 the signature, which arguments are keyed, the template, the TTL. What depends on the manager (the default
@@ -11,22 +11,19 @@ import functools
 import inspect
 import logging
 import typing
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
-from time import perf_counter_ns
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pydantic
 
 from .. import keys
-from ..backends.base import Lock
+from ..engine import Lookup
 from ..errors import SerializationError
-from ..manager import Lookup, Token, default_manager
+from ..manager import default_manager
 from ..sentinels import NOT_SET, NotSet
 from ..storage import codec
 from ..ttl import TTL, check_ttl, resolve_ttl
 from .context import is_context
-from .stampede import Filled, afill_under_lock, fill_under_lock
 
 if TYPE_CHECKING:
     from ..manager import CacheManager
@@ -39,10 +36,6 @@ _RECEIVERS = ("self", "cls")
 _KEY_MEMO = 4096  # remembered keys per function and manager; cleared whole when full
 _MEMO_TEXT = 256  # longer strings are not remembered (the memo must stay small)
 
-FILL_SPAN: Callable[[CacheManager, str, str], AbstractContextManager[object]] | None = None
-"""Set by ``stashly.integrations.otel.instrument(spans=True)``: called with the manager, the namespace and the
-function's name, it opens a context around each fill. ``None`` (the default): a fill pays one global read."""
-
 
 class Serialized(dict[str, Any]):
     """A result already serialized for storage (``@cached(http=True)``'s response bodies): stored as it is,
@@ -52,12 +45,29 @@ class Serialized(dict[str, Any]):
 class Binding:
     """What a plan needs from its manager, worked out once per manager (the default manager is resolved late)."""
 
-    __slots__ = ("expiry", "guard", "head", "keys", "manager", "namespace", "reader", "salt", "site", "strict")
+    __slots__ = (
+        "aengine",
+        "engine",
+        "expiry",
+        "guard",
+        "head",
+        "hooks",
+        "keys",
+        "manager",
+        "namespace",
+        "prefix",
+        "reader",
+        "salt",
+        "site",
+        "strict",
+    )
 
     def __init__(self, plan: Plan, manager: CacheManager) -> None:
         settings = manager.settings
         annotation = plan.return_annotation()
         self.manager = manager
+        self.engine, self.aengine, self.hooks = manager.engine, manager.aengine, manager.engine.hooks
+        self.prefix = settings.prefix
         self.namespace = namespace = plan.namespace or settings.namespace  # site.namespace may be stats.OTHER
         self.head = keys.namespace_prefix(settings.prefix, namespace)
         self.guard = keys.guard_key(settings.prefix, namespace)
@@ -67,7 +77,7 @@ class Binding:
         self.strict = settings.strict if plan.strict is None else plan.strict
         self.expiry = resolve_ttl(plan.ttl, settings.default_ttl, settings.allow_no_expiry, f"@cached {plan.name}")
         self.keys: dict[tuple[Any, ...], str] = {}  # positional int/str arguments -> key, see Plan.key
-        self.site = manager._function_site(namespace, plan.name)
+        self.site = manager.function_site(namespace, plan.name)
 
 
 class Plan:
@@ -198,103 +208,7 @@ class Plan:
             _warn_unannotated(self.name, result)
         elif _is_model(annotation) and type(result) is not annotation and not isinstance(result, Serialized):
             result = _narrowed(annotation, result, key)  # store what the annotation declares, not extra fields
-        return binding.manager._encode(result, key)
-
-    def computation(self, binding: Binding, key: str, call: Callable[[], Any]) -> Callable[[Token, Lock], Filled]:
-        """Run ``call`` and store its result, guarded by a token (and a lock, if given)."""
-
-        def run(token: Token, lock: Lock) -> Filled:
-            site = binding.site
-            site.fills += 1
-            started = perf_counter_ns()
-            try:
-                result = call()
-            except BaseException:
-                site.fill_errors += 1
-                raise
-            payload = self.payload(binding, result, key)
-            if payload is not None:
-                manager = binding.manager
-                manager._fill(key, payload, binding.expiry, binding.guard, token, binding.strict, site, lock)
-            site.fill_ns[(perf_counter_ns() - started).bit_length()] += 1
-            return result, payload
-
-        def compute(token: Token, lock: Lock) -> Filled:
-            span = FILL_SPAN
-            if span is None:
-                return run(token, lock)
-            with span(binding.manager, binding.namespace, self.name):
-                return run(token, lock)
-
-        return compute
-
-    def acomputation(
-        self, binding: Binding, key: str, call: Callable[[], Awaitable[Any]]
-    ) -> Callable[[Token, Lock], Awaitable[Filled]]:
-        async def run(token: Token, lock: Lock) -> Filled:
-            site = binding.site
-            site.fills += 1
-            started = perf_counter_ns()
-            try:
-                result = await call()
-            except BaseException:
-                site.fill_errors += 1
-                raise
-            payload = self.payload(binding, result, key)
-            if payload is not None:
-                manager = binding.manager
-                await manager._afill(key, payload, binding.expiry, binding.guard, token, binding.strict, site, lock)
-            site.fill_ns[(perf_counter_ns() - started).bit_length()] += 1
-            return result, payload
-
-        async def compute(token: Token, lock: Lock) -> Filled:
-            span = FILL_SPAN
-            if span is None:
-                return await run(token, lock)
-            with span(binding.manager, binding.namespace, self.name):
-                return await run(token, lock)
-
-        return compute
-
-    def fill(
-        self, binding: Binding, key: str, found: Lookup, call: Callable[[], Any], reader: codec.Reader | None = None
-    ) -> Filled:
-        """Compute (``call``) and store a missing entry; under the stampede lock when ``lock=True``.
-
-        ``reader`` reads an entry another process stored meanwhile, when ``call`` stores something other than
-        the return annotation (``http=True``'s responses); the binding's reader by default."""
-        compute = self.computation(binding, key, call)
-        if self.lock_lease is None:
-            return compute(found.token, None)
-        read = binding.reader if reader is None else reader
-
-        def look() -> Lookup:
-            return binding.manager._lookup_sync(key, binding.guard, read, binding.strict, binding.site)
-
-        return fill_under_lock(
-            binding.manager, binding.site, key, self.lock_lease, look, found.token, compute, binding.strict
-        )
-
-    async def afill(
-        self,
-        binding: Binding,
-        key: str,
-        found: Lookup,
-        call: Callable[[], Awaitable[Any]],
-        reader: codec.Reader | None = None,
-    ) -> Filled:
-        """Async :meth:`fill`."""
-        compute = self.acomputation(binding, key, call)
-        if self.lock_lease is None:
-            return await compute(found.token, None)
-        read = binding.reader if reader is None else reader
-
-        async def look() -> Lookup:
-            return await binding.manager._alookup(key, binding.guard, read, binding.strict, binding.site)
-
-        return await afill_under_lock(
-            binding.manager, binding.site, key, self.lock_lease, look, found.token, compute, binding.strict
-        )
+        return binding.engine.encode(result, key)
 
     def refresh_due(self, binding: Binding, found: Lookup) -> bool:
         """Whether a hit is close enough to expiry to be recomputed in the background (``refresh_ahead``)."""

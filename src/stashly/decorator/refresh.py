@@ -12,25 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import secrets
 import threading
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from .. import keys
-from ..backends.base import Lock
 
-if TYPE_CHECKING:
-    from ..manager import CacheManager, Token
-    from ..stats import Site
-
-__all__ = ["Refresher"]
+__all__ = ["LEASE", "Refresher", "refresh_failed"]
 
 logger = logging.getLogger("stashly.refresh")  # the documented name, wherever the module lives
-_LEASE = 30.0  # a refresh that takes longer lets another process start one
+LEASE = 30.0  # a refresh that takes longer lets another process start one
 
 
-def _refresh_failed(key: str, exc: Exception) -> None:
+def refresh_failed(key: str, exc: Exception) -> None:
     # The exception's text may quote arguments or values: only its type at WARNING, the rest at DEBUG.
     fields = keys.log_fields(key, "refresh_failed")
     logger.warning("background refresh of %s failed: %s", keys.describe(key), type(exc).__name__, extra=fields)
@@ -38,7 +32,7 @@ def _refresh_failed(key: str, exc: Exception) -> None:
 
 
 class Refresher:
-    """Background refreshes of one cached function; one in flight per key."""
+    """Background refreshes of one cached function; one in flight per key (the work is the flow's ``refresh``)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -56,54 +50,31 @@ class Refresher:
         with self._lock:
             self._running.discard(key)
 
-    def start(
-        self, manager: CacheManager, site: Site, key: str, token: Token, compute: Callable[[Token, Lock], Any]
-    ) -> None:
-        """Refresh ``key`` in a daemon thread unless a refresh of it is already running here."""
+    def start(self, key: str, work: Callable[[], None]) -> None:
+        """Run ``work`` in a daemon thread unless a refresh of ``key`` is already running here."""
         if not self._claim(key):
             return
 
-        def work() -> None:
-            lock_key, owner = keys.lock_key(manager.settings.prefix, key), secrets.token_hex(16).encode()
-            try:  # a lock the backend refused (None, logged) means no refresh: the entry lives out its TTL
-                if manager._acquire(lock_key, owner, _LEASE, site, False):
-                    try:
-                        compute(token, (lock_key, owner))
-                    finally:
-                        manager._release(lock_key, owner, site)
-            except Exception as exc:  # nobody to raise to: the caller already has its value
-                _refresh_failed(key, exc)
+        def run() -> None:
+            try:
+                work()
             finally:
                 self._done(key)
 
         context = contextvars.copy_context()
-        threading.Thread(target=context.run, args=(work,), name=f"stashly-refresh {key}", daemon=True).start()
+        threading.Thread(target=context.run, args=(run,), name=f"stashly-refresh {key}", daemon=True).start()
 
-    def astart(
-        self,
-        manager: CacheManager,
-        site: Site,
-        key: str,
-        token: Token,
-        compute: Callable[[Token, Lock], Awaitable[Any]],
-    ) -> None:
-        """Refresh ``key`` in a task of the running loop unless a refresh of it is already running here."""
+    def astart(self, key: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``work`` in a task of the running loop unless a refresh of ``key`` is already running here."""
         if not self._claim(key):
             return
 
-        async def work() -> None:
-            lock_key, owner = keys.lock_key(manager.settings.prefix, key), secrets.token_hex(16).encode()
+        async def run() -> None:
             try:
-                if await manager._aacquire(lock_key, owner, _LEASE, site, False):
-                    try:
-                        await compute(token, (lock_key, owner))
-                    finally:
-                        await manager._arelease(lock_key, owner, site)
-            except Exception as exc:
-                _refresh_failed(key, exc)
+                await work()
             finally:
                 self._done(key)
 
-        task = asyncio.get_running_loop().create_task(work())
+        task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

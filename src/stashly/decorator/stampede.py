@@ -10,25 +10,20 @@ reads the entry again first: a caller that missed just before the previous holde
 instead of computing it a second time. If the backend cannot
 take the lock at all (down, or refusing ``SET NX``), strict mode raises; otherwise the failure is logged and
 counted and the caller computes without the lock, its store fenced by the guard token as without ``lock=True``.
+
+The sequence itself is written once in ``flow_async.py`` (with its generated sync twin); this module holds the
+parts that do no I/O.
 """
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 from .. import keys
-from ..backends.base import Lock
-from ..sentinels import MISSING
 
-if TYPE_CHECKING:
-    from ..manager import CacheManager, Lookup, Token
-    from ..stats import Site
-
-__all__ = ["Filled", "afill_under_lock", "fill_under_lock"]
+__all__ = ["Filled", "Wait", "lock_for"]
 
 Filled: TypeAlias = tuple[Any, bytes | None]
 """A value and its stored bytes (``None`` when it was not stored, e.g. a framework response)."""
@@ -37,7 +32,12 @@ _FIRST_POLL = 0.01
 _MAX_POLL = 0.1
 
 
-class _Wait:
+def lock_for(prefix: str, key: str) -> tuple[str, bytes]:
+    """The lock key of entry ``key`` and a fresh owner token for one attempt to hold it."""
+    return keys.lock_key(prefix, key), secrets.token_hex(16).encode()
+
+
+class Wait:
     """The polling schedule of one waiter: 10 ms growing to 100 ms, for at most one lease."""
 
     def __init__(self, lease: float) -> None:
@@ -51,73 +51,3 @@ class _Wait:
             return None
         delay, self.delay = min(self.delay, remaining), min(self.delay * 1.5, _MAX_POLL)
         return delay
-
-
-def fill_under_lock(
-    manager: CacheManager,
-    site: Site,
-    key: str,
-    lease: float,
-    look: Callable[[], Lookup],
-    token: Token,
-    compute: Callable[[Token, Lock], Filled],
-    strict: bool,
-) -> Filled:
-    """Compute under the lock, or wait for whoever holds it; ``look`` re-reads the entry while waiting."""
-    lock_key, owner = keys.lock_key(manager.settings.prefix, key), secrets.token_hex(16).encode()
-    wait = _Wait(lease)
-    while True:
-        taken = manager._acquire(lock_key, owner, lease, site, strict)
-        if taken is None:
-            return compute(token, None)  # the backend refused the lock (logged): compute, the store still guarded
-        if taken:
-            try:
-                found = look()  # the holder before us may have stored it between our read and our lock
-                if found.value is not MISSING:
-                    return found.value, found.raw
-                return compute(found.token, (lock_key, owner))
-            finally:
-                manager._release(lock_key, owner, site)
-        delay = wait.next_delay()
-        if delay is None:
-            return compute(token, None)  # waited a whole lease: compute ourselves, the store still guarded
-        time.sleep(delay)
-        found = look()
-        if found.value is not MISSING:
-            return found.value, found.raw
-        token = found.token
-
-
-async def afill_under_lock(
-    manager: CacheManager,
-    site: Site,
-    key: str,
-    lease: float,
-    look: Callable[[], Awaitable[Lookup]],
-    token: Token,
-    compute: Callable[[Token, Lock], Awaitable[Filled]],
-    strict: bool,
-) -> Filled:
-    """Async :func:`fill_under_lock`."""
-    lock_key, owner = keys.lock_key(manager.settings.prefix, key), secrets.token_hex(16).encode()
-    wait = _Wait(lease)
-    while True:
-        taken = await manager._aacquire(lock_key, owner, lease, site, strict)
-        if taken is None:
-            return await compute(token, None)
-        if taken:
-            try:
-                found = await look()
-                if found.value is not MISSING:
-                    return found.value, found.raw
-                return await compute(found.token, (lock_key, owner))
-            finally:
-                await manager._arelease(lock_key, owner, site)
-        delay = wait.next_delay()
-        if delay is None:
-            return await compute(token, None)
-        await asyncio.sleep(delay)
-        found = await look()
-        if found.value is not MISSING:
-            return found.value, found.raw
-        token = found.token

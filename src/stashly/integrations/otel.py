@@ -19,10 +19,11 @@ one provider, each collection starts a new interval for all of them.
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 try:
@@ -33,7 +34,6 @@ except ImportError as exc:  # pragma: no cover - exercised by installs without t
     raise ImportError("stashly.integrations.otel needs opentelemetry-api: pip install 'stashly[otel]'") from exc
 
 from .. import __version__
-from ..decorator import plan
 
 if TYPE_CHECKING:
     from ..manager import CacheManager
@@ -72,7 +72,6 @@ LATENCIES: tuple[tuple[str, str, str], ...] = (
 QUANTILES = (0.5, 0.99)
 
 FILL_SPAN = "stashly.fill"
-_HOOK = "FILL_SPAN"  # the fill hook's name in stashly.plan: None, or a factory of context managers per fill
 
 Callback = Callable[[CallbackOptions], Iterable[Observation]]
 
@@ -170,7 +169,6 @@ class _Export:
 
 
 _exports: weakref.WeakKeyDictionary[MeterProvider, _Export] = weakref.WeakKeyDictionary()
-_traced: weakref.WeakKeyDictionary[CacheManager, tuple[Tracer, str]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -194,8 +192,6 @@ def instrument(
     label = manager.settings.namespace if name is None else name
     if not isinstance(label, str) or not label:
         raise ValueError(f"a manager's name must be a non-empty string, got {label!r}")
-    if spans and not hasattr(plan, _HOOK):
-        raise RuntimeError("spans=True needs the fill hook (stashly.plan.FILL_SPAN), which this stashly lacks")
     provider = metrics.get_meter_provider() if meter_provider is None else meter_provider
     with _lock:
         export = _exports.get(provider)
@@ -203,17 +199,12 @@ def instrument(
             export = _exports[provider] = _Export(provider.get_meter(SCOPE, __version__))
         export.add(manager, label)
         if spans:
-            _traced[manager] = (trace.get_tracer(SCOPE, __version__, tracer_provider), label)
-            # Set once and left in place: managers that are not traced pay a dictionary lookup per fill.
-            setattr(plan, _HOOK, _fill_span)
+            tracer = trace.get_tracer(SCOPE, __version__, tracer_provider)
+            manager.engine.on_fill(functools.partial(_fill_span, tracer, label))  # this manager's fills only
         else:
-            _traced.pop(manager, None)
+            manager.engine.on_fill(None)
 
 
-def _fill_span(manager: CacheManager, namespace: str, function: str) -> AbstractContextManager[object]:
-    traced = _traced.get(manager)
-    if traced is None:
-        return nullcontext()
-    tracer, name = traced
+def _fill_span(tracer: Tracer, name: str, namespace: str, function: str) -> AbstractContextManager[object]:
     attributes = {"stashly.manager": name, "stashly.namespace": namespace, "stashly.function": function}
     return tracer.start_as_current_span(FILL_SPAN, kind=SpanKind.INTERNAL, attributes=attributes)

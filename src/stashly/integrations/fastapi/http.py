@@ -9,7 +9,6 @@ run before any validator is compared, and only this endpoint's own entry is comp
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import inspect
 import math
@@ -34,16 +33,12 @@ except ImportError as exc:  # pragma: no cover - exercised by installs without t
 
 from ...decorator.context import is_context
 from ...decorator.plan import Serialized
-from ...decorator.singleflight import AsyncSingleFlight, SingleFlight
-from ...decorator.stampede import Filled
-from ...errors import ConfigError
-from ...sentinels import MISSING
 from ...storage import codec
 
 if TYPE_CHECKING:
     from ...decorator.plan import Binding, Plan
 
-__all__ = ["etag", "http_endpoint", "if_none_match"]
+__all__ = ["HttpEndpoint", "etag", "fresh_for", "if_none_match"]
 
 _REQUEST = "stashly_request__"
 _RESPONSE = "stashly_response__"
@@ -314,12 +309,6 @@ def _signature_with_context(plan: Plan, hints: Mapping[str, Any]) -> inspect.Sig
     return plan.signature.replace(parameters=[*params[:at], *extra, *params[at:]], return_annotation=return_annotation)
 
 
-def _fresh_for(binding: Binding) -> float | None:
-    """What a miss may advertise: the stored entry lives up to ``ttl_jitter`` less than the TTL, never more."""
-    expiry = binding.expiry
-    return None if expiry is None else expiry * (1.0 - binding.manager.settings.ttl_jitter)
-
-
 def _direct(reader: codec.Reader) -> codec.Reader:
     """The reader for a call outside a request: an entry a request stored (a serialized body) is a miss."""
 
@@ -333,27 +322,23 @@ def _direct(reader: codec.Reader) -> codec.Reader:
     return read
 
 
-def http_endpoint(plan: Plan, is_async: bool) -> Callable[..., Any]:
-    """The wrapper for ``@cached(http=True)``: the cached call, then validators and cache headers.
-
-    Under a route with a response model (``response_model=`` or a return annotation FastAPI uses as one),
-    the entry holds the result validated and serialized through that model, as the client receives it:
-    fields the model filters out (a password hash on an ORM row) are never stored, and a hit sends the
-    stored body without validating it again.
+class HttpEndpoint:
+    """What ``@cached(http=True)`` adds around one endpoint's cached call, for both modes: the request and
+    response FastAPI injected, the route serving it, the reader and the stored form of its entries, and the
+    response with validators and cache headers. The call itself is ``endpoint_async.py`` (and its generated
+    sync twin).
     """
-    if plan.refresh_ahead is not None:
-        raise ConfigError(
-            f"@cached {plan.name}: refresh_ahead does not combine with http=True (a background recomputation "
-            "would run the endpoint after its request, and the dependencies it was given, are gone): cache a "
-            "function the endpoint calls with refresh_ahead instead"
-        )
-    fn = plan.fn
-    hints = _hints(plan)
-    policy = _Policy(plan, hints)
-    routes: dict[int, _Route] = {}
-    own_request, own_response = _own(plan, hints, Request), _own(plan, hints, Response)
 
-    def context(kwargs: dict[str, Any]) -> tuple[Request | None, Response | None, _Route | None]:
+    def __init__(self, plan: Plan, endpoint: Callable[..., Any]) -> None:
+        self.hints = _hints(plan)
+        self.policy = _Policy(plan, self.hints)
+        self._endpoint = endpoint
+        self._routes: dict[int, _Route] = {}
+        self._own_request, self._own_response = _own(plan, self.hints, Request), _own(plan, self.hints, Response)
+
+    def context(self, kwargs: dict[str, Any]) -> tuple[Request | None, Response | None, _Route | None]:
+        """The injected request and response (taken out of ``kwargs`` when stashly added them) and the route."""
+        own_request, own_response = self._own_request, self._own_response
         request = kwargs.get(own_request) if own_request else kwargs.pop(_REQUEST, None)
         response = kwargs.get(own_response) if own_response else kwargs.pop(_RESPONSE, None)
         if not isinstance(request, Request) or not isinstance(response, Response):  # called directly
@@ -363,16 +348,18 @@ def http_endpoint(plan: Plan, is_async: bool) -> Callable[..., Any]:
         route = route or request.scope.get("route")
         if route is None:
             return request, response, None
-        found = routes.get(id(route))
+        found = self._routes.get(id(route))
         if found is None:
-            found = routes[id(route)] = _Route(route, endpoint)
+            found = self._routes[id(route)] = _Route(route, self._endpoint)
         return request, response, found
 
+    @staticmethod
     def reader_for(binding: Binding, route: _Route | None) -> codec.Reader:
         if route is None:
             return _direct(binding.reader)
         return route.read if route.renders else binding.reader
 
+    @staticmethod
     def storing(route: _Route | None, response: Response | None) -> Callable[[Any], Any]:
         """What the fill stores for a result: the entry the route renders, or the result itself."""
         if route is None or response is None or not route.renders:
@@ -380,61 +367,24 @@ def http_endpoint(plan: Plan, is_async: bool) -> Callable[..., Any]:
         before = (response.status_code, list(response.headers.raw))  # what the dependencies set
         return lambda result: route.entry(result, response, before)
 
-    if is_async:
-        async_flight: AsyncSingleFlight[Filled] = AsyncSingleFlight()
+    def respond(
+        self,
+        request: Request | None,
+        response: Response | None,
+        arguments: Mapping[str, Any],
+        route: _Route | None,
+        key: str,
+        outcome: tuple[Any, bytes | None, float | None, str],
+    ) -> Any:
+        """The endpoint's answer for a hit or a miss, with validators and cache headers (see :func:`_respond`)."""
+        return _respond(request, response, arguments, self.policy, route, key, outcome)
 
-        @functools.wraps(fn)
-        async def async_endpoint(*args: Any, **kwargs: Any) -> Any:
-            request, response, route = context(kwargs)
-            binding = plan.binding()
-            key = plan.key(binding, args, kwargs)
-            manager = binding.manager
-            reader = reader_for(binding, route)
-            found = await manager._alookup(key, binding.guard, reader, binding.strict, binding.site, True)
-            if found.value is not MISSING:
-                return _respond(
-                    request, response, kwargs, policy, route, key, (found.value, found.raw, found.ttl, "HIT")
-                )
+    def signature(self, plan: Plan) -> inspect.Signature:
+        """The signature FastAPI reads: the endpoint's, plus the hidden request and response parameters."""
+        return _signature_with_context(plan, self.hints)
 
-            store = storing(route, response)
 
-            async def call() -> Any:
-                return store(await fn(*args, **kwargs))
-
-            async def fill() -> Filled:
-                return await plan.afill(binding, key, found, call, reader)
-
-            value, stored = await async_flight.run((key, found.token), fill)
-            return _respond(request, response, kwargs, policy, route, key, (value, stored, _fresh_for(binding), "MISS"))
-
-        endpoint: Callable[..., Any] = async_endpoint
-    else:
-        flight: SingleFlight[Filled] = SingleFlight()
-
-        @functools.wraps(fn)
-        def sync_endpoint(*args: Any, **kwargs: Any) -> Any:
-            request, response, route = context(kwargs)
-            binding: Binding = plan.binding()
-            key = plan.key(binding, args, kwargs)
-            manager = binding.manager
-            reader = reader_for(binding, route)
-            found = manager._lookup_sync(key, binding.guard, reader, binding.strict, binding.site, True)
-            if found.value is not MISSING:
-                return _respond(
-                    request, response, kwargs, policy, route, key, (found.value, found.raw, found.ttl, "HIT")
-                )
-
-            store = storing(route, response)
-
-            def call() -> Any:
-                return store(fn(*args, **kwargs))
-
-            def fill() -> Filled:
-                return plan.fill(binding, key, found, call, reader)
-
-            value, stored = flight.run((key, found.token), fill)
-            return _respond(request, response, kwargs, policy, route, key, (value, stored, _fresh_for(binding), "MISS"))
-
-        endpoint = sync_endpoint
-    endpoint.__signature__ = _signature_with_context(plan, hints)  # type: ignore[attr-defined]
-    return endpoint
+def fresh_for(binding: Binding) -> float | None:
+    """What a miss may advertise: the stored entry lives up to ``ttl_jitter`` less than the TTL, never more."""
+    expiry = binding.expiry
+    return None if expiry is None else expiry * (1.0 - binding.manager.settings.ttl_jitter)

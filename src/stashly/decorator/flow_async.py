@@ -1,0 +1,160 @@
+"""The cached call, written once: hit, miss, single-flight, stampede lock, fill, refresh-ahead, invalidation.
+
+Written for asyncio in ``flow_async.py``; ``flow_sync.py`` is generated from it by ``scripts/unasync.py``
+(``make unasync``), so the sync and async decorators cannot drift apart. The decorator (:mod:`.cached`) and the
+FastAPI endpoints (:mod:`stashly.integrations.fastapi`) build their wrappers from these functions; what does no
+I/O (keys, payloads, the lock's polling schedule) lives in :mod:`.plan` and :mod:`.stampede`. The pieces that
+differ by mode stay hand-written: single-flight (threads vs tasks) and where a refresh runs (thread vs task).
+"""
+
+from __future__ import annotations
+
+import functools
+from asyncio import sleep  # unasync: from time import sleep
+from collections.abc import Awaitable, Callable
+from time import perf_counter_ns
+from typing import Any, TypeAlias
+
+from ..backends.base import Lock
+from ..engine import Lookup, Token
+from ..sentinels import MISSING
+from ..storage import codec
+from .plan import Binding, Plan
+from .refresh import LEASE, Refresher, refresh_failed
+from .singleflight import AsyncSingleFlight
+from .stampede import Filled, Wait, lock_for
+
+__all__ = ["Compute", "computation", "fill", "invalidator", "refresh", "wrapper"]
+
+Compute: TypeAlias = Callable[[Token, Lock], Awaitable[Filled]]
+"""A computation ready to run: given the guard token (and the lock, if held), it computes and stores."""
+
+
+def computation(plan: Plan, binding: Binding, key: str, call: Callable[[], Awaitable[Any]]) -> Compute:
+    """Run ``call`` and store its result, guarded by a token (and a lock, if given), inside the fill hook."""
+
+    async def run(token: Token, lock: Lock) -> Filled:
+        site = binding.site
+        site.fills += 1
+        started = perf_counter_ns()
+        try:
+            result = await call()
+        except BaseException:
+            site.fill_errors += 1
+            raise
+        payload = plan.payload(binding, result, key)
+        if payload is not None:
+            await binding.aengine.fill(key, payload, binding.expiry, binding.guard, token, binding.strict, site, lock)
+        site.fill_ns[(perf_counter_ns() - started).bit_length()] += 1
+        return result, payload
+
+    async def compute(token: Token, lock: Lock) -> Filled:
+        span = binding.hooks.fill_span
+        if span is None:
+            return await run(token, lock)
+        with span(binding.namespace, plan.name):
+            return await run(token, lock)
+
+    return compute
+
+
+async def fill(
+    plan: Plan,
+    binding: Binding,
+    key: str,
+    found: Lookup,
+    call: Callable[[], Awaitable[Any]],
+    reader: codec.Reader | None = None,
+) -> Filled:
+    """Compute (``call``) and store a missing entry; under the stampede lock when ``lock=True``.
+
+    ``reader`` reads an entry another process stored meanwhile, when ``call`` stores something other than
+    the return annotation (``http=True``'s responses); the binding's reader by default. See
+    :mod:`.stampede` for the lock's rules: the holder re-reads before computing, a waiter polls for at most one
+    lease, and a lock the backend refuses means computing without it (the store still guarded).
+    """
+    compute = computation(plan, binding, key, call)
+    lease = plan.lock_lease
+    if lease is None:
+        return await compute(found.token, None)
+    engine, site, strict = binding.aengine, binding.site, binding.strict
+    read = binding.reader if reader is None else reader
+    lock_key, owner = lock_for(binding.prefix, key)
+    token = found.token
+    wait = Wait(lease)
+    while True:
+        taken = await engine.acquire(lock_key, owner, lease, site, strict)
+        if taken is None:
+            return await compute(token, None)  # the backend refused the lock (logged): compute, still guarded
+        if taken:
+            try:
+                found = await engine.lookup(key, binding.guard, read, strict, site)  # stored just before our lock?
+                if found.value is not MISSING:
+                    return found.value, found.raw
+                return await compute(found.token, (lock_key, owner))
+            finally:
+                await engine.release(lock_key, owner, site)
+        delay = wait.next_delay()
+        if delay is None:
+            return await compute(token, None)  # waited a whole lease: compute ourselves, the store still guarded
+        await sleep(delay)
+        found = await engine.lookup(key, binding.guard, read, strict, site)
+        if found.value is not MISSING:
+            return found.value, found.raw
+        token = found.token
+
+
+async def refresh(binding: Binding, key: str, token: Token, compute: Compute) -> None:
+    """Recompute a hit close to expiry, in the background, if no other process is refreshing it (its lock is free).
+
+    A lock the backend refused (``None``, logged) means no refresh: the entry lives out its TTL.
+    """
+    engine, site = binding.aengine, binding.site
+    lock_key, owner = lock_for(binding.prefix, key)
+    try:
+        if await engine.acquire(lock_key, owner, LEASE, site, False):
+            try:
+                await compute(token, (lock_key, owner))
+            finally:
+                await engine.release(lock_key, owner, site)
+    except Exception as exc:  # nobody to raise to: the caller already has its value
+        refresh_failed(key, exc)
+
+
+def wrapper(plan: Plan) -> Callable[..., Any]:
+    """The decorated function: a hit returns the stored value, a miss computes once per key and stores it."""
+    fn = plan.fn
+    flight: AsyncSingleFlight[Filled] = AsyncSingleFlight()
+    refresher = Refresher()
+    with_ttl = plan.refresh_ahead is not None
+
+    @functools.wraps(fn)
+    async def cached(*args: Any, **kwargs: Any) -> Any:
+        binding = plan.binding()
+        key = plan.key(binding, args, kwargs)
+        found = await binding.aengine.lookup(key, binding.guard, binding.reader, binding.strict, binding.site, with_ttl)
+        if found.value is not MISSING:
+            if plan.refresh_due(binding, found):
+                binding.site.stale += 1
+                compute = computation(plan, binding, key, functools.partial(fn, *args, **kwargs))
+                refresher.astart(key, functools.partial(refresh, binding, key, found.token, compute))
+            return found.value
+
+        async def miss() -> Filled:
+            return await fill(plan, binding, key, found, functools.partial(fn, *args, **kwargs))
+
+        # Keyed by the guard token too: a call after an invalidation never joins a computation from before it.
+        return (await flight.run((key, found.token), miss))[0]
+
+    return cached
+
+
+def invalidator(plan: Plan) -> Callable[..., Awaitable[bool]]:
+    """``fn.invalidate``: drop the entry for the cached function's arguments (and bump the guard)."""
+
+    async def invalidate(*args: Any, **kwargs: Any) -> bool:
+        binding = plan.binding()
+        key = plan.key(binding, args, kwargs)
+        return await binding.aengine.delete(key, binding.guard, binding.site, binding.strict)
+
+    return invalidate

@@ -1,0 +1,152 @@
+"""The engine's shared core: everything a cache operation does but the I/O, for the sync and the async engine.
+
+Decoding with its bounds and checks (a huge, foreign, unsigned or wrongly shaped entry is a miss, logged),
+encoding with its size limit, TTL jitter, the counters of each operation and the fail-open decision. The two
+engines (:mod:`.engine_async` and its generated twin :mod:`.engine_sync`) only add the backend call.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from time import perf_counter_ns
+from typing import Any, Literal, NamedTuple, TypeAlias
+
+import pydantic
+
+from ..backends.base import Read
+from ..config.settings import Settings
+from ..errors import CacheUnavailableError, ValueTooLargeError
+from ..failures import FailurePolicy
+from ..sentinels import MISSING, Missing
+from ..stats import Site
+from ..storage import codec
+from ..storage.codec import Serializer
+
+__all__ = ["EngineCore", "FillSpan", "FlushMode", "Hooks", "Lookup", "Token", "flush_mode"]
+
+Token: TypeAlias = bytes | Missing | None
+"""A guard's value read before a computation; MISSING when the read failed (then nothing is stored)."""
+FlushMode: TypeAlias = Literal["scan", "versioned"]
+"""How ``flush_namespace`` drops a namespace: remove its keys, or retire its generation in O(1)."""
+FillSpan: TypeAlias = Callable[[str, str], AbstractContextManager[object]]
+"""A fill hook: called with the namespace and the function's name, it opens a context around one fill."""
+
+
+def flush_mode(mode: object) -> FlushMode:
+    if mode == "scan" or mode == "versioned":
+        return mode
+    raise ValueError(f"flush_namespace mode must be 'scan' or 'versioned', got {mode!r}")
+
+
+class Lookup(NamedTuple):
+    """One read for a fill: the value (or MISSING), its stored bytes, the guard token, the remaining TTL."""
+
+    value: Any
+    raw: bytes
+    token: Token
+    ttl: float | None
+
+
+FAILED = Lookup(MISSING, b"", MISSING, None)
+"""The lookup of a read that failed: a miss whose fill must not be stored (no proof it is current)."""
+
+
+class Hooks:
+    """What integrations hand in, shared by a manager's two engines (``stashly.integrations.otel``'s spans)."""
+
+    __slots__ = ("fill_span",)
+
+    def __init__(self) -> None:
+        self.fill_span: FillSpan | None = None
+
+
+class EngineCore:
+    """Decoding, encoding, expiry, counters and the fail-open decision: the engine minus the backend."""
+
+    def __init__(self, settings: Settings, serializer: Serializer, failures: FailurePolicy, hooks: Hooks) -> None:
+        self.settings = settings
+        self.serializer = serializer
+        self.failures = failures
+        self.hooks = hooks
+        self._max_bytes = settings.max_value_bytes
+        self._jitter = settings.ttl_jitter
+
+    def on_fill(self, hook: FillSpan | None) -> None:
+        """Open ``hook(namespace, function)`` around every fill of the manager's cached functions (``None``: stop)."""
+        self.hooks.fill_span = hook
+
+    def decode(self, raw: bytes | None, key: str, reader: codec.Reader, site: Site) -> Any:
+        """A stored entry turned into the caller's value, or MISSING (absent, unreadable, wrong shape)."""
+        if raw is None:
+            site.misses += 1
+            return MISSING
+        site.bytes_read += len(raw)
+        if len(raw) > self._max_bytes:  # bounded decoding: never parse a huge foreign value
+            self.failures.unreadable(key, f"{len(raw)} bytes, over max_value_bytes")
+            site.misses += 1
+            return MISSING
+        value = self.serializer.decode(raw, key)
+        if value is MISSING:
+            self.failures.unreadable(key, "not a stashly entry for this key (corrupt, foreign, copied or unsigned)")
+        else:
+            try:
+                value = reader(value)
+            except pydantic.ValidationError as exc:
+                self.failures.unreadable(key, f"does not validate as the expected type ({exc.error_count()} errors)")
+                value = MISSING
+        if value is MISSING:
+            site.misses += 1
+        else:
+            site.hits += 1
+        return value
+
+    def looked_up(self, read: Read, key: str, reader: codec.Reader, site: Site, started: int) -> Lookup:
+        """A backend ``read`` decoded; a hit's latency recorded when ``started`` (one hit in 16 is timed)."""
+        raw, token, ttl = read
+        value = self.decode(raw, key, reader, site)
+        if started and value is not MISSING:
+            site.hit_ns[(perf_counter_ns() - started).bit_length()] += 1
+        return Lookup(value, raw or b"", token, ttl)
+
+    def decode_many(
+        self, names: list[str], full: list[str], raws: list[bytes | None], reader: codec.Reader, site: Site
+    ) -> dict[str, Any]:
+        found = {}
+        for name, key, raw in zip(names, full, raws, strict=True):
+            value = self.decode(raw, key, reader, site)
+            if value is not MISSING:
+                found[name] = value
+        return found
+
+    def jittered(self, expiry: float | None) -> float | None:
+        """Shorten each TTL by up to ``ttl_jitter`` so entries written together do not all expire together."""
+        jitter = self._jitter
+        return expiry if expiry is None or not jitter else expiry * (1.0 - jitter * random.random())
+
+    def encode(self, value: object, key: str) -> bytes:
+        """A computed value's bytes (its size is checked by the fill: too large is returned uncached)."""
+        return self.serializer.encode(value, key)
+
+    def too_large(self, payload: bytes, key: str) -> bool:
+        """Whether a computed value is too large to store: it is then returned uncached, and logged."""
+        if len(payload) <= self._max_bytes:
+            return False
+        self.failures.not_stored(key, f"{len(payload)} bytes, over max_value_bytes={self._max_bytes}")
+        return True
+
+    def payload(self, value: object, key: str) -> bytes:
+        """``set``'s encoding: raises rather than drop the user's own write silently."""
+        payload = self.serializer.encode(value, key)
+        if len(payload) > self._max_bytes:
+            raise ValueTooLargeError(
+                f"value for key {key!r} encodes to {len(payload)} bytes, over max_value_bytes="
+                f"{self._max_bytes}: nothing was stored"
+            )
+        return payload
+
+    def failed(self, exc: CacheUnavailableError, operation: str, key: str, strict: bool | None, site: Site) -> None:
+        """Count a backend failure; raise it in strict mode (``strict=None``: the manager's setting), else log."""
+        site.errors += 1
+        self.failures.backend_failed(exc, operation, key, self.settings.strict if strict is None else strict)

@@ -1,0 +1,161 @@
+"""The engine (``AsyncEngine``): every cache operation of a manager, failing open, over its backend stack.
+
+Written once, for asyncio, in ``engine_async.py``; ``engine_sync.py`` is generated from it by
+``scripts/unasync.py`` (``make unasync``). What the two share without I/O lives in :class:`~.core.EngineCore`.
+
+A backend failure is counted and logged and the operation answers as if the cache were empty (``MISSING``, a
+failed :class:`~.core.Lookup`, ``False``, ``0``), unless strict mode, where it raises
+:class:`~stashly.CacheUnavailableError`.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter_ns
+from typing import Any
+
+from ..backends.base import AsyncBackend, Lock
+from ..config.settings import Settings
+from ..errors import CacheUnavailableError
+from ..failures import FailurePolicy
+from ..sentinels import MISSING
+from ..stats import SAMPLED, Site
+from ..storage import codec
+from ..storage.codec import Serializer
+from .core import FAILED, EngineCore, Hooks, Lookup, Token
+
+__all__ = ["AsyncEngine"]
+
+
+class AsyncEngine(EngineCore):
+    """Reads, fills, locks and invalidations of one manager, through its async backend stack."""
+
+    def __init__(
+        self, settings: Settings, serializer: Serializer, failures: FailurePolicy, hooks: Hooks, backend: AsyncBackend
+    ) -> None:
+        super().__init__(settings, serializer, failures, hooks)
+        self.backend = backend
+
+    async def load(self, key: str, reader: codec.Reader, site: Site) -> Any:
+        """The value under ``key``, or MISSING."""
+        started = 0 if site.hits & SAMPLED else perf_counter_ns()  # one hit in 16 is timed
+        try:
+            raw = await self.backend.get(key)
+        except CacheUnavailableError as exc:
+            self.failed(exc, "get", key, None, site)
+            return MISSING
+        value = self.decode(raw, key, reader, site)
+        if started and value is not MISSING:
+            site.hit_ns[(perf_counter_ns() - started).bit_length()] += 1
+        return value
+
+    async def load_many(self, names: list[str], full: list[str], reader: codec.Reader, site: Site) -> dict[str, Any]:
+        """``{name: value}`` for the entries that exist among the full keys, in one round trip."""
+        try:
+            raws = await self.backend.get_many(full)
+        except CacheUnavailableError as exc:
+            self.failed(exc, "get_many", full[0] if full else "", None, site)
+            return {}
+        return self.decode_many(names, full, raws, reader, site)
+
+    async def lookup(
+        self, key: str, guard: str, reader: codec.Reader, strict: bool, site: Site, with_ttl: bool = False
+    ) -> Lookup:
+        """The entry, and the guard token a fill for this key must present (MISSING if the read failed)."""
+        started = 0 if site.hits & SAMPLED else perf_counter_ns()  # one hit in 16 is timed
+        try:
+            read = await self.backend.read(key, guard, with_ttl)
+        except CacheUnavailableError as exc:
+            self.failed(exc, "get", key, strict, site)
+            return FAILED
+        return self.looked_up(read, key, reader, site, started)
+
+    async def fill(
+        self,
+        key: str,
+        payload: bytes,
+        expiry: float | None,
+        guard: str,
+        token: Token,
+        strict: bool,
+        site: Site,
+        lock: Lock = None,
+    ) -> None:
+        """Store a computed value unless an invalidation happened since ``token`` was read (or ``lock`` was lost)."""
+        if token is MISSING:
+            return  # the read before the computation failed: no proof the value is still current
+        if self.too_large(payload, key):
+            return
+        try:
+            stored = await self.backend.fill(key, payload, self.jittered(expiry), guard, token, lock)
+        except CacheUnavailableError as exc:
+            self.failed(exc, "set", key, strict, site)
+        else:
+            site.stores += stored
+            site.bytes_written += len(payload) if stored else 0
+
+    async def store(self, key: str, payload: bytes, expiry: float | None, site: Site) -> None:
+        """``set``: store ``payload`` (already jittered ``expiry``), unguarded."""
+        try:
+            await self.backend.set(key, payload, expiry)
+        except CacheUnavailableError as exc:
+            self.failed(exc, "set", key, None, site)
+        else:
+            site.stores += 1
+            site.bytes_written += len(payload)
+
+    async def acquire(self, lock_key: str, owner: bytes, lease: float, site: Site, strict: bool | None) -> bool | None:
+        """Take a stampede lock: ``True`` if taken, ``False`` if another holds it, ``None`` if the backend failed.
+
+        A failure (a timeout, or a refusal such as ``NOPERM``) raises in strict mode; otherwise it is logged and
+        counted, and the caller computes without the lock (its store still fenced by the guard token).
+        """
+        try:
+            return await self.backend.acquire(lock_key, owner, lease)
+        except CacheUnavailableError as exc:
+            self.failed(exc, "lock", lock_key, strict, site)
+            return None
+
+    async def release(self, lock_key: str, owner: bytes, site: Site) -> None:
+        """Free a stampede lock if still ours; a failure is only logged (the lease runs out by itself)."""
+        try:
+            await self.backend.release(lock_key, owner)
+        except CacheUnavailableError as exc:
+            self.failed(exc, "unlock", lock_key, False, site)
+
+    async def delete(self, key: str, guard: str, site: Site, strict: bool | None = None) -> bool:
+        """Drop ``key`` and bump ``guard``; whether something was removed."""
+        site.invalidations += 1
+        try:
+            return await self.backend.delete(key, guard)
+        except CacheUnavailableError as exc:
+            self.failed(exc, "remove", key, strict, site)
+            return False
+
+    async def delete_namespace(self, head: str, guard: str, site: Site) -> int:
+        """Bump ``guard``, then remove every key starting with ``head``; the number removed."""
+        site.invalidations += 1
+        try:
+            return await self.backend.delete_prefix(head, guard)
+        except CacheUnavailableError as exc:
+            self.failed(exc, "flush_namespace", head, None, site)
+            return 0
+
+    async def retire_namespace(self, head: str, guard: str, site: Site) -> None:
+        """Make every entry under ``head`` unreachable at once (a new generation)."""
+        site.invalidations += 1
+        try:
+            await self.backend.retire_prefix(head, guard)
+        except CacheUnavailableError as exc:
+            self.failed(exc, "flush_namespace", head, None, site)
+
+    async def count_namespace(self, head: str, site: Site) -> int:
+        """How many keys start with ``head``; 0 if the backend fails."""
+        try:
+            return await self.backend.count_prefix(head)
+        except CacheUnavailableError as exc:
+            self.failed(exc, "count", head, None, site)
+            return 0
+
+    async def close(self) -> None:
+        """Release the backend's connections (it reconnects if used again)."""
+        await self.backend.close()
