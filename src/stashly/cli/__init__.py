@@ -28,15 +28,16 @@ from redis.exceptions import AuthenticationError, NoPermissionError, RedisError,
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import __version__, keys
-from ..backends.generations import generation_key, parse_stamp
 from ..backends.options import RedisOptions
 from ..backends.redis import RedisBackend, escape_glob
 from ..config.settings import Settings, parse_name, resolve
 from ..config.urls import topology
 from ..errors import CacheUnavailableError, ConfigError
+from ..keys.layout import generation_key
 from ..sentinels import MISSING
 from ..storage import codec
 from ..storage.pickle import SignedPickle
+from ..storage.stamps import parse_stamp
 
 __all__ = ["main"]
 
