@@ -13,18 +13,9 @@ import redis
 from redis.crc import key_slot
 
 from stashly import Cached, CacheManager, ConfigError
-from stashly.backends.generations import (
-    colocated,
-    fill_token,
-    generation_key,
-    generation_keys,
-    parse_stamp,
-    retired_head,
-    split_token,
-    stamp,
-    unstamp,
-    unstamp_all,
-)
+from stashly.keys.layout import generation_key, generation_keys, retired_head
+from stashly.keys.slots import colocated
+from stashly.storage.stamps import fill_token, parse_stamp, split_token, stamp, unstamp, unstamp_all
 from test_cli import failed, run
 
 from redis_server import ACL_CHANNELS, ACL_COMMANDS, ACL_KEYS, ACL_OPTIONAL, ACL_PASSWORD, ACL_USER

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+from ..keys.layout import prefix_head
 from .base import AsyncBackend, Backend
 from .memory import AsyncMemoryBackend, MemoryStore
 
@@ -54,7 +55,7 @@ def create(
     from .layers.tiered import AsyncTieredBackend, TieredBackend
     from .layers.tracking import InvalidationTracker
 
-    tracker = InvalidationTracker(tier, options, settings.prefix + ":", report or _ignore)
+    tracker = InvalidationTracker(tier, options, prefix_head(settings.prefix), report or _ignore)
     return TieredBackend(backend, tier, tracker), AsyncTieredBackend(abackend, tier), breaker
 
 

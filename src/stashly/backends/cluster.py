@@ -2,7 +2,7 @@
 
 redis-py routes each command to the primary of its key's slot and follows ``MOVED``/``ASK`` while slots move.
 What stashly adds is placement: a command or script over several keys needs them in one slot, so an entry's
-guard and stampede lock are *colocated* with it (:func:`~stashly.backends.generations.colocated`), and
+guard and stampede lock are *colocated* with it (:func:`~stashly.keys.slots.colocated`), and
 everything else is grouped by slot. The guard is so per slot and per namespace: ``remove`` bumps the one beside
 the entry, while flushes bump the namespace's generation, which every entry is stamped with and every read
 fetches in the same round trip (a pipeline over the two nodes concerned).
@@ -28,9 +28,11 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from ..errors import ConfigError
+from ..keys.layout import generation_key, generation_keys
+from ..keys.slots import colocated, lock_in_slot, slot_of
+from ..storage.stamps import fill_token, split_token, stamp, unstamp
 from .base import Lock, Read
 from .cluster_reads import REDIRECTED, NodeReads
-from .generations import colocated, fill_token, generation_key, generation_keys, slot_of, split_token, stamp, unstamp
 from .loops import PerLoop
 from .redis import _SCAN_COUNT, RELEASE_SCRIPT, _batches, _expiry_ms, _seconds, _unavailable, abatches, escape_glob
 
@@ -82,11 +84,6 @@ def check_prefix(prefix: str) -> None:
         )
 
 
-def _lock_in_slot(lock_key: str) -> str:
-    """A stampede lock (``<prefix>::lock:<entry key>``) in the slot of its entry."""
-    return colocated(lock_key, lock_key.partition("::lock:")[2])
-
-
 # -- command plans, shared by both clients -----------------------------------------------------------------------
 
 
@@ -133,7 +130,7 @@ def _fill_call(
     arguments: list[bytes | int | str] = [stamp(value, generation), guard_value, "" if ttl is None else _expiry_ms(ttl)]
     if lock is None:
         return keys, arguments
-    return [*keys, _lock_in_slot(lock[0])], [*arguments, lock[1]]
+    return [*keys, lock_in_slot(lock[0])], [*arguments, lock[1]]
 
 
 def _set_command(key: str, value: bytes, ttl: float | None, generation: bytes | None) -> Command:
@@ -232,11 +229,11 @@ class ClusterBackend:
         return bool(self._script(0, keys, arguments, "EVALSHA (guarded SET)"))
 
     def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
-        command = ("SET", _lock_in_slot(lock_key), owner, "NX", "PX", _expiry_ms(lease))
+        command = ("SET", lock_in_slot(lock_key), owner, "NX", "PX", _expiry_ms(lease))
         return bool(self._call(command, "SET NX (lock)"))
 
     def release(self, lock_key: str, owner: bytes) -> None:
-        self._script(1, [_lock_in_slot(lock_key)], [owner], "EVALSHA (lock release)")
+        self._script(1, [lock_in_slot(lock_key)], [owner], "EVALSHA (lock release)")
 
     def delete(self, key: str, guard: str | None = None) -> bool:
         if guard is None:
@@ -349,11 +346,11 @@ class AsyncClusterBackend:
         return bool(await self._script(0, keys, arguments, "EVALSHA (guarded SET)"))
 
     async def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
-        command = ("SET", _lock_in_slot(lock_key), owner, "NX", "PX", _expiry_ms(lease))
+        command = ("SET", lock_in_slot(lock_key), owner, "NX", "PX", _expiry_ms(lease))
         return bool(await self._call(command, "SET NX (lock)"))
 
     async def release(self, lock_key: str, owner: bytes) -> None:
-        await self._script(1, [_lock_in_slot(lock_key)], [owner], "EVALSHA (lock release)")
+        await self._script(1, [lock_in_slot(lock_key)], [owner], "EVALSHA (lock release)")
 
     async def delete(self, key: str, guard: str | None = None) -> bool:
         if guard is None:

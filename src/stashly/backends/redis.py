@@ -17,9 +17,10 @@ from redis.commands.core import AsyncScript, Script
 from redis.exceptions import NoScriptError, RedisError
 
 from ..errors import CacheUnavailableError
+from ..keys.layout import generation_key, generation_keys
+from ..storage.stamps import fill_token, split_token, stamp, unstamp, unstamp_all
 from .base import Lock, Read
 from .direct import LoopConnections, ThreadConnections
-from .generations import fill_token, generation_key, generation_keys, split_token, stamp, unstamp, unstamp_all
 from .loops import PerLoop
 from .options import RedisOptions
 

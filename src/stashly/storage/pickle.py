@@ -19,11 +19,20 @@ from collections.abc import Sequence
 from ..errors import SerializationError
 from ..sentinels import MISSING, Missing
 
-__all__ = ["SignedPickle"]
+__all__ = ["SignedPickle", "pickle_format"]
 
 _VERSION = b"1"
-_MAGIC = b"stashly-pickle:" + _VERSION + b":"
+_KIND = b"stashly-pickle:"
+_MAGIC = _KIND + _VERSION + b":"
 _SIGNATURE = 64  # hex characters of a SHA-256 HMAC
+
+
+def pickle_format(raw: bytes) -> bytes | None:
+    """The format version stored bytes declare as a signed pickle (``b"1"``), or ``None`` when they are not one.
+
+    Nothing is verified or unpickled: this tells what the bytes claim to be, for inspection.
+    """
+    return raw[len(_KIND) :].partition(b":")[0] if raw.startswith(_KIND) else None
 
 
 class SignedPickle:

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..generations import retired_head
+from ...keys.layout import retired_head
 from ..options import RedisOptions
 from .local import LocalTier
 
