@@ -5,9 +5,10 @@
 
 The rewrite is textual, word by word (identifiers, docstrings and comments alike): ``async def`` becomes ``def``,
 ``await x`` becomes ``x``, and the names in ``NAMES`` become their sync spelling (``AsyncBackend`` ->
-``Backend``, ``aread`` -> ``read``). ``Awaitable[T]`` becomes ``T``. A source line ending in ``# unasync: TEXT``
-becomes ``TEXT`` (indentation kept), and ``# unasync: drop`` removes the line: the escape hatch for the few
-places where the two modes differ (``asyncio.sleep`` vs ``time.sleep`` imports).
+``Backend``, ``aread`` -> ``read``), as do the modules of ``FILES`` (``from .proxy_async import`` -> ``from
+.proxy_sync import``). ``Awaitable[T]`` becomes ``T``. A source line ending in ``# unasync: TEXT`` becomes
+``TEXT`` (indentation kept), and ``# unasync: drop`` removes the line: the escape hatch for the few places where
+the two modes differ (``asyncio.sleep`` vs ``time.sleep`` imports).
 
 ``make lint`` runs ``--check``, so a generated file never drifts from its source.
 """
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent / "src" / "stashly"
 
 FILES: dict[str, str] = {
     # async source (the one to edit)      -> generated sync twin
+    "backends/proxy_async.py": "backends/proxy_sync.py",
     "backends/layers/breaker_async.py": "backends/layers/breaker_sync.py",
     "backends/layers/tiered_async.py": "backends/layers/tiered_sync.py",
     "engine/engine_async.py": "engine/engine_sync.py",
@@ -65,8 +67,13 @@ NAMES: dict[str, str] = {
     "_async": "_sync",
 }
 
+# Each source module's name becomes its twin's where another source imports it (``_async`` in NAMES cannot do
+# that: there is no word boundary inside ``proxy_async``).
+MODULES: dict[str, str] = {Path(source).stem: Path(target).stem for source, target in FILES.items()}
+
 _PRAGMA = re.compile(r"^(?P<indent>\s*)(?P<code>.*?)\s*# unasync: (?P<text>.*)$")
-_WORD = re.compile(r"\b(" + "|".join(sorted(map(re.escape, NAMES), key=len, reverse=True)) + r")\b")
+_RENAMES = {**NAMES, **MODULES}
+_WORD = re.compile(r"\b(" + "|".join(sorted(map(re.escape, _RENAMES), key=len, reverse=True)) + r")\b")
 _SYNTAX = [
     (re.compile(r"\basync (def|with|for)\b"), r"\1"),
     (re.compile(r"\bawait "), ""),
@@ -104,10 +111,11 @@ def unasync(source: str, origin: str) -> str:
             line = pragma["indent"] + pragma["text"].strip()
         for pattern, replacement in _SYNTAX:
             line = pattern.sub(replacement, line)
-        line = _WORD.sub(lambda m: NAMES[m.group(1)], line)
+        line = _WORD.sub(lambda m: _RENAMES[m.group(1)], line)
         lines.append(line)
     text = _strip_awaitable("\n".join(lines) + "\n")
-    header = f"# Generated from {origin} by scripts/unasync.py: edit the source, then run `make unasync`.\n"
+    # two lines: one would pass ruff's line length only for short paths
+    header = f"# Generated from {origin} by scripts/unasync.py.\n# Edit the source, then run `make unasync`.\n"
     return _formatted(header + text, origin)
 
 
