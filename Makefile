@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-check tour test lint chaos bench bench-quick bench-flush check-redis check-chromium clean
+.PHONY: demo demo-check tour test lint unasync chaos bench bench-quick bench-flush check-redis check-chromium clean
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
@@ -24,9 +24,14 @@ test: $(STAMP) check-redis check-chromium
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples chaos bench
-	$(BIN)/ruff format --check src tests examples chaos bench
+	$(BIN)/python scripts/unasync.py --check
+	$(BIN)/ruff check src tests examples chaos bench scripts
+	$(BIN)/ruff format --check src tests examples chaos bench scripts
 	$(BIN)/mypy --strict src
+
+# Rewrite the sync modules generated from their async sources (scripts/unasync.py: FILES); `make lint` checks them.
+unasync: $(STAMP)
+	$(BIN)/python scripts/unasync.py
 
 # A long fault run (about 25 s): Redis paused, killed and restarted under sync and async load.
 chaos: $(STAMP) check-redis

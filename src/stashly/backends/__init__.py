@@ -36,7 +36,9 @@ def create(
         workers.warn_if_several_workers()
         store = MemoryStore(settings.max_entries, on_forked=workers.warn_forked)
         return store, AsyncMemoryBackend(store), None
-    from .layers.breaker import AsyncGuardedBackend, CircuitBreaker, GuardedBackend
+    from .layers.breaker import CircuitBreaker
+    from .layers.breaker_async import AsyncGuardedBackend
+    from .layers.breaker_sync import GuardedBackend
     from .layers.coalesce import AsyncCoalescedBackend
     from .options import RedisOptions
 
@@ -52,11 +54,12 @@ def create(
             "local: the local tier is not available on Redis Cluster yet (its invalidations come from one "
             "server's client tracking); use it with a single server or Sentinel"
         )
-    from .layers.tiered import AsyncTieredBackend, TieredBackend
+    from .layers.tiered import TrackedTieredBackend
+    from .layers.tiered_async import AsyncTieredBackend
     from .layers.tracking import InvalidationTracker
 
     tracker = InvalidationTracker(tier, options, prefix_head(settings.prefix), report or _ignore)
-    return TieredBackend(backend, tier, tracker), AsyncTieredBackend(abackend, tier), breaker
+    return TrackedTieredBackend(backend, tier, tracker), AsyncTieredBackend(abackend, tier), breaker
 
 
 def _redis_backends(options: RedisOptions, settings: Settings) -> tuple[Backend, AsyncBackend]:

@@ -8,6 +8,10 @@ A *guard* is a small counter kept beside the entries of a namespace. Every inval
 reads it together with the entry (``read``) before computing, and stores only if it has not moved since
 (``fill``). That is how a ``remove`` or ``flush_namespace`` landing while a value is being computed wins over
 the computation, in this process or any other.
+
+The protocols are hand-written, both modes side by side, because they are the contract. The pass-through bases
+that layers over a backend subclass are code, written once: ``AsyncProxyBackend`` in :mod:`.proxy_async`, and
+``ProxyBackend`` in :mod:`.proxy_sync`, generated from it by ``scripts/unasync.py``.
 """
 
 from __future__ import annotations

@@ -15,21 +15,22 @@ read alone. Threads are not coalesced: each has its own connection.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 from ...errors import CacheUnavailableError
-from ..base import AsyncBackend, Lock, Read
+from ..base import AsyncBackend, Read
+from ..proxy_async import AsyncProxyBackend
 
 __all__ = ["AsyncCoalescedBackend"]
 
 _Slot = tuple[str, str | None, bool, asyncio.AbstractEventLoop]
 
 
-class AsyncCoalescedBackend:
-    """An :class:`AsyncBackend` whose ``get`` and ``read`` share round trips between concurrent callers."""
+class AsyncCoalescedBackend(AsyncProxyBackend):
+    """An :class:`AsyncBackend` whose ``get`` and ``read`` share round trips between concurrent callers; the rest
+    passes through."""
 
     def __init__(self, backend: AsyncBackend) -> None:
-        self.backend = backend
+        super().__init__(backend)
         # For each (key, guard, with_ttl, loop) being read: the future of the next read, once someone waits.
         self._reading: dict[_Slot, asyncio.Future[Read] | None] = {}
 
@@ -76,37 +77,3 @@ class AsyncCoalescedBackend:
                 waiting.set_result(answer)
         finally:
             self._next(slot)
-
-    # -- everything else passes through ----------------------------------------------------------------------
-
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        return await self.backend.get_many(keys)
-
-    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        await self.backend.set(key, value, ttl)
-
-    async def fill(
-        self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
-    ) -> bool:
-        return await self.backend.fill(key, value, ttl, guard, token, lock)
-
-    async def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
-        return await self.backend.acquire(lock_key, owner, lease)
-
-    async def release(self, lock_key: str, owner: bytes) -> None:
-        await self.backend.release(lock_key, owner)
-
-    async def delete(self, key: str, guard: str | None = None) -> bool:
-        return await self.backend.delete(key, guard)
-
-    async def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
-        return await self.backend.delete_prefix(prefix, guard)
-
-    async def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
-        await self.backend.retire_prefix(prefix, guard)
-
-    async def count_prefix(self, prefix: str) -> int:
-        return await self.backend.count_prefix(prefix)
-
-    async def close(self) -> None:
-        await self.backend.close()

@@ -1,0 +1,97 @@
+"""The local-tier layer: reads try the :class:`~stashly.LocalTier`, writes drop from it.
+
+Reads that miss the tier ask Redis for the entry with its remaining TTL (``PTTL``, same round trip) under a
+ticket, and offer the answer to the tier, which keeps it unless an invalidation voided the ticket meanwhile.
+Every write made through this process drops its key here as soon as Redis has answered (and also when it
+failed: the write may have landed), so this process reads its own writes at once; other processes' writes
+arrive through the tracking connection. ``get_many`` serves what the tier holds and asks Redis for the rest
+without storing it (``MGET`` carries no TTLs). ``scripts/unasync.py`` derives the other mode's twin from this
+module; the sync backend also owns the tracking connection (:mod:`stashly.backends.layers.tiered`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ...sentinels import MISSING
+from ..base import AsyncBackend, Lock, Read
+from ..proxy_async import AsyncProxyBackend
+from .local import LocalTier
+
+__all__ = ["AsyncTieredBackend"]
+
+
+class AsyncTieredBackend(AsyncProxyBackend):
+    """``backend`` with ``tier`` in front, a :class:`~stashly.backends.base.AsyncBackend`.
+
+    A local hit is a dictionary lookup: no round trip (and under asyncio, no task or loop turn).
+    """
+
+    def __init__(self, backend: AsyncBackend, tier: LocalTier) -> None:
+        super().__init__(backend)
+        self._tier = tier
+
+    async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
+        tier = self._tier
+        entry = tier.lookup(key)
+        if entry is not None and entry.token is not MISSING:
+            return entry.raw, entry.token, tier.remaining(entry) if with_ttl else None
+        ticket = tier.ticket(key)
+        if ticket is None:
+            return await self.backend.read(key, guard, with_ttl)
+        raw, token, ttl = await self.backend.read(key, guard, True)
+        tier.offer(key, ticket, raw, token, ttl)
+        return raw, token, ttl if with_ttl else None
+
+    async def get(self, key: str) -> bytes | None:
+        tier = self._tier
+        entry = tier.lookup(key)
+        if entry is not None:
+            return entry.raw
+        ticket = tier.ticket(key)
+        if ticket is None:
+            return await self.backend.get(key)
+        raw, _, ttl = await self.backend.read(key, None, True)
+        tier.offer(key, ticket, raw, MISSING, ttl)
+        return raw
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        lookup = self._tier.lookup
+        found = [None if entry is None else entry.raw for entry in map(lookup, keys)]
+        missing = [key for key, raw in zip(keys, found, strict=True) if raw is None]
+        if not missing:
+            return found
+        fetched = iter(await self.backend.get_many(missing))
+        return [next(fetched) if raw is None else raw for raw in found]
+
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        try:
+            await self.backend.set(key, value, ttl)
+        finally:
+            self._tier.invalidate((key,))
+
+    async def fill(
+        self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
+    ) -> bool:
+        try:
+            return await self.backend.fill(key, value, ttl, guard, token, lock)
+        finally:
+            self._tier.invalidate((key,))
+
+    async def delete(self, key: str, guard: str | None = None) -> bool:
+        try:
+            return await self.backend.delete(key, guard)
+        finally:
+            self._tier.invalidate((key,))
+
+    async def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
+        try:
+            return await self.backend.delete_prefix(prefix, guard)
+        finally:
+            self._tier.invalidate_prefix(prefix)
+
+    async def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
+        try:
+            await self.backend.retire_prefix(prefix, guard)
+        finally:
+            self._tier.invalidate_prefix(prefix)

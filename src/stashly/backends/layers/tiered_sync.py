@@ -1,0 +1,99 @@
+# Generated from backends/layers/tiered_async.py by scripts/unasync.py.
+# Edit the source, then run `make unasync`.
+"""The local-tier layer: reads try the :class:`~stashly.LocalTier`, writes drop from it.
+
+Reads that miss the tier ask Redis for the entry with its remaining TTL (``PTTL``, same round trip) under a
+ticket, and offer the answer to the tier, which keeps it unless an invalidation voided the ticket meanwhile.
+Every write made through this process drops its key here as soon as Redis has answered (and also when it
+failed: the write may have landed), so this process reads its own writes at once; other processes' writes
+arrive through the tracking connection. ``get_many`` serves what the tier holds and asks Redis for the rest
+without storing it (``MGET`` carries no TTLs). ``scripts/unasync.py`` derives the other mode's twin from this
+module; the sync backend also owns the tracking connection (:mod:`stashly.backends.layers.tiered`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ...sentinels import MISSING
+from ..base import Backend, Lock, Read
+from ..proxy_sync import ProxyBackend
+from .local import LocalTier
+
+__all__ = ["TieredBackend"]
+
+
+class TieredBackend(ProxyBackend):
+    """``backend`` with ``tier`` in front, a :class:`~stashly.backends.base.Backend`.
+
+    A local hit is a dictionary lookup: no round trip (and under asyncio, no task or loop turn).
+    """
+
+    def __init__(self, backend: Backend, tier: LocalTier) -> None:
+        super().__init__(backend)
+        self._tier = tier
+
+    def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
+        tier = self._tier
+        entry = tier.lookup(key)
+        if entry is not None and entry.token is not MISSING:
+            return entry.raw, entry.token, tier.remaining(entry) if with_ttl else None
+        ticket = tier.ticket(key)
+        if ticket is None:
+            return self.backend.read(key, guard, with_ttl)
+        raw, token, ttl = self.backend.read(key, guard, True)
+        tier.offer(key, ticket, raw, token, ttl)
+        return raw, token, ttl if with_ttl else None
+
+    def get(self, key: str) -> bytes | None:
+        tier = self._tier
+        entry = tier.lookup(key)
+        if entry is not None:
+            return entry.raw
+        ticket = tier.ticket(key)
+        if ticket is None:
+            return self.backend.get(key)
+        raw, _, ttl = self.backend.read(key, None, True)
+        tier.offer(key, ticket, raw, MISSING, ttl)
+        return raw
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        lookup = self._tier.lookup
+        found = [None if entry is None else entry.raw for entry in map(lookup, keys)]
+        missing = [key for key, raw in zip(keys, found, strict=True) if raw is None]
+        if not missing:
+            return found
+        fetched = iter(self.backend.get_many(missing))
+        return [next(fetched) if raw is None else raw for raw in found]
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        try:
+            self.backend.set(key, value, ttl)
+        finally:
+            self._tier.invalidate((key,))
+
+    def fill(
+        self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
+    ) -> bool:
+        try:
+            return self.backend.fill(key, value, ttl, guard, token, lock)
+        finally:
+            self._tier.invalidate((key,))
+
+    def delete(self, key: str, guard: str | None = None) -> bool:
+        try:
+            return self.backend.delete(key, guard)
+        finally:
+            self._tier.invalidate((key,))
+
+    def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
+        try:
+            return self.backend.delete_prefix(prefix, guard)
+        finally:
+            self._tier.invalidate_prefix(prefix)
+
+    def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
+        try:
+            self.backend.retire_prefix(prefix, guard)
+        finally:
+            self._tier.invalidate_prefix(prefix)
