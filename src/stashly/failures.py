@@ -53,6 +53,19 @@ class FailurePolicy:
         """A computed value was returned to its caller but not cached."""
         self._warn("store", log_fields(key, "not_stored"), "result for %s not cached: %s", describe(key), why)
 
+    def replayed(self, count: int, left: int) -> None:
+        """Pending invalidations reached the backend again (one line per replay batch)."""
+        fields = {"namespace": None, "function": None, "outcome": "invalidations_replayed"}
+        logger.info("replayed %d pending invalidations (%d still pending)", count, left, extra=fields)
+
+    def not_delivered(self, targets: list[str]) -> None:
+        """Invalidations still pending when the manager closed: their entries live out their TTLs."""
+        shown = ", ".join(describe(target) for target in targets[:20])
+        more = f" and {len(targets) - 20} more" if len(targets) > 20 else ""
+        fields = {"namespace": None, "function": None, "outcome": "invalidations_dropped"}
+        message = "closing with %d invalidations the backend never took (%s%s): those entries live out their TTLs"
+        logger.warning(message, len(targets), shown, more, extra=fields)
+
     def local_suspended(self, exc: BaseException) -> None:
         """The local tier's invalidation connection failed: the tier serves nothing until it is back."""
         message = "local tier suspended, reading from Redis until it reconnects: %s: %s"

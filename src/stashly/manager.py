@@ -302,11 +302,15 @@ class CacheManager:
 
     def totals(self) -> CacheStats:
         """Everything counted since this manager was created (counters that only grow)."""
-        tier, breaker = self.local, self._breaker
+        tier, breaker, journal = self.local, self._breaker, self.engine.journal
         return combine(
             self._sites,
             local_hits=0 if tier is None else tier.hits,
             breaker_changes=0 if breaker is None else breaker.changes,
+            pending_invalidations=len(journal),
+            replayed_invalidations=journal.replayed,
+            escalated_invalidations=journal.escalated,
+            dropped_invalidations=journal.dropped,
         )
 
 

@@ -130,9 +130,12 @@ class CacheStats(SiteStats):
     """What a manager has seen since it was created (or since the last ``stats(reset=True)``).
 
     The totals, plus ``namespaces`` (by namespace) and ``functions`` (by cached function, ``module.qualname``),
-    ``local_hits`` (hits the local tier answered, included in ``hits``) and ``breaker_changes`` (times the
-    circuit breaker opened or closed). Past the manager's ``stats_max_names``, later namespaces and functions
-    are counted together under :attr:`OTHER`; the sum over ``namespaces`` is always the totals.
+    ``local_hits`` (hits the local tier answered, included in ``hits``), ``breaker_changes`` (times the
+    circuit breaker opened or closed), and the pending-invalidation journal's ``pending_invalidations`` (now,
+    not a count), ``replayed_invalidations``, ``escalated_invalidations`` (namespaces whose pending keys became
+    one versioned flush) and ``dropped_invalidations`` (still pending when the manager closed). Past the
+    manager's ``stats_max_names``, later namespaces and functions are counted together under :attr:`OTHER`; the
+    sum over ``namespaces`` is always the totals.
 
     >>> stats = manager.stats()  # doctest: +SKIP
     >>> stats.hit_ratio, stats.namespaces["auth"].misses, stats.hit_latency.quantile(0.99)  # doctest: +SKIP
@@ -143,6 +146,10 @@ class CacheStats(SiteStats):
 
     local_hits: int = 0
     breaker_changes: int = 0
+    pending_invalidations: int = 0
+    replayed_invalidations: int = 0
+    escalated_invalidations: int = 0
+    dropped_invalidations: int = 0
     namespaces: Mapping[str, SiteStats] = field(default_factory=lambda: MappingProxyType({}))
     functions: Mapping[str, SiteStats] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -152,6 +159,10 @@ class CacheStats(SiteStats):
             **_site_fields(self, earlier, operator.sub),
             local_hits=self.local_hits - earlier.local_hits,
             breaker_changes=self.breaker_changes - earlier.breaker_changes,
+            pending_invalidations=self.pending_invalidations,  # a level, not a count
+            replayed_invalidations=self.replayed_invalidations - earlier.replayed_invalidations,
+            escalated_invalidations=self.escalated_invalidations - earlier.escalated_invalidations,
+            dropped_invalidations=self.dropped_invalidations - earlier.dropped_invalidations,
             namespaces=_since(self.namespaces, earlier.namespaces),
             functions=_since(self.functions, earlier.functions),
         )
@@ -221,7 +232,16 @@ class _Sum:
         return SiteStats(**self.fields())
 
 
-def combine(sites: Iterable[Site], *, local_hits: int = 0, breaker_changes: int = 0) -> CacheStats:
+def combine(
+    sites: Iterable[Site],
+    *,
+    local_hits: int = 0,
+    breaker_changes: int = 0,
+    pending_invalidations: int = 0,
+    replayed_invalidations: int = 0,
+    escalated_invalidations: int = 0,
+    dropped_invalidations: int = 0,
+) -> CacheStats:
     """The cumulative snapshot of a manager's sites: totals, then by namespace and by function."""
     total = _Sum()
     namespaces: dict[str, _Sum] = {}
@@ -243,6 +263,10 @@ def combine(sites: Iterable[Site], *, local_hits: int = 0, breaker_changes: int 
         **total.fields(),
         local_hits=local_hits,
         breaker_changes=breaker_changes,
+        pending_invalidations=pending_invalidations,
+        replayed_invalidations=replayed_invalidations,
+        escalated_invalidations=escalated_invalidations,
+        dropped_invalidations=dropped_invalidations,
         namespaces=MappingProxyType({name: sums.stats() for name, sums in namespaces.items()}),
         functions=MappingProxyType({name: sums.stats() for name, sums in functions.items()}),
     )

@@ -18,6 +18,7 @@ from ..storage.pickle import SignedPickle
 from .core import FAILED, EngineCore, FillSpan, FlushMode, Hooks, Lookup, Token, flush_mode
 from .engine_async import AsyncEngine
 from .engine_sync import Engine
+from .journal import Journal
 
 __all__ = [
     "FAILED",
@@ -27,6 +28,7 @@ __all__ = [
     "FillSpan",
     "FlushMode",
     "Hooks",
+    "Journal",
     "Lookup",
     "Token",
     "build",
@@ -35,10 +37,11 @@ __all__ = [
 
 
 def build(settings: Settings, tier: LocalTier | None) -> tuple[Engine, AsyncEngine, CircuitBreaker | None]:
-    """A manager's sync and async engines for ``settings`` (sharing serializer, failure policy and hooks), and
+    """A manager's sync and async engines for ``settings`` (sharing serializer, failure policy, hooks and the
+    pending-invalidation journal), and
     Redis's circuit breaker; ``tier`` is the local tier in front of Redis, if any. Nothing connects yet."""
     serializer: Serializer = SignedPickle(settings.secrets) if settings.serializer == "pickle" else codec.JSON
-    failures, hooks = FailurePolicy(), Hooks()
+    failures, hooks, journal = FailurePolicy(), Hooks(), Journal()
     backend, abackend, breaker = create_backends(settings, tier, failures.local_suspended)
-    engine = Engine(settings, serializer, failures, hooks, backend)
-    return engine, AsyncEngine(settings, serializer, failures, hooks, abackend), breaker
+    engine = Engine(settings, serializer, failures, hooks, journal, backend)
+    return engine, AsyncEngine(settings, serializer, failures, hooks, journal, abackend), breaker

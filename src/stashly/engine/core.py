@@ -23,6 +23,7 @@ from ..sentinels import MISSING, Missing
 from ..stats import Site
 from ..storage import codec
 from ..storage.codec import Serializer
+from .journal import Journal
 
 __all__ = ["EngineCore", "FillSpan", "FlushMode", "Hooks", "Lookup", "Token", "flush_mode"]
 
@@ -65,11 +66,14 @@ class Hooks:
 class EngineCore:
     """Decoding, encoding, expiry, counters and the fail-open decision: the engine minus the backend."""
 
-    def __init__(self, settings: Settings, serializer: Serializer, failures: FailurePolicy, hooks: Hooks) -> None:
+    def __init__(
+        self, settings: Settings, serializer: Serializer, failures: FailurePolicy, hooks: Hooks, journal: Journal
+    ) -> None:
         self.settings = settings
         self.serializer = serializer
         self.failures = failures
         self.hooks = hooks
+        self.journal = journal
         self._max_bytes = settings.max_value_bytes
         self._jitter = settings.ttl_jitter
 

@@ -5,7 +5,9 @@ Written once, for asyncio, in ``engine_async.py``; ``engine_sync.py`` is generat
 
 A backend failure is counted and logged and the operation answers as if the cache were empty (``MISSING``, a
 failed :class:`~.core.Lookup`, ``False``, ``0``), unless strict mode, where it raises
-:class:`~stashly.CacheUnavailableError`.
+:class:`~stashly.CacheUnavailableError`. An invalidation (or a ``set``) that fails is kept in the manager's
+:class:`~.journal.Journal` and replayed before the next operation that reaches the backend; meanwhile reads of
+what it covers bypass the shared entry.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from time import perf_counter_ns
 from typing import Any
 
+from .. import keys
 from ..backends.base import AsyncBackend, Lock
 from ..config.settings import Settings
 from ..errors import CacheUnavailableError
@@ -22,6 +25,7 @@ from ..stats import SAMPLED, Site
 from ..storage import codec
 from ..storage.codec import Serializer
 from .core import FAILED, EngineCore, Hooks, Lookup, Token
+from .journal import Journal, Pending
 
 __all__ = ["AsyncEngine"]
 
@@ -30,13 +34,58 @@ class AsyncEngine(EngineCore):
     """Reads, fills, locks and invalidations of one manager, through its async backend stack."""
 
     def __init__(
-        self, settings: Settings, serializer: Serializer, failures: FailurePolicy, hooks: Hooks, backend: AsyncBackend
+        self,
+        settings: Settings,
+        serializer: Serializer,
+        failures: FailurePolicy,
+        hooks: Hooks,
+        journal: Journal,
+        backend: AsyncBackend,
     ) -> None:
-        super().__init__(settings, serializer, failures, hooks)
+        super().__init__(settings, serializer, failures, hooks, journal)
         self.backend = backend
+
+    async def replay(self) -> CacheUnavailableError | None:
+        """Deliver the pending invalidations, oldest first; the failure that stopped it, if the backend is still
+        down (``None`` also when another thread or task is replaying)."""
+        journal = self.journal
+        if not journal.try_replaying():
+            return None
+        delivered = 0
+        try:
+            for pending in journal.snapshot():
+                try:
+                    await self._deliver(pending)
+                except CacheUnavailableError as exc:
+                    return exc
+                journal.delivered(pending)
+                delivered += 1
+        finally:
+            journal.done()
+            if delivered:
+                self.failures.replayed(delivered, len(journal))
+        return None
+
+    async def _deliver(self, pending: Pending) -> None:
+        if pending.kind == "key":
+            await self.backend.delete(pending.target, pending.guard)
+        elif pending.kind == "scan":
+            await self.backend.delete_prefix(pending.target, pending.guard)
+        else:
+            await self.backend.retire_prefix(pending.target, pending.guard)
+
+    async def _settled(self, key: str, strict: bool | None, site: Site) -> bool:
+        """Replay what is pending; whether ``key`` may be read from the backend now (not pending, backend up)."""
+        failure = await self.replay()
+        if failure is not None:
+            self.failed(failure, "replay", key, strict, site)
+            return False
+        return not self.journal.blocks(key)
 
     async def load(self, key: str, reader: codec.Reader, site: Site) -> Any:
         """The value under ``key``, or MISSING."""
+        if self.journal.active and not await self._settled(key, None, site):
+            return MISSING  # an invalidation of it is pending: the shared entry may be stale
         started = 0 if site.hits & SAMPLED else perf_counter_ns()  # one hit in 16 is timed
         try:
             raw = await self.backend.get(key)
@@ -50,8 +99,16 @@ class AsyncEngine(EngineCore):
 
     async def load_many(self, names: list[str], full: list[str], reader: codec.Reader, site: Site) -> dict[str, Any]:
         """``{name: value}`` for the entries that exist among the full keys, in one round trip."""
+        journal = self.journal
+        if journal.active:
+            failure = await self.replay()
+            if failure is not None:
+                self.failed(failure, "replay", full[0] if full else "", None, site)
+                return {}
+            if journal.active:  # still pending (another replayer is at it): leave those keys out
+                names, full = self._unblocked(names, full)
         try:
-            raws = await self.backend.get_many(full)
+            raws = await self.backend.get_many(full) if full else []
         except CacheUnavailableError as exc:
             self.failed(exc, "get_many", full[0] if full else "", None, site)
             return {}
@@ -60,7 +117,13 @@ class AsyncEngine(EngineCore):
     async def lookup(
         self, key: str, guard: str, reader: codec.Reader, strict: bool, site: Site, with_ttl: bool = False
     ) -> Lookup:
-        """The entry, and the guard token a fill for this key must present (MISSING if the read failed)."""
+        """The entry, and the guard token a fill for this key must present (MISSING if the read failed).
+
+        While an invalidation of ``key`` (or its namespace) is pending, the entry is not read: a miss whose
+        computation is not stored.
+        """
+        if self.journal.active and not await self._settled(key, strict, site):
+            return FAILED
         started = 0 if site.hits & SAMPLED else perf_counter_ns()  # one hit in 16 is timed
         try:
             read = await self.backend.read(key, guard, with_ttl)
@@ -83,6 +146,8 @@ class AsyncEngine(EngineCore):
         """Store a computed value unless an invalidation happened since ``token`` was read (or ``lock`` was lost)."""
         if token is MISSING:
             return  # the read before the computation failed: no proof the value is still current
+        if self.journal.active and self.journal.blocks(key):
+            return  # invalidated since (the backend has not heard yet): the value may predate it
         if self.too_large(payload, key):
             return
         try:
@@ -94,14 +159,23 @@ class AsyncEngine(EngineCore):
             site.bytes_written += len(payload) if stored else 0
 
     async def store(self, key: str, payload: bytes, expiry: float | None, site: Site) -> None:
-        """``set``: store ``payload`` (already jittered ``expiry``), unguarded."""
+        """``set``: store ``payload`` (already jittered ``expiry``), unguarded.
+
+        A write that fails is journaled as an invalidation of ``key``: the old entry must not outlive it.
+        """
+        journal = self.journal
+        if journal.active:
+            await self.replay()  # what was invalidated before this write reaches the backend before it
         try:
             await self.backend.set(key, payload, expiry)
         except CacheUnavailableError as exc:
+            journal.record_key(key, keys.guard_of(key))
             self.failed(exc, "set", key, None, site)
         else:
             site.stores += 1
             site.bytes_written += len(payload)
+            if journal.active and journal.blocks(key):  # an older invalidation is still pending: it wins
+                journal.record_key(key, keys.guard_of(key))
 
     async def acquire(self, lock_key: str, owner: bytes, lease: float, site: Site, strict: bool | None) -> bool | None:
         """Take a stampede lock: ``True`` if taken, ``False`` if another holds it, ``None`` if the backend failed.
@@ -123,29 +197,40 @@ class AsyncEngine(EngineCore):
             self.failed(exc, "unlock", lock_key, False, site)
 
     async def delete(self, key: str, guard: str, site: Site, strict: bool | None = None) -> bool:
-        """Drop ``key`` and bump ``guard``; whether something was removed."""
+        """Drop ``key`` and bump ``guard``; whether something was removed. ``False`` also when the backend is
+        down: the invalidation is then journaled and replayed as soon as it answers."""
         site.invalidations += 1
+        if self.journal.active:
+            await self.replay()
         try:
             return await self.backend.delete(key, guard)
         except CacheUnavailableError as exc:
+            self.journal.record_key(key, guard)
             self.failed(exc, "remove", key, strict, site)
             return False
 
     async def delete_namespace(self, head: str, guard: str, site: Site) -> int:
-        """Bump ``guard``, then remove every key starting with ``head``; the number removed."""
+        """Bump ``guard``, then remove every key starting with ``head``; the number removed (0 and journaled
+        when the backend is down)."""
         site.invalidations += 1
+        if self.journal.active:
+            await self.replay()
         try:
             return await self.backend.delete_prefix(head, guard)
         except CacheUnavailableError as exc:
+            self.journal.record_namespace(head, guard, "scan")
             self.failed(exc, "flush_namespace", head, None, site)
             return 0
 
     async def retire_namespace(self, head: str, guard: str, site: Site) -> None:
-        """Make every entry under ``head`` unreachable at once (a new generation)."""
+        """Make every entry under ``head`` unreachable at once (a new generation); journaled if the backend is down."""
         site.invalidations += 1
+        if self.journal.active:
+            await self.replay()
         try:
             await self.backend.retire_prefix(head, guard)
         except CacheUnavailableError as exc:
+            self.journal.record_namespace(head, guard, "versioned")
             self.failed(exc, "flush_namespace", head, None, site)
 
     async def count_namespace(self, head: str, site: Site) -> int:
@@ -157,5 +242,15 @@ class AsyncEngine(EngineCore):
             return 0
 
     async def close(self) -> None:
-        """Release the backend's connections (it reconnects if used again)."""
+        """Release the backend's connections (it reconnects if used again), after a last attempt to deliver
+        the pending invalidations; what could not be delivered is logged by key description and forgotten."""
+        if self.journal.active:
+            await self.replay()
+            if self.journal.active:
+                self.failures.not_delivered([pending.target for pending in self.journal.clear()])
         await self.backend.close()
+
+    def _unblocked(self, names: list[str], full: list[str]) -> tuple[list[str], list[str]]:
+        """The names and keys of a batch whose invalidation is not pending (those are left out: misses)."""
+        kept = [(name, key) for name, key in zip(names, full, strict=True) if not self.journal.blocks(key)]
+        return [name for name, _ in kept], [key for _, key in kept]

@@ -21,6 +21,8 @@ __all__ = [
     "generation_key",
     "generation_keys",
     "guard_key",
+    "guard_of",
+    "head_of",
     "internal_kind",
     "lock_key",
     "locked_key",
@@ -44,6 +46,22 @@ def entry_key(prefix: str, namespace: str, name: str) -> str:
 def namespace_prefix(prefix: str, namespace: str) -> str:
     """What every key of ``namespace`` starts with: ``"stashly:app:"``."""
     return f"{prefix}:{namespace}:"
+
+
+def head_of(key: str) -> str:
+    """The namespace head an entry key starts with (neither prefixes nor namespaces contain a colon).
+
+    >>> head_of("stashly:auth:user:1")
+    'stashly:auth:'
+    """
+    end = key.find(":", key.find(":") + 1)
+    return key[: end + 1]
+
+
+def guard_of(key: str) -> str:
+    """The guard of the namespace an entry key belongs to: ``"stashly::guard:auth"`` for ``"stashly:auth:…"``."""
+    prefix, _, rest = key.partition(":")
+    return guard_key(prefix, rest.partition(":")[0])
 
 
 def guard_key(prefix: str, namespace: str) -> str:
