@@ -35,7 +35,7 @@ unasync: $(STAMP)
 
 # A long fault run (about 25 s): Redis paused, killed and restarted under sync and async load.
 chaos: $(STAMP) check-redis
-	$(BIN)/python chaos/run.py
+	$(BIN)/python -m chaos.run
 
 # stashly against hand-written redis-py code and the peers, on a private redis-server (about 3 minutes).
 bench: $(BENCH_STAMP) check-redis

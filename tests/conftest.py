@@ -20,11 +20,12 @@ import redis
 
 import stashly
 
-from redis_server import ACL_PASSWORD, ACL_USER, RedisServer
-from support import GENEROUS_ENV, REPORTS
-from topologies import LocalCluster, LocalSentinel
+from tests.harness.cluster import LocalCluster
+from tests.harness.sentinel import LocalSentinel
+from tests.harness.server import ACL_PASSWORD, ACL_USER, RedisServer
+from tests.support import GENEROUS_ENV, REPORTS
 
-pytest_plugins = ["topology_fixtures"]  # redis_cluster, redis_sentinel: session fixtures, started on first use
+pytest_plugins = ["tests.topology_fixtures"]  # redis_cluster, redis_sentinel: session fixtures, started on first use
 
 # Read once at import: the autouse fixture below removes STASHLY_* variables before every test.
 ACL_MODE = os.environ.get("STASHLY_TEST_ACL") == "1"

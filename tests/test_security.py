@@ -35,9 +35,10 @@ from stashly import (
 )
 from stashly.storage import codec
 
-from redis_server import ACL_COMMANDS, ACL_OPTIONAL, ACL_PASSWORD, ACL_USER, RedisServer, TlsFiles, free_port
-from support import eventually
-from tls import make_ca, make_tls_files
+from tests.harness.process import free_port
+from tests.harness.server import ACL_COMMANDS, ACL_OPTIONAL, ACL_PASSWORD, ACL_USER, RedisServer
+from tests.harness.tls import TlsFiles, make_ca, make_tls_files
+from tests.support import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
