@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-check tour test lint unasync chaos bench bench-quick bench-flush check-redis check-chromium clean
+.PHONY: demo demo-check tour test test-acl lint unasync chaos bench bench-quick bench-flush check-redis check-chromium clean
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
@@ -23,6 +23,13 @@ tour: $(STAMP)
 test: $(STAMP) check-redis check-chromium
 	$(BIN)/pytest
 
+# The Redis suites again, every Redis call made as the least-privilege ACL user of the README's Security section
+# (tests/conftest.py: STASHLY_TEST_ACL); fails on any ACL LOG refusal. A CI step of its own, after `make test`.
+ACL_SUITES := tests/test_backends.py tests/test_contract.py tests/test_manager.py tests/test_decorator.py \
+	tests/test_reliability.py tests/test_fastapi.py
+test-acl: $(STAMP) check-redis
+	STASHLY_TEST_ACL=1 $(BIN)/pytest -x $(ACL_SUITES)
+
 lint: $(STAMP)
 	$(BIN)/python scripts/unasync.py --check
 	$(BIN)/ruff check src tests examples chaos bench scripts
@@ -35,7 +42,7 @@ unasync: $(STAMP)
 
 # A long fault run (about 25 s): Redis paused, killed and restarted under sync and async load.
 chaos: $(STAMP) check-redis
-	$(BIN)/python chaos/run.py
+	$(BIN)/python -m chaos.run
 
 # stashly against hand-written redis-py code and the peers, on a private redis-server (about 3 minutes).
 bench: $(BENCH_STAMP) check-redis

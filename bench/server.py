@@ -1,48 +1,46 @@
-"""One private redis-server on a free loopback port, started and stopped by the bench (never 127.0.0.1:6379)."""
+"""The bench's private redis-server: the test harness's ``RedisServer``, plus the admin the bench counts with.
+
+Never 127.0.0.1:6379: a free loopback port, no persistence, removed on exit.
+"""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
-from pathlib import Path
 from types import TracebackType
 
 import redis
 
+from tests.harness.server import RedisServer
+
 __all__ = ["PrivateRedis"]
 
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# A safety net for the MISS scenarios' short-lived entries: evict those (shortest TTL) first, never grow.
+_MEMORY_CAP = ("--maxmemory", "1gb", "--maxmemory-policy", "volatile-ttl")
 
 
 class PrivateRedis:
-    """A redis-server of the bench's own: no persistence, loopback only, removed on exit.
+    """A redis-server of the bench's own, started by the harness.
 
     Besides start/stop it exposes the two admin operations the bench needs: resetting the server's statistics
     and reading the per-command call counts (``INFO commandstats``), used to count Redis commands per call.
     """
 
     def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server not found: install the Debian package redis-server")
-        self.binary = binary
+        try:
+            self.server = RedisServer(extra_args=_MEMORY_CAP)
+        except RuntimeError as error:  # no redis-server binary
+            raise SystemExit(str(error)) from error
+        self.binary = self.server.binary
         self.host = "127.0.0.1"
-        self.port = _free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="stashly-bench-"))
-        self._process: subprocess.Popen[bytes] | None = None
         self._admin: redis.Redis | None = None
         self.admin_name = "stashly-bench-admin"
 
     @property
+    def port(self) -> int:
+        return self.server.port  # known once started: the harness may pick another if its first one was taken
+
+    @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        return self.server.url
 
     @property
     def admin(self) -> redis.Redis:
@@ -52,40 +50,19 @@ class PrivateRedis:
         return self._admin
 
     def start(self) -> PrivateRedis:
-        args = [self.binary, "--port", str(self.port), "--bind", self.host, "--save", "", "--appendonly", "no"]
-        args += ["--dir", str(self.dir), "--daemonize", "no", "--loglevel", "warning"]
-        # A safety net for the MISS scenarios' short-lived entries: evict those (shortest TTL) first, never grow.
-        args += ["--maxmemory", "1gb", "--maxmemory-policy", "volatile-ttl"]
-        with open(self.dir / "redis.log", "wb") as log:
-            self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        client = redis.Redis(
-            host=self.host, port=self.port, socket_timeout=30, socket_connect_timeout=1, client_name=self.admin_name
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self._process.poll() is None:
-            try:
-                if client.ping():
-                    self._admin = client
-                    return self
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        output = (self.dir / "redis.log").read_text(errors="replace")
-        self.stop()
-        raise SystemExit(f"redis-server on port {self.port} did not start:\n{output}")
+        try:
+            self.server.start()
+        except RuntimeError as error:
+            self.stop()
+            raise SystemExit(str(error)) from error
+        self._admin = self.server.client(socket_timeout=30, socket_connect_timeout=1, client_name=self.admin_name)
+        return self
 
     def stop(self) -> None:
         if self._admin is not None:
             self._admin.close()
             self._admin = None
-        process, self._process = self._process, None
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.server.__exit__(None, None, None)
 
     def reset_stats(self) -> None:
         self.admin.config_resetstat()

@@ -6,6 +6,9 @@ so neither measures the other's hold on the GIL). The parent steps through the f
 operations, exceptions that reached callers (must be 0), wrong results (must be 0), p50/p99/max call
 latency while Redis is healthy and during each outage, and the time to the first hit after Redis returns.
 The run is bounded in time and stops by itself.
+
+Run it from the repository root as ``python -m chaos.run`` (``make chaos`` does): its redis-server comes from the
+test harness, ``tests.harness``, importable from the root.
 """
 
 from __future__ import annotations
@@ -18,14 +21,17 @@ import statistics
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from stashly import Cached, CacheManager
 
-from redis_server import RedisServer
+try:
+    from tests.harness.server import RedisServer
+except ModuleNotFoundError as missing:
+    if missing.name != "tests":
+        raise
+    # Run as a file (python chaos/run.py): the repository root, where the harness lives, is not on sys.path.
+    raise SystemExit("run it from the repository root as: python -m chaos.run") from missing
 
 KEYS = 200
 PHASES = ["healthy", "outage: paused", "healthy", "outage: killed", "healthy", "restart", "healthy"]

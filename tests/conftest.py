@@ -4,7 +4,8 @@
 URLs that authenticate as a least-privilege ACL user (``redis_server.ACL_COMMANDS`` on ``~stashly:*``): the
 proof that stashly needs nothing more. The tests' own raw clients (``redis.Redis.from_url`` called from a
 test module) stay the unrestricted default user, and a test fails if the server's ``ACL LOG`` records any
-refusal (a fail-open cache would otherwise hide one).
+refusal (a fail-open cache would otherwise hide one), or if no connection authenticated as that user at all.
+``make test-acl`` (a CI step of its own, after ``make test``) is that run over the Redis suites.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import redis
 
 import stashly
 
-from redis_server import ACL_PASSWORD, ACL_USER, RedisServer
-from support import GENEROUS_ENV, REPORTS
-from topologies import LocalCluster, LocalSentinel
+from tests.harness.cluster import LocalCluster
+from tests.harness.sentinel import LocalSentinel
+from tests.harness.server import ACL_PASSWORD, ACL_USER, RedisServer
+from tests.support import GENEROUS_ENV, REPORTS
 
-pytest_plugins = ["topology_fixtures"]  # redis_cluster, redis_sentinel: session fixtures, started on first use
+pytest_plugins = ["tests.topology_fixtures"]  # redis_cluster, redis_sentinel: session fixtures, started on first use
 
 # Read once at import: the autouse fixture below removes STASHLY_* variables before every test.
 ACL_MODE = os.environ.get("STASHLY_TEST_ACL") == "1"
@@ -51,6 +53,8 @@ def redis_server() -> Iterator[RedisServer]:
             with server.client() as admin:
                 stats = admin.info("commandstats")
             _acl_logins = sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("auth", "hello"))
+            # The proof that the restricted user really was the one connecting (the tests' own clients are not).
+            assert _acl_logins > 0, f"STASHLY_TEST_ACL=1, but no connection authenticated as {ACL_USER!r}"
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from stashly import CacheManager
 
-from redis_server import RedisServer
+from tests.harness.server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the example is a package of the checkout, not of the installed distribution

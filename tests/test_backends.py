@@ -24,8 +24,8 @@ from stashly.backends.memory import AsyncMemoryBackend, MemoryStore
 from stashly.backends.options import RedisOptions
 from stashly.backends.redis import AsyncRedisBackend, RedisBackend, _unavailable, escape_glob
 
-from redis_server import RedisServer
-from support import GENEROUS, aeventually, pttl_after_store
+from tests.harness.server import RedisServer
+from tests.support import GENEROUS, aeventually, pttl_after_store
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -17,9 +17,9 @@ import redis
 
 from stashly import CacheManager
 
-from redis_server import ACL_PASSWORD, ACL_USER, RedisServer
-from support import GENEROUS_ENV
-from tls import make_tls_files
+from tests.harness.server import ACL_PASSWORD, ACL_USER, RedisServer
+from tests.harness.tls import make_tls_files
+from tests.support import GENEROUS_ENV
 
 PICKLE_SECRET = "a-pickle-signing-secret-of-32-bytes-or-more"
 

@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 from stashly import CacheManager
 from stashly.cli import main
 from stashly.storage import codec
-from test_cli import USAGE_ERRORS
 
-from redis_server import ACL_PASSWORD, ACL_USER, RedisServer
+from tests.harness.server import ACL_PASSWORD, ACL_USER, RedisServer
+from tests.test_cli import USAGE_ERRORS
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -16,11 +16,12 @@ from stashly import Cached, CacheManager, ConfigError
 from stashly.keys.layout import generation_key, generation_keys, retired_head
 from stashly.keys.slots import colocated
 from stashly.storage.stamps import fill_token, parse_stamp, split_token, stamp, unstamp, unstamp_all
-from test_cli import failed, run
 
-from redis_server import ACL_CHANNELS, ACL_COMMANDS, ACL_KEYS, ACL_OPTIONAL, ACL_PASSWORD, ACL_USER
-from support import eventually
-from topologies import LocalCluster, LocalSentinel
+from tests.harness.cluster import LocalCluster
+from tests.harness.sentinel import LocalSentinel
+from tests.harness.server import ACL_CHANNELS, ACL_COMMANDS, ACL_KEYS, ACL_OPTIONAL, ACL_PASSWORD, ACL_USER
+from tests.support import eventually
+from tests.test_cli import failed, run
 
 pytestmark = pytest.mark.timeout(60)
 

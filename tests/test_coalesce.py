@@ -8,9 +8,9 @@ import pytest
 
 from stashly import Cached, CacheManager
 
-from redis_server import RedisServer
-from slow_proxy import SlowProxy
-from support import aeventually
+from tests.harness.proxy import SlowProxy
+from tests.harness.server import RedisServer
+from tests.support import aeventually
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,7 +7,7 @@ import pytest
 
 from stashly import Cached, CacheManager
 
-from support import BACKENDS, backend_url
+from tests.support import BACKENDS, backend_url
 
 
 class Camel(pydantic.BaseModel):

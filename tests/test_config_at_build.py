@@ -12,7 +12,7 @@ import pytest
 import stashly
 from stashly import Cached, CacheManager, ConfigError
 
-from redis_server import RedisServer
+from tests.harness.server import RedisServer
 
 BAD = {"redis": {"host": "127.0.0.1", "port": "6379", "ttl": 60}}  # a port as a string: the classic
 

@@ -18,7 +18,7 @@ from stashly.decorator.singleflight import SingleFlight
 from stashly.keys import function_name
 from stashly.storage import codec
 
-from support import BACKENDS, backend_url, eventually, waiting_in
+from tests.support import BACKENDS, backend_url, eventually, waiting_in
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -21,7 +21,7 @@ from stashly import Cached, CacheManager, CacheStats, LocalTier
 from stashly.integrations import otel, prometheus
 from stashly.stats import Histogram, SiteStats
 
-from support import eventually
+from tests.support import eventually
 
 FIELDS = [field for field, *_ in prometheus.COUNTERS]
 

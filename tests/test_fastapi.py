@@ -17,7 +17,7 @@ from sqlalchemy.pool import StaticPool
 from stashly import Cached, CacheManager, UnstableKeyError
 from stashly.integrations.fastapi import etag, if_none_match
 
-from support import BACKENDS, backend_url
+from tests.support import BACKENDS, backend_url
 
 pytestmark = pytest.mark.timeout(60)
 

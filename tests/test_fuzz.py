@@ -19,7 +19,7 @@ from stashly.config.settings import parse_name
 from stashly.keys import KeyTemplate, digest
 from stashly.storage import codec
 
-from redis_server import RedisServer
+from tests.harness.server import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
 # No timing assertions: a slow example or slow data generation on a loaded machine is not a failure.

@@ -17,8 +17,8 @@ import pytest
 from stashly import Cached, CacheManager, LocalTier
 from stashly.backends.layers.tracking import SILENCE
 
-from redis_server import RedisServer
-from support import GENEROUS_ENV, REPORTS, eventually
+from tests.harness.server import RedisServer
+from tests.support import GENEROUS_ENV, REPORTS, eventually
 
 pytestmark = pytest.mark.timeout(120)
 

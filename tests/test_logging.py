@@ -8,7 +8,7 @@ import pytest
 
 from stashly import Cached, CacheManager
 
-from redis_server import RedisServer
+from tests.harness.server import RedisServer
 
 
 def test_failures_log_structured_fields_and_never_values(

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from stashly import CacheManager, CacheUnavailableError, SerializationError
 
-from support import BACKENDS, Api, aeventually, backend_url, pttl_after_store
+from tests.support import BACKENDS, Api, aeventually, backend_url, pttl_after_store
 
 pytestmark = pytest.mark.timeout(60)
 

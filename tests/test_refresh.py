@@ -18,7 +18,7 @@ import redis
 from stashly import Cached, CacheManager
 from stashly.backends.memory import MemoryStore
 
-from support import BACKENDS, aeventually, backend_url, eventually
+from tests.support import BACKENDS, aeventually, backend_url, eventually
 
 pytestmark = pytest.mark.timeout(60)
 

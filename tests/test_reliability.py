@@ -16,9 +16,9 @@ import pytest
 from stashly import Cached, CacheManager
 from stashly.backends.layers.breaker import CircuitBreaker
 
-from redis_server import RedisServer
-from slow_proxy import SlowProxy
-from support import BACKENDS, aeventually, backend_url, eventually
+from tests.harness.proxy import SlowProxy
+from tests.harness.server import RedisServer
+from tests.support import BACKENDS, aeventually, backend_url, eventually
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -18,8 +18,9 @@ from redis.crc import key_slot
 from stashly import Cached, CacheManager
 from stashly.config.settings import Settings
 
-from support import REPORTS
-from topologies import LocalCluster, LocalSentinel
+from tests.harness.cluster import LocalCluster
+from tests.harness.sentinel import LocalSentinel
+from tests.support import REPORTS
 
 pytestmark = pytest.mark.timeout(120)
 

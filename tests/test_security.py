@@ -1,7 +1,8 @@
 """Security against a real redis-server: least privilege (ACL), credentials, TLS, and nothing secret in output.
 
 Each test starts servers of its own (an ACL user, a password, TLS), so it runs the same in the normal and in
-the ``STASHLY_TEST_ACL=1`` run.
+the ``STASHLY_TEST_ACL=1`` run. That run (``make test-acl``, its own CI step) is the proof that the suites of
+``ACL_SUITES`` in the Makefile pass with every Redis call made as the least-privilege user.
 """
 
 from __future__ import annotations
@@ -9,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import subprocess
-import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -35,13 +33,13 @@ from stashly import (
 )
 from stashly.storage import codec
 
-from redis_server import ACL_COMMANDS, ACL_OPTIONAL, ACL_PASSWORD, ACL_USER, RedisServer, TlsFiles, free_port
-from support import eventually
-from tls import make_ca, make_tls_files
+from tests.harness.process import free_port
+from tests.harness.server import ACL_COMMANDS, ACL_OPTIONAL, ACL_PASSWORD, ACL_USER, RedisServer
+from tests.harness.tls import TlsFiles, make_ca, make_tls_files
+from tests.support import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
-ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = ("keys", "flushdb", "flushall", "config", "debug")
 
 
@@ -192,36 +190,6 @@ def test_a_database_other_than_0_also_needs_select(acl_server: RedisServer) -> N
         assert cm.get("k") == 1
     with acl_server.client(db=1) as admin:
         assert admin.exists("stashly:default:k") == 1
-
-
-@pytest.mark.timeout(900)  # five files in a child run: 80 s with both cores busy, 160 s on a busier machine
-def test_the_redis_suite_passes_as_the_least_privilege_user() -> None:
-    """Manager, decorator, reliability and FastAPI suites, every Redis call made as the restricted ACL user."""
-    files = [
-        "tests/test_backends.py",
-        "tests/test_manager.py",
-        "tests/test_decorator.py",
-        "tests/test_reliability.py",
-        "tests/test_fastapi.py",
-    ]
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", *files, "-q", "-x", "-p", "no:cacheprovider"],
-        cwd=ROOT,
-        env={**os.environ, "STASHLY_TEST_ACL": "1"},
-        capture_output=True,
-        text=True,
-        timeout=880,
-        check=False,
-    )
-    output = result.stdout[-6000:] + result.stderr[-2000:]
-    assert result.returncode == 0, output
-    assert " passed" in output, output
-    assert " failed" not in output, output
-    assert " error" not in output, output
-    summary = [line for line in result.stdout.splitlines() if line.startswith("STASHLY_TEST_ACL:")]
-    assert summary, output
-    logins = int(summary[0].split(";")[1].split()[0])
-    assert logins > 50, summary  # the restricted user really was the one connecting
 
 
 # -- a wrong password ---------------------------------------------------------------------------------------

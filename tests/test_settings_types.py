@@ -18,7 +18,7 @@ from stashly import CacheManager
 from stashly.config.settings import Settings, resolve
 from stashly.errors import ConfigError
 
-from tls import make_ca, make_tls_files
+from tests.harness.tls import make_ca, make_tls_files
 
 SECRET = "s3cret-" + "k" * 33  # a valid HMAC secret, never to be echoed
 PASSWORD = "Hunter2-pw"

@@ -15,8 +15,8 @@ import redis
 
 from stashly import Cached, CacheManager, CacheUnavailableError
 
-from redis_server import RedisServer
-from support import BACKENDS, backend_url
+from tests.harness.server import RedisServer
+from tests.support import BACKENDS, backend_url
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,8 +12,8 @@ from stashly import Cached, CacheManager, CacheStats, LocalTier
 from stashly.backends.memory import MemoryStore
 from stashly.stats import BUCKETS, Histogram
 
-from redis_server import RedisServer
-from support import eventually
+from tests.harness.server import RedisServer
+from tests.support import eventually
 
 
 @pytest.fixture(params=["memory", "redis"])

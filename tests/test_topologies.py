@@ -11,7 +11,8 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.sentinel import Sentinel
 
-from topologies import LocalCluster, LocalSentinel
+from tests.harness.cluster import LocalCluster
+from tests.harness.sentinel import LocalSentinel
 
 
 @pytest.fixture

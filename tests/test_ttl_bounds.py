@@ -8,7 +8,7 @@ import pytest
 
 from stashly import Cached, CacheManager
 
-from support import BACKENDS, backend_url
+from tests.support import BACKENDS, backend_url
 
 TOO_LONG = [1e17, 10**12, timedelta(days=365 * 1000)]
 

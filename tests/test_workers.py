@@ -21,7 +21,7 @@ import pytest
 from stashly import CacheManager, MemoryBackendWarning
 from stashly.workers import _declared_workers, _siblings
 
-from redis_server import free_port
+from tests.harness.process import free_port
 
 LINUX_PROC = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 SRC = str(Path(__file__).resolve().parents[1] / "src")

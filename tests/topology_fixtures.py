@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from topologies import LocalCluster, LocalSentinel
+from tests.harness.cluster import LocalCluster
+from tests.harness.sentinel import LocalSentinel
 
 
 @pytest.fixture(scope="session")

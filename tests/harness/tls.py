@@ -1,4 +1,4 @@
-"""Throwaway certificates for TLS tests, made with the ``openssl`` command line (no Python dependency).
+"""Throwaway certificates for TLS servers and clients, made with the ``openssl`` command line (no Python dependency).
 
 A CA signs a server certificate for 127.0.0.1/localhost and a client certificate; a second, unrelated CA
 stands for "a CA that does not vouch for this server". EC P-256 keys, valid for two days.
@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
-
-from redis_server import TlsFiles
 
 MISSING_OPENSSL = "openssl not found: install the Debian package openssl (apt-get install -y openssl)"
 _KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS server: its certificate and key, the CA it trusts, and a client's certificate and key."""
+
+    ca_cert: str
+    server_cert: str
+    server_key: str
+    client_cert: str
+    client_key: str
 
 
 def _openssl(*args: str | Path) -> None:

@@ -1,0 +1,1 @@
+"""`make chaos`: a fault run against a private redis-server (``python -m chaos.run``)."""
