@@ -17,8 +17,8 @@ import pytest
 from stashly import Cached, CacheManager, LocalTier, keys
 from stashly.engine import Journal
 
-from redis_server import RedisServer
-from support import BACKENDS, GENEROUS, Api, aeventually, backend_url, eventually
+from tests.harness.server import RedisServer
+from tests.support import BACKENDS, GENEROUS, Api, aeventually, backend_url, eventually
 
 pytestmark = pytest.mark.timeout(120)
 
