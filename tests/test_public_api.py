@@ -16,6 +16,7 @@ EXPECTED = {
     "Cached",
     "CachedFunction",
     "ConfigError",
+    "FactoryTimeoutError",
     "LocalTier",
     "MemoryBackendWarning",
     "SerializationError",

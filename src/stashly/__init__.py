@@ -11,6 +11,7 @@ from .decorator.cached import Cached, CachedFunction
 from .errors import (
     CacheUnavailableError,
     ConfigError,
+    FactoryTimeoutError,
     MemoryBackendWarning,
     SerializationError,
     StashlyError,
@@ -30,6 +31,7 @@ __all__ = [
     "Cached",
     "CachedFunction",
     "ConfigError",
+    "FactoryTimeoutError",
     "LocalTier",
     "MemoryBackendWarning",
     "SerializationError",

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "CacheUnavailableError",
     "ConfigError",
+    "FactoryTimeoutError",
     "MemoryBackendWarning",
     "SerializationError",
     "StashlyError",
@@ -36,6 +37,14 @@ class CacheUnavailableError(StashlyError):
     """The backend failed (connection refused, timeout, protocol error).
 
     Raised to callers only in strict mode; otherwise stashly logs it, counts it and carries on without the cache.
+    """
+
+
+class FactoryTimeoutError(StashlyError, TimeoutError):
+    """A cached function did not return within its ``hard_timeout`` and there was no stale value to serve.
+
+    The computation is not abandoned: it finishes in the background (a worker thread, or a task) and its result is
+    stored, as any fill, unless an invalidation happened meanwhile.
     """
 
 

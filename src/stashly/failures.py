@@ -53,6 +53,11 @@ class FailurePolicy:
         """A computed value was returned to its caller but not cached."""
         self._warn("store", log_fields(key, "not_stored"), "result for %s not cached: %s", describe(key), why)
 
+    def served_stale(self, key: str, function: str, why: str) -> None:
+        """``fail_safe`` answered with the last good value because the recomputation ``why`` (rate-limited)."""
+        fields = log_fields(key, "served_stale", function)
+        self._warn("stale", fields, "served the last good value of %s: its recomputation %s", describe(key), why)
+
     def replayed(self, count: int, left: int) -> None:
         """Pending invalidations reached the backend again (one line per replay batch)."""
         fields = {"namespace": None, "function": None, "outcome": "invalidations_replayed"}

@@ -44,6 +44,7 @@ _COUNTS = (
     "errors",
     "bytes_read",
     "bytes_written",
+    "stale_serves",
 )
 
 OTHER = "(all others)"
@@ -109,6 +110,9 @@ class SiteStats:
     """Backend failures absorbed or raised (strict)."""
     bytes_read: int = 0
     bytes_written: int = 0
+    stale_serves: int = 0
+    """``fail_safe``: calls answered with the last good value, past its TTL, because the recomputation raised or
+    ran past ``soft_timeout``."""
     hit_latency: Histogram = field(default_factory=Histogram)
     fill_latency: Histogram = field(default_factory=Histogram)
 
@@ -189,7 +193,7 @@ class Site:
         self.namespace = namespace
         self.function = function
         self.hits = self.misses = self.stale = self.fills = self.fill_errors = self.stores = 0
-        self.invalidations = self.errors = self.bytes_read = self.bytes_written = 0
+        self.invalidations = self.errors = self.bytes_read = self.bytes_written = self.stale_serves = 0
         # On the hot path: ``site.hit_ns[ns.bit_length()] += 1`` (no call, no min(): 64 buckets hold any int64).
         self.hit_ns = [0] * BUCKETS
         self.fill_ns = [0] * BUCKETS

@@ -22,7 +22,7 @@ from ..manager import CacheManager, default_manager
 from ..sentinels import NOT_SET, NotSet
 from ..ttl import check_ttl
 from . import flow_async, flow_sync
-from .plan import Plan, check_lease, check_refresh_ahead
+from .plan import Plan, check_duration, check_lease, check_refresh_ahead
 from .remover import Remover
 
 __all__ = ["Cached", "CachedFunction"]
@@ -100,6 +100,9 @@ class Cached:
         lock: bool = False,
         lock_lease: float = 10.0,
         refresh_ahead: float | None = None,
+        fail_safe: float | timedelta | None = None,
+        soft_timeout: float | timedelta | None = None,
+        hard_timeout: float | timedelta | None = None,
     ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
 
     def cached(
@@ -114,6 +117,9 @@ class Cached:
         lock: bool = False,
         lock_lease: float = 10.0,
         refresh_ahead: float | None = None,
+        fail_safe: float | timedelta | None = None,
+        soft_timeout: float | timedelta | None = None,
+        hard_timeout: float | timedelta | None = None,
     ) -> CachedFunction[P, R] | Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Cache ``fn``'s results; use bare (``@cache.cached``) or with options (``@cache.cached(ttl=30)``).
 
@@ -125,6 +131,15 @@ class Cached:
         ``lock_lease`` seconds, the lock's lifetime): see :mod:`stashly.decorator.stampede`. ``refresh_ahead=0.2``
         recomputes an entry in the background when a hit finds less than 20% of its TTL left, serving the
         current value meanwhile: see :mod:`stashly.decorator.refresh`.
+
+        ``fail_safe=timedelta(hours=1)`` keeps an entry readable that long past its TTL: it is recomputed after the
+        TTL as usual, but if the function raises, the last good value is returned instead of the exception (an
+        invalidation still removes it). ``soft_timeout`` (with ``fail_safe``) returns that value when the function
+        is slower than this, and ``hard_timeout`` raises :class:`~stashly.FactoryTimeoutError` when there is no such
+        value; either way the computation finishes in the background and stores its result.
+
+        >>> @auth_cache.cached(fail_safe=timedelta(minutes=10), soft_timeout=0.5)   # doctest: +SKIP
+        ... def exchange_rate(currency: str) -> float: ...
         """
 
         def decorate(fn: Callable[P, R], localns: dict[str, Any] | None = None) -> CachedFunction[P, R]:
@@ -142,6 +157,7 @@ class Cached:
                 localns=localns,
                 lock_lease=check_lease(lock_lease, keys.function_name(fn)) if lock else None,
                 refresh_ahead=check_refresh_ahead(refresh_ahead, keys.function_name(fn)),
+                **_resilience(keys.function_name(fn), fail_safe, soft_timeout, hard_timeout),
             )
             is_async = inspect.iscoroutinefunction(fn)
             if http:
@@ -165,6 +181,23 @@ class Cached:
         if getattr(fn, "invalidate", None) is None:
             raise TypeError(f"{keys.function_name(fn)} is not a @cached function, so it has no entries to remove")
         return Remover(fn)
+
+
+def _resilience(
+    where: str,
+    fail_safe: float | timedelta | None,
+    soft_timeout: float | timedelta | None,
+    hard_timeout: float | timedelta | None,
+) -> dict[str, float | None]:
+    """The checked fail-safe and timeout options (seconds)."""
+    options = {
+        "fail_safe": check_duration(fail_safe, "fail_safe", where),
+        "soft_timeout": check_duration(soft_timeout, "soft_timeout", where),
+        "hard_timeout": check_duration(hard_timeout, "hard_timeout", where),
+    }
+    if options["soft_timeout"] is not None and options["fail_safe"] is None:
+        raise ValueError(f"@cached {where}: soft_timeout needs fail_safe (it returns the last good value, kept by it)")
+    return options
 
 
 def _defining_scope() -> dict[str, Any] | None:

@@ -17,14 +17,15 @@ from typing import Any, TypeAlias
 
 from ..backends.base import Lock
 from ..engine import Lookup, Token
+from ..errors import FactoryTimeoutError
 from ..sentinels import MISSING
 from ..storage import codec
 from .plan import Binding, Plan
-from .refresh import LEASE, Refresher, refresh_failed
-from .singleflight import AsyncSingleFlight
+from .refresh import LEASE, Refresher, refresh_failed, served_stale
+from .singleflight import AsyncSingleFlight, Overdue
 from .stampede import Filled, Wait, lock_for
 
-__all__ = ["Compute", "computation", "fill", "invalidator", "refresh", "wrapper"]
+__all__ = ["Compute", "computation", "fill", "invalidator", "refresh", "resolve", "wrapper"]
 
 Compute: TypeAlias = Callable[[Token, Lock], Awaitable[Filled]]
 """A computation ready to run: given the guard token (and the lock, if held), it computes and stores."""
@@ -42,9 +43,12 @@ def computation(plan: Plan, binding: Binding, key: str, call: Callable[[], Await
         except BaseException:
             site.fill_errors += 1
             raise
-        payload = plan.payload(binding, result, key)
+        engine = binding.aengine
+        ttl = engine.jittered(binding.expiry)
+        payload = plan.payload(binding, result, key, ttl)
         if payload is not None:
-            await binding.aengine.fill(key, payload, binding.expiry, binding.guard, token, binding.strict, site, lock)
+            stored_for = None if ttl is None else ttl + binding.grace  # fail-safe: kept past its logical expiry
+            await engine.fill(key, payload, stored_for, binding.guard, token, binding.strict, site, lock)
         site.fill_ns[(perf_counter_ns() - started).bit_length()] += 1
         return result, payload
 
@@ -104,6 +108,46 @@ async def fill(
         token = found.token
 
 
+async def resolve(
+    plan: Plan,
+    binding: Binding,
+    key: str,
+    found: Lookup,
+    call: Callable[[], Awaitable[Any]],
+    flight: AsyncSingleFlight[Filled],
+    reader: codec.Reader | None = None,
+) -> tuple[Any, bytes | None, str]:
+    """A miss answered: the value, its stored bytes, and ``"MISS"`` — or ``"STALE"`` for ``fail_safe``'s last
+    good value when the recomputation raised or ran past ``soft_timeout``.
+
+    One computation per key runs (single-flight, keyed by the guard token too: a call after an invalidation never
+    joins a computation from before it). With a timeout the caller stops waiting but the computation goes on and
+    stores its result; without a stale value ``hard_timeout`` raises :class:`~stashly.FactoryTimeoutError`.
+    """
+    stale = found.stale if plan.fail_safe is not None else MISSING
+    wait_at_most = plan.hard_timeout if stale is MISSING else plan.soft_timeout
+
+    async def miss() -> Filled:
+        return await fill(plan, binding, key, found, call, reader)
+
+    try:
+        value, payload = await flight.run((key, found.token), miss, wait_at_most)
+    except Overdue:
+        if stale is MISSING:
+            raise FactoryTimeoutError(
+                f"@cached {plan.name} did not return within hard_timeout={plan.hard_timeout} s (it goes on in the "
+                "background and stores its result)"
+            ) from None
+        served_stale(plan, binding, key, "ran past soft_timeout")
+        return stale, found.raw, "STALE"
+    except Exception as exc:
+        if stale is MISSING:
+            raise
+        served_stale(plan, binding, key, f"raised {type(exc).__name__}")
+        return stale, found.raw, "STALE"
+    return value, payload, "MISS"
+
+
 async def refresh(binding: Binding, key: str, token: Token, compute: Compute) -> None:
     """Recompute a hit close to expiry, in the background, if no other process is refreshing it (its lock is free).
 
@@ -140,11 +184,8 @@ def wrapper(plan: Plan) -> Callable[..., Any]:
                 refresher.astart(key, functools.partial(refresh, binding, key, found.token, compute))
             return found.value
 
-        async def miss() -> Filled:
-            return await fill(plan, binding, key, found, functools.partial(fn, *args, **kwargs))
-
-        # Keyed by the guard token too: a call after an invalidation never joins a computation from before it.
-        return (await flight.run((key, found.token), miss))[0]
+        call = functools.partial(fn, *args, **kwargs)
+        return (await resolve(plan, binding, key, found, call, flight))[0]
 
     return cached
 

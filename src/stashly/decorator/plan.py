@@ -12,13 +12,14 @@ import inspect
 import logging
 import typing
 from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pydantic
 
 from .. import keys
 from ..engine import Lookup
-from ..errors import SerializationError
+from ..errors import ConfigError, SerializationError
 from ..manager import default_manager
 from ..sentinels import NOT_SET, NotSet
 from ..storage import codec
@@ -28,7 +29,7 @@ from .context import is_context
 if TYPE_CHECKING:
     from ..manager import CacheManager
 
-__all__ = ["Binding", "Plan", "Serialized", "check_lease", "check_refresh_ahead"]
+__all__ = ["Binding", "Plan", "Serialized", "check_duration", "check_lease", "check_refresh_ahead"]
 
 logger = logging.getLogger("stashly.plan")  # the documented name, wherever the module lives
 _EMPTY = inspect.Parameter.empty
@@ -49,6 +50,7 @@ class Binding:
         "aengine",
         "engine",
         "expiry",
+        "grace",
         "guard",
         "head",
         "hooks",
@@ -78,6 +80,12 @@ class Binding:
         self.expiry = resolve_ttl(plan.ttl, settings.default_ttl, settings.allow_no_expiry, f"@cached {plan.name}")
         self.keys: dict[tuple[Any, ...], str] = {}  # positional int/str arguments -> key, see Plan.key
         self.site = manager.function_site(namespace, plan.name)
+        self.grace = plan.fail_safe or 0.0  # a fail-safe entry outlives its logical expiry by this much
+        if plan.fail_safe is not None and settings.serializer != "json":
+            raise ConfigError(
+                f"@cached {plan.name}: fail_safe needs the JSON serializer (its entries carry their logical expiry "
+                "in the JSON envelope)"
+            )
 
 
 class Plan:
@@ -96,8 +104,14 @@ class Plan:
         localns: dict[str, Any] | None = None,
         lock_lease: float | None = None,
         refresh_ahead: float | None = None,
+        fail_safe: float | None = None,
+        soft_timeout: float | None = None,
+        hard_timeout: float | None = None,
     ) -> None:
         self.fn = fn
+        self.fail_safe = fail_safe
+        self.soft_timeout = soft_timeout
+        self.hard_timeout = hard_timeout
         self.lock_lease = lock_lease
         self.refresh_ahead = refresh_ahead
         self.localns = localns
@@ -199,8 +213,9 @@ class Plan:
             pairs[0] = (self._names[0], keys.receiver_key(values[0], f"{self._names[0]} of {self.name}"))
         return f"{binding.head}{self.name}:{keys.digest(pairs, salt=binding.salt, where=self.name)}"
 
-    def payload(self, binding: Binding, result: object, key: str) -> bytes | None:
-        """The bytes to store for ``result``, or ``None`` when it must not be stored (a framework response)."""
+    def payload(self, binding: Binding, result: object, key: str, ttl: float | None) -> bytes | None:
+        """The bytes to store for ``result`` (fresh for ``ttl`` seconds, for ``fail_safe``), or ``None`` when it
+        must not be stored (a framework response)."""
         if is_context(result):
             return None
         annotation = self._annotation
@@ -208,7 +223,7 @@ class Plan:
             _warn_unannotated(self.name, result)
         elif _is_model(annotation) and type(result) is not annotation and not isinstance(result, Serialized):
             result = _narrowed(annotation, result, key)  # store what the annotation declares, not extra fields
-        return binding.engine.encode(result, key)
+        return binding.engine.encode(result, key, None if self.fail_safe is None else ttl)
 
     def refresh_due(self, binding: Binding, found: Lookup) -> bool:
         """Whether a hit is close enough to expiry to be recomputed in the background (``refresh_ahead``)."""
@@ -216,7 +231,7 @@ class Plan:
             self.refresh_ahead is not None
             and found.ttl is not None
             and binding.expiry is not None
-            and found.ttl < self.refresh_ahead * binding.expiry
+            and found.ttl - binding.grace < self.refresh_ahead * binding.expiry
         )
 
 
@@ -276,3 +291,14 @@ def check_lease(lease: float, where: str) -> float:
     if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0 < lease < float("inf"):
         raise ValueError(f"@cached {where}: lock_lease must be a positive number of seconds, got {lease!r}")
     return float(lease)
+
+
+def check_duration(value: float | timedelta | None, option: str, where: str) -> float | None:
+    """A positive number of seconds (or a ``timedelta``) for ``option``; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ValueError(f"@cached {where}: {option} must be a positive number of seconds or timedelta, not {value!r}")
+    return float(value)

@@ -8,6 +8,7 @@ engines (:mod:`.engine_async` and its generated twin :mod:`.engine_sync`) only a
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from time import perf_counter_ns
@@ -22,7 +23,7 @@ from ..failures import FailurePolicy
 from ..sentinels import MISSING, Missing
 from ..stats import Site
 from ..storage import codec
-from ..storage.codec import Serializer
+from ..storage.codec import Serializer, Stale
 from .journal import Journal
 
 __all__ = ["EngineCore", "FillSpan", "FlushMode", "Hooks", "Lookup", "Token", "flush_mode"]
@@ -42,12 +43,14 @@ def flush_mode(mode: object) -> FlushMode:
 
 
 class Lookup(NamedTuple):
-    """One read for a fill: the value (or MISSING), its stored bytes, the guard token, the remaining TTL."""
+    """One read for a fill: the value (or MISSING), its stored bytes, the guard token, the remaining TTL, and the
+    value of an entry past its logical expiry (``fail_safe``: the fallback if its recomputation fails)."""
 
     value: Any
     raw: bytes
     token: Token
     ttl: float | None
+    stale: Any = MISSING
 
 
 FAILED = Lookup(MISSING, b"", MISSING, None)
@@ -82,7 +85,8 @@ class EngineCore:
         self.hooks.fill_span = hook
 
     def decode(self, raw: bytes | None, key: str, reader: codec.Reader, site: Site) -> Any:
-        """A stored entry turned into the caller's value, or MISSING (absent, unreadable, wrong shape)."""
+        """A stored entry turned into the caller's value, or MISSING (absent, unreadable, wrong shape), or a
+        :class:`~stashly.storage.codec.Stale` value (past its logical expiry: a miss, kept for fail-safe)."""
         if raw is None:
             site.misses += 1
             return MISSING
@@ -92,15 +96,16 @@ class EngineCore:
             site.misses += 1
             return MISSING
         value = self.serializer.decode(raw, key)
+        stale = type(value) is Stale
         if value is MISSING:
             self.failures.unreadable(key, "not a stashly entry for this key (corrupt, foreign, copied or unsigned)")
         else:
             try:
-                value = reader(value)
+                value = Stale(reader(value.value)) if type(value) is Stale else reader(value)
             except pydantic.ValidationError as exc:
                 self.failures.unreadable(key, f"does not validate as the expected type ({exc.error_count()} errors)")
                 value = MISSING
-        if value is MISSING:
+        if value is MISSING or stale:
             site.misses += 1
         else:
             site.hits += 1
@@ -110,6 +115,8 @@ class EngineCore:
         """A backend ``read`` decoded; a hit's latency recorded when ``started`` (one hit in 16 is timed)."""
         raw, token, ttl = read
         value = self.decode(raw, key, reader, site)
+        if type(value) is Stale:
+            return Lookup(MISSING, raw or b"", token, ttl, value.value)
         if started and value is not MISSING:
             site.hit_ns[(perf_counter_ns() - started).bit_length()] += 1
         return Lookup(value, raw or b"", token, ttl)
@@ -120,7 +127,7 @@ class EngineCore:
         found = {}
         for name, key, raw in zip(names, full, raws, strict=True):
             value = self.decode(raw, key, reader, site)
-            if value is not MISSING:
+            if value is not MISSING and type(value) is not Stale:
                 found[name] = value
         return found
 
@@ -129,9 +136,12 @@ class EngineCore:
         jitter = self._jitter
         return expiry if expiry is None or not jitter else expiry * (1.0 - jitter * random.random())
 
-    def encode(self, value: object, key: str) -> bytes:
-        """A computed value's bytes (its size is checked by the fill: too large is returned uncached)."""
-        return self.serializer.encode(value, key)
+    def encode(self, value: object, key: str, fresh_for: float | None = None) -> bytes:
+        """A computed value's bytes (its size is checked by the fill: too large is returned uncached).
+        ``fresh_for`` seconds from now is its logical expiry (``fail_safe``: the JSON serializer only)."""
+        if fresh_for is None:
+            return self.serializer.encode(value, key)
+        return codec.encode(value, key, int((time.time() + fresh_for) * 1000))
 
     def too_large(self, payload: bytes, key: str) -> bool:
         """Whether a computed value is too large to store: it is then returned uncached, and logged."""

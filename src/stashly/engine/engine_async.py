@@ -23,7 +23,7 @@ from ..failures import FailurePolicy
 from ..sentinels import MISSING
 from ..stats import SAMPLED, Site
 from ..storage import codec
-from ..storage.codec import Serializer
+from ..storage.codec import Serializer, Stale
 from .core import FAILED, EngineCore, Hooks, Lookup, Token
 from .journal import Journal, Pending
 
@@ -93,7 +93,9 @@ class AsyncEngine(EngineCore):
             self.failed(exc, "get", key, None, site)
             return MISSING
         value = self.decode(raw, key, reader, site)
-        if started and value is not MISSING:
+        if value is MISSING or type(value) is Stale:
+            return MISSING
+        if started:
             site.hit_ns[(perf_counter_ns() - started).bit_length()] += 1
         return value
 
@@ -143,7 +145,8 @@ class AsyncEngine(EngineCore):
         site: Site,
         lock: Lock = None,
     ) -> None:
-        """Store a computed value unless an invalidation happened since ``token`` was read (or ``lock`` was lost)."""
+        """Store a computed value for ``expiry`` seconds (as given: the caller jitters it) unless an invalidation
+        happened since ``token`` was read (or ``lock`` was lost)."""
         if token is MISSING:
             return  # the read before the computation failed: no proof the value is still current
         if self.journal.active and self.journal.blocks(key):
@@ -151,7 +154,7 @@ class AsyncEngine(EngineCore):
         if self.too_large(payload, key):
             return
         try:
-            stored = await self.backend.fill(key, payload, self.jittered(expiry), guard, token, lock)
+            stored = await self.backend.fill(key, payload, expiry, guard, token, lock)
         except CacheUnavailableError as exc:
             self.failed(exc, "set", key, strict, site)
         else:

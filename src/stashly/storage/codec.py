@@ -4,6 +4,10 @@ Every entry is the UTF-8 JSON document ``{"stashly": 1, "key": "<binding>", "val
 The envelope is what tells a cached ``null`` from a missing key; its version lets the format grow without
 misreading old entries; the binding (a digest of the full key) makes an entry copied to another key — say,
 another user's — unreadable there. Any Redis client in any language can read it with a JSON parser.
+
+An entry of a ``fail_safe`` function also carries ``"fresh": <Unix time in ms>``, its logical expiry: it stays in
+Redis for the fail-safe period after that, readable as :class:`Stale` (a miss for everyone, and the fallback of
+the function that stored it when its recomputation fails).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import dataclasses
 import decimal
 import hashlib
 import math
+import time
 from collections.abc import Callable
 from functools import lru_cache, partial
 from typing import Any, Final, Protocol
@@ -27,6 +32,7 @@ __all__ = [
     "JSON",
     "Reader",
     "Serializer",
+    "Stale",
     "binding",
     "decode",
     "encode",
@@ -54,8 +60,18 @@ def _default(value: object) -> object:
     raise _Unencodable(value)
 
 
-def encode(value: object, key: str) -> bytes:
+class Stale:
+    """What :func:`decode` returns for an entry past its logical expiry (``"fresh"``): the value, kept apart."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+def encode(value: object, key: str, fresh_until: int | None = None) -> bytes:
     """The envelope bytes for ``value``; ``SerializationError`` names the type and ``key`` when it is not JSON.
+    ``fresh_until`` (Unix time in ms) is the logical expiry of a fail-safe entry.
 
     >>> encode({"id": 1}, "stashly:app:user:1")
     b'{"stashly":1,"key":"7a0df810639b9f6f","value":{"id":1}}'
@@ -70,6 +86,8 @@ def encode(value: object, key: str) -> bytes:
     # orjson writes NaN and Infinity as null: a silent wrong value. Only an output holding null can hide one.
     if b"null" in body and _has_non_finite(value):
         raise SerializationError(f"cannot cache the value for key {key!r}: NaN and Infinity are not JSON numbers")
+    if fresh_until is not None:
+        return b'{"stashly":1,"key":"%b","fresh":%d,"value":%b}' % (binding(key), fresh_until, body)
     return b'{"stashly":1,"key":"%b","value":%b}' % (binding(key), body)
 
 
@@ -112,7 +130,8 @@ def decode(raw: bytes, key: str) -> object | Missing:
     """The value inside an envelope, or :data:`MISSING` when ``raw`` is not a stashly entry written for ``key``.
 
     Corrupt bytes, another program's data and an entry copied from another key all read as a miss. orjson
-    refuses documents nested deeper than 1024 levels with an error, never a ``RecursionError``.
+    refuses documents nested deeper than 1024 levels with an error, never a ``RecursionError``. An entry past its
+    logical expiry comes back as :class:`Stale`.
     """
     try:
         document = orjson.loads(raw)
@@ -127,6 +146,12 @@ def decode(raw: bytes, key: str) -> object | Missing:
     ):
         return MISSING
     value: object = document["value"]
+    fresh = document.get("fresh")
+    if fresh is not None:
+        if type(fresh) is not int:
+            return MISSING
+        if fresh <= time.time() * 1000:
+            return Stale(value)
     return value
 
 

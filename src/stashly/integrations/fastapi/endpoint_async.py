@@ -34,18 +34,17 @@ def endpoint(plan: Plan) -> Callable[..., Any]:
         reader = http.reader_for(binding, route)
         found = await binding.aengine.lookup(key, binding.guard, reader, binding.strict, binding.site, True)
         if found.value is not MISSING:
-            return http.respond(request, response, kwargs, route, key, (found.value, found.raw, found.ttl, "HIT"))
+            ttl = None if found.ttl is None else found.ttl - binding.grace
+            return http.respond(request, response, kwargs, route, key, (found.value, found.raw, ttl, "HIT"))
 
         store = http.storing(route, response)
 
         async def call() -> Any:
             return store(await fn(*args, **kwargs))
 
-        async def miss() -> Filled:
-            return await flow.fill(plan, binding, key, found, call, reader)
-
-        value, stored = await flight.run((key, found.token), miss)
-        return http.respond(request, response, kwargs, route, key, (value, stored, fresh_for(binding), "MISS"))
+        value, stored, state = await flow.resolve(plan, binding, key, found, call, flight, reader)
+        fresh = 0.0 if state == "STALE" else fresh_for(binding)
+        return http.respond(request, response, kwargs, route, key, (value, stored, fresh, state))
 
     http = HttpEndpoint(plan, cached_endpoint)
     cached_endpoint.__signature__ = http.signature(plan)  # type: ignore[attr-defined]

@@ -36,18 +36,17 @@ def endpoint(plan: Plan) -> Callable[..., Any]:
         reader = http.reader_for(binding, route)
         found = binding.engine.lookup(key, binding.guard, reader, binding.strict, binding.site, True)
         if found.value is not MISSING:
-            return http.respond(request, response, kwargs, route, key, (found.value, found.raw, found.ttl, "HIT"))
+            ttl = None if found.ttl is None else found.ttl - binding.grace
+            return http.respond(request, response, kwargs, route, key, (found.value, found.raw, ttl, "HIT"))
 
         store = http.storing(route, response)
 
         def call() -> Any:
             return store(fn(*args, **kwargs))
 
-        def miss() -> Filled:
-            return flow.fill(plan, binding, key, found, call, reader)
-
-        value, stored = flight.run((key, found.token), miss)
-        return http.respond(request, response, kwargs, route, key, (value, stored, fresh_for(binding), "MISS"))
+        value, stored, state = flow.resolve(plan, binding, key, found, call, flight, reader)
+        fresh = 0.0 if state == "STALE" else fresh_for(binding)
+        return http.respond(request, response, kwargs, route, key, (value, stored, fresh, state))
 
     http = HttpEndpoint(plan, cached_endpoint)
     cached_endpoint.__signature__ = http.signature(plan)  # type: ignore[attr-defined]
