@@ -1,0 +1,62 @@
+"""A pending invalidation survives a primary failover: its replay reaches the new primary, on Cluster and Sentinel.
+
+The invalidating manager's breaker is opened by hand so the invalidation is journaled for certain (a failover may or
+may not fail a given command, depending on timing); then the primary holding the entry is killed, a replica takes
+over, the breaker's cool-down passes, and the replay must reach the node that now holds the key.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stashly import CacheManager
+from stashly.keys.slots import slot_of
+
+from tests.harness.cluster import LocalCluster
+from tests.harness.sentinel import LocalSentinel
+from tests.support import GENEROUS, eventually
+from tests.test_journal import OLD, Clock, open_breaker
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_cluster_replays_to_the_promoted_replica(cluster: LocalCluster) -> None:
+    with (
+        CacheManager(cluster.url, namespace="app", **GENEROUS) as invalidator,
+        CacheManager(cluster.url, namespace="app", **GENEROUS) as other,
+    ):
+        invalidator.set("k", OLD, 300)
+        cluster.wait_replicated()
+        slot = slot_of(invalidator.key("k"))
+        (victim,) = [node for node in cluster.primaries() if slot in cluster.slots_of(node)]
+        clock = open_breaker(invalidator)
+        assert invalidator.remove("k") is False
+        cluster.kill(victim)
+        cluster.wait_failover(victim)
+        assert eventually(lambda: other.get("k") == OLD)  # the replica kept the entry: Redis never heard
+        assert invalidator.get("k") is None  # this process bypasses it meanwhile
+        assert eventually(lambda: _probed(invalidator, clock))
+        assert other.get("k") is None
+
+
+def test_sentinel_replays_to_the_new_primary(sentinel: LocalSentinel) -> None:
+    with (
+        CacheManager(sentinel.url, namespace="app", **GENEROUS) as invalidator,
+        CacheManager(sentinel.url, namespace="app", **GENEROUS) as other,
+    ):
+        invalidator.set("k", OLD, 300)
+        sentinel.wait_replicated()
+        clock = open_breaker(invalidator)
+        assert invalidator.remove("k") is False
+        sentinel.kill_primary()
+        sentinel.wait_failover()
+        assert eventually(lambda: other.get("k") == OLD)
+        assert invalidator.get("k") is None
+        assert eventually(lambda: _probed(invalidator, clock))
+        assert other.get("k") is None
+
+
+def _probed(invalidator: CacheManager, clock: Clock) -> bool:
+    """One probe per cool-down, as time passes: the first may still meet the dead primary's address."""
+    clock.now += 10
+    return invalidator.get("k") is None and invalidator.stats().pending_invalidations == 0
