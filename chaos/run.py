@@ -5,7 +5,10 @@ several threads, the other an async one from many asyncio tasks (separate proces
 so neither measures the other's hold on the GIL). The parent steps through the faults and prints
 operations, exceptions that reached callers (must be 0), wrong results (must be 0), p50/p99/max call
 latency while Redis is healthy and during each outage, and the time to the first hit after Redis returns.
-The run is bounded in time and stops by itself.
+Then the invalidation phase (:mod:`chaos.invalidations`): one process updates and invalidates during a pause
+and a kill, others keep reading; it prints ``invalidations lost`` and ``stale reads after an invalidation``
+(both must be 0). The run is bounded in time (about 35 s) and stops by itself; it exits non-zero when a
+must-be-0 figure is not 0.
 
 Run it from the repository root as ``python -m chaos.run`` (``make chaos`` does): its redis-server comes from the
 test harness, ``tests.harness``, importable from the root.
@@ -24,6 +27,8 @@ import time
 from typing import Any
 
 from stashly import Cached, CacheManager
+
+from . import invalidations
 
 try:
     from tests.harness.server import RedisServer
@@ -128,10 +133,10 @@ def run_async(url: str, phase: Any, stop: Any, tasks: int, out: Any) -> None:
     out.put(("async", f"{tasks} asyncio tasks", tally.calls, tally.exceptions, tally.wrong, manager.stats().errors))
 
 
-def drive(server: RedisServer, phase: Any, seconds: float) -> list[tuple[str, float]]:
-    """Step through PHASES; the moments Redis came back."""
+def drive(server: RedisServer, phase: Any, seconds: float, phases: list[str]) -> list[tuple[str, float]]:
+    """Step through ``phases``; the moments Redis came back."""
     returns: list[tuple[str, float]] = []
-    for index, name in enumerate(PHASES):
+    for index, name in enumerate(phases):
         if name == "outage: paused":
             server.pause()
         elif name == "outage: killed":
@@ -139,10 +144,10 @@ def drive(server: RedisServer, phase: Any, seconds: float) -> list[tuple[str, fl
         elif name == "restart":
             server.restart()
             returns.append(("a quick restart (data lost)", time.monotonic()))
-        elif PHASES[index - 1] == "outage: paused":
+        elif phases[index - 1] == "outage: paused":
             server.resume()
             returns.append(("SIGCONT", time.monotonic()))
-        elif PHASES[index - 1] == "outage: killed":
+        elif phases[index - 1] == "outage: killed":
             server.start()
             returns.append(("a restart after 'killed' (data lost)", time.monotonic()))
         phase.value = index
@@ -181,32 +186,69 @@ def report(result: tuple[Any, ...], returns: list[tuple[str, float]]) -> bool:
     return exceptions == 0 and wrong == 0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=3.0, help="length of each of the 7 phases")
-    parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--tasks", type=int, default=50)
-    args = parser.parse_args()
-
+def workload(server: RedisServer, args: argparse.Namespace) -> bool:
+    """The cached workloads through PHASES; whether no caller saw an exception or a wrong result."""
     context = mp.get_context("fork")
     phase, stop, out = context.Value("i", 0), context.Event(), context.Queue()
-    with RedisServer() as server:
-        workers = [
-            context.Process(target=run_sync, args=(server.url, phase, stop, args.threads, out)),
-            context.Process(target=run_async, args=(server.url, phase, stop, args.tasks, out)),
-        ]
-        for worker in workers:
-            worker.start()
-        returns = drive(server, phase, args.seconds)
-        stop.set()
-        results = [out.get(timeout=60) for _ in workers]
-        for worker in workers:
-            worker.join(30)
+    workers = [
+        context.Process(target=run_sync, args=(server.url, phase, stop, args.threads, out)),
+        context.Process(target=run_async, args=(server.url, phase, stop, args.tasks, out)),
+    ]
+    for worker in workers:
+        worker.start()
+    returns = drive(server, phase, args.seconds, PHASES)
+    stop.set()
+    results = [out.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(30)
     print(
         f"stashly chaos: phases of {args.seconds:g}s: {', '.join(PHASES)}; default settings "
         "(0.25 s timeouts, breaker after 5 failures, probe every 1 s)"
     )
-    ok = all([report(result, returns) for result in sorted(results)])
+    return all([report(result, returns) for result in sorted(results)])
+
+
+def invalidating(server: RedisServer, args: argparse.Namespace) -> bool:
+    """Invalidations during each outage, read by other processes; whether none was lost or served stale."""
+    context = mp.get_context("fork")
+    phase, stop, out = context.Value("i", 0), context.Event(), context.Queue()
+    shared = invalidations.Shared.create(context, phase, stop)
+    workers = [
+        context.Process(target=invalidations.run_invalidator, args=(server.url, shared, 2, out)),
+        context.Process(target=invalidations.run_reader, args=(server.url, shared, "sync", 4, out)),
+        context.Process(target=invalidations.run_reader, args=(server.url, shared, "async", 20, out)),
+    ]
+    for worker in workers:
+        worker.start()
+    returns = drive(server, phase, args.invalidation_seconds, invalidations.PHASES)
+    stop.set()
+    results = [out.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    print(
+        f"\nstashly chaos, invalidations: phases of {args.invalidation_seconds:g}s: "
+        f"{', '.join(invalidations.PHASES)}; default settings"
+    )
+    return invalidations.report(results, returns)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each of the 7 workload phases")
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--tasks", type=int, default=50)
+    parser.add_argument(
+        "--invalidation-seconds", type=float, default=2.5, help="length of each of the 5 invalidation phases"
+    )
+    parser.add_argument("--only", choices=["workload", "invalidations"], help="run one part (default: both)")
+    args = parser.parse_args()
+
+    ok = True
+    with RedisServer() as server:
+        if args.only != "invalidations":
+            ok &= workload(server, args)
+        if args.only != "workload":
+            ok &= invalidating(server, args)
     return 0 if ok else 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,8 +23,17 @@ from stashly.integrations import otel, prometheus
 from stashly.stats import Histogram, SiteStats
 
 from tests.support import eventually
+from tests.test_journal import open_breaker
 
 FIELDS = [field for field, *_ in prometheus.COUNTERS]
+JOURNAL = ("pending_invalidations", "replayed_invalidations", "escalated_invalidations", "dropped_invalidations")
+JOURNAL_PROMETHEUS = {
+    "pending_invalidations": "stashly_pending_invalidations",  # a gauge: no _total
+    "replayed_invalidations": "stashly_replayed_invalidations_total",
+    "escalated_invalidations": "stashly_escalated_invalidations_total",
+    "dropped_invalidations": "stashly_dropped_invalidations_total",
+}
+JOURNAL_OTEL = {field: f"stashly.{field}" for field in JOURNAL}
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -115,6 +125,8 @@ def test_prometheus_exports_the_totals(manager: CacheManager) -> None:
     assert value("stashly_function_fill_errors_total", {"manager": "app", "function": broken}) == 1
     assert value("stashly_local_hits_total", {"manager": "app"}) == totals.local_hits == 0
     assert value("stashly_breaker_changes_total", {"manager": "app"}) == totals.breaker_changes == 0
+    for field in JOURNAL:
+        assert value(JOURNAL_PROMETHEUS[field], {"manager": "app"}) == getattr(totals, field) == 0
 
     labels = {"manager": "app", "namespace": "auth"}
     assert value("stashly_fill_latency_seconds_count", labels) == 1
@@ -137,6 +149,9 @@ def test_prometheus_text_parses_back_with_cumulative_buckets(manager: CacheManag
     families = {family.name: family for family in text_string_to_metric_families(generate_latest(registry).decode())}
 
     assert families["stashly_hits"].type == "counter"
+    assert families["stashly_pending_invalidations"].type == "gauge"
+    for name in ("stashly_replayed_invalidations", "stashly_escalated_invalidations", "stashly_dropped_invalidations"):
+        assert families[name].type == "counter"
     hits = {s.labels["namespace"]: s.value for s in families["stashly_hits"].samples if s.name == "stashly_hits_total"}
     assert hits == {namespace: stats.hits for namespace, stats in totals.namespaces.items()}
     functions = {s.labels["function"]: s.value for s in families["stashly_function_hits"].samples}
@@ -259,6 +274,8 @@ def test_otel_exports_the_totals(manager: CacheManager, meters: Meters) -> None:
     assert points["stashly.function.fills"][at(manager="app", function=me)] == 1
     assert points["stashly.local_hits"] == {at(manager="app"): 0}
     assert points["stashly.breaker_changes"] == {at(manager="app"): 0}
+    for field in JOURNAL:
+        assert points[JOURNAL_OTEL[field]] == {at(manager="app"): 0}
 
     auth = totals.namespaces["auth"].fill_latency
     assert points["stashly.fill_latency"] == {
@@ -406,6 +423,54 @@ def test_spans_are_off_by_default(manager: CacheManager, meters: Meters) -> None
     assert manager.engine.hooks.fill_span is None  # spans are per manager
 
 
+# -- the pending-invalidation journal ---------------------------------------------------------------------------
+
+
+def test_the_journal_is_exported(redis_url: str, meters: Meters) -> None:
+    """Real journal activity: a removal the open breaker refused is pending, the probe replays it, an overflow
+    escalates a namespace, and what is still pending at close is dropped; both exporters follow each step."""
+    registry = CollectorRegistry()
+    manager = CacheManager(redis_url, namespace="jr")
+    prometheus.register(manager, registry)
+    otel.instrument(manager, meters.provider)
+
+    def exported() -> dict[str, tuple[float | None, float | None, int]]:
+        """field -> (Prometheus sample, OpenTelemetry point, the manager's own count)."""
+        points, totals = collect(meters), manager.totals()
+        return {
+            field: (
+                registry.get_sample_value(JOURNAL_PROMETHEUS[field], {"manager": "jr"}),
+                points[JOURNAL_OTEL[field]].get(at(manager="jr")),
+                getattr(totals, field),
+            )
+            for field in JOURNAL
+        }
+
+    def check(pending: int, replayed: int, escalated: int, dropped: int) -> None:
+        expected = dict(zip(JOURNAL, (pending, replayed, escalated, dropped), strict=True))
+        assert exported() == {field: (n, n, n) for field, n in expected.items()}
+
+    try:
+        manager.set("k", 1)
+        check(0, 0, 0, 0)
+        clock = open_breaker(manager)
+        assert manager.remove("k") is False  # refused by the breaker: journaled
+        check(1, 0, 0, 0)
+        clock.now += 10  # past the cool-down: the next operation probes, carrying the replay
+        assert manager.get("k") is None
+        check(0, 1, 0, 0)
+
+        open_breaker(manager)
+        manager.engine.journal.limit = 2
+        for key in ("a", "b", "c"):  # one more than the journal keeps: the namespace becomes one versioned flush
+            assert manager.remove(key) is False
+        check(1, 1, 1, 0)
+    finally:
+        manager.close()  # the breaker is still open: the last replay fails and the flush is dropped
+    check(0, 1, 1, 1)
+    assert prometheus.unregister(manager, registry)
+
+
 # -- optional dependencies ----------------------------------------------------------------------------------
 
 
@@ -439,3 +504,13 @@ def test_site_stats_fields_are_all_exported() -> None:
     counted = {name for name in SiteStats.__dataclass_fields__ if name not in ("hit_latency", "fill_latency")}
     assert {field for field, *_ in prometheus.COUNTERS} == counted
     assert {field for field, *_ in otel.COUNTERS} == counted
+
+
+def test_manager_level_fields_are_all_exported() -> None:
+    names = {field.name for field in dataclasses.fields(CacheStats)}
+    by_manager = names - {field.name for field in dataclasses.fields(SiteStats)} - {"namespaces", "functions"}
+    for exporter in (prometheus, otel):
+        exported = [field for field, *_ in (*exporter.MANAGER_COUNTERS, *exporter.MANAGER_GAUGES)]
+        assert sorted(exported) == sorted(by_manager), exporter.__name__
+    assert [field for field, *_ in prometheus.MANAGER_GAUGES] == ["pending_invalidations"]  # a level, not a count
+    assert [field for field, *_ in otel.MANAGER_GAUGES] == ["pending_invalidations"]

@@ -34,6 +34,8 @@ import stashly
 from stashly import Cached, CacheManager
 from stashly.integrations.fastapi import stats_router
 
+from tests.test_journal import open_breaker
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the example is a package of the checkout, not of the installed distribution
     sys.path.insert(0, str(ROOT))
@@ -53,6 +55,7 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 SECRET = "s3cret-value-7f2c91"  # cached as a value
 ARGUMENT = "s3cret-argument-51d0"  # passed as an argument of a cached function
 KEY = "session-key-0a9e"  # a key written with manager.set
+JOURNAL = ("pending_invalidations", "replayed_invalidations", "escalated_invalidations", "dropped_invalidations")
 
 
 class Clock:
@@ -121,6 +124,7 @@ async def test_json_after_traffic(manager: CacheManager) -> None:
         # In seconds: no fill took longer than all the traffic (a bucket's bound is at most twice its latencies).
         assert 0 < totals["fill_latency"]["p50"] <= totals["fill_latency"]["p99"] <= 2 * elapsed
         assert totals["errors"] == totals["fill_errors"] == totals["breaker_changes"] == 0
+        assert [totals[field] for field in JOURNAL] == [0, 0, 0, 0]
 
         namespaces = by_name(first["namespaces"])
         assert [row["name"] for row in first["namespaces"]] == ["profiles", "sessions"]
@@ -169,6 +173,27 @@ async def test_json_after_traffic(manager: CacheManager) -> None:
         assert ARGUMENT not in document
         assert KEY not in document
         assert "alice" not in document
+
+
+async def test_json_follows_the_pending_invalidation_journal(redis_url: str) -> None:
+    clock = Clock()
+    with CacheManager(redis_url, namespace="jr") as manager:
+        manager.set(KEY, SECRET)
+        breaker_clock = open_breaker(manager)
+        assert manager.remove(KEY) is False  # refused by the open breaker: journaled
+        async with serve(manager, clock) as http:
+            totals = (await stats(http))["totals"]
+            assert [totals[field] for field in JOURNAL] == [1, 0, 0, 0]
+            assert totals["breaker_changes"] == 1
+
+            breaker_clock.now += 10  # past the cool-down: the next operation probes, carrying the replay
+            assert manager.get(KEY) is None
+            clock.now += 1
+            body = await stats(http)
+            assert [body["totals"][field] for field in JOURNAL] == [0, 1, 0, 0]
+            assert body["totals"]["breaker_changes"] == 2
+            document = (await http.get("/cache/stats.json")).text
+    assert KEY not in document  # the journal is shown as counts, never by key
 
 
 async def test_history_is_bounded() -> None:
@@ -329,6 +354,10 @@ return [painted, series, canvas.width * canvas.height];
 HEADERS = """
 return Array.from(arguments, (selector) => Array.from(document.querySelectorAll(selector), (cell) => cell.innerText));
 """
+TILES = """
+return Object.fromEntries(Array.from(document.querySelectorAll("#totals > div"), (box) => [box.dataset.field,
+  [box.querySelector("dt").innerText, box.querySelector("dd").innerText, box.classList.contains("alert")]]));
+"""
 HIT_COLOUR, FILL_COLOUR = (0x00, 0x72, 0xB2), (0xD5, 0x5E, 0x00)  # --hit and --fill of the light scheme
 
 
@@ -371,6 +400,7 @@ def test_page_renders_in_chromium(tmp_path: Path) -> None:
                 # Read in one script: the page replaces its table rows on every poll, so cells found by one call
                 # can be gone (stale) by the next, the more likely the busier the machine.
                 namespaces, functions = driver.execute_script(HEADERS, "#namespaces th", "#functions th")
+                tiles = driver.execute_script(TILES)
                 status = driver.find_element(By.ID, "status").text
                 page = driver.page_source
                 resources = driver.execute_script(
@@ -391,9 +421,50 @@ def test_page_renders_in_chromium(tmp_path: Path) -> None:
         assert painted > area // 100, (painted, area)
         assert series > 100, (painted, series)
     assert namespaces == ["auth", "users"]
+    assert {field: tiles[field] for field in ("breaker_changes", *JOURNAL)} == {
+        "breaker_changes": ["Breaker changes", "0", False],
+        "pending_invalidations": ["Pending invalidations", "0", False],
+        "replayed_invalidations": ["Replayed invalidations", "0", False],
+        "escalated_invalidations": ["Escalated to a flush", "0", False],
+        "dropped_invalidations": ["Dropped at close", "0", False],
+    }
     assert any(name.endswith("get_me") for name in functions), functions
     assert status.startswith("Updated"), status
     for leaked in ("user1@example.com", "Secret Name", "User 2", "password-1"):
         assert leaked not in page
     assert all(url.startswith(f"{server.url}/cache/") for url in resources), resources
+    assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs
+
+
+def test_page_shows_the_journal_in_chromium(redis_url: str, tmp_path: Path) -> None:
+    """A removal the open breaker refused shows as pending (flagged), then as replayed once the probe ran."""
+    with CacheManager(redis_url, namespace="jr") as manager:
+        app = FastAPI()
+        app.include_router(stats_router(manager), prefix="/cache")
+        manager.set(KEY, SECRET)
+        clock = open_breaker(manager)
+        assert manager.remove(KEY) is False
+        driver = chromium_driver(tmp_path / "chromium-profile")
+        try:
+            with BackgroundServer(app) as server:
+                driver.get(f"{server.url}/cache/")
+                wait = WebDriverWait(driver, 60, poll_frequency=0.2)
+                wait.until(lambda d: d.execute_script(TILES).get("pending_invalidations", [""])[1] == "1")
+                pending = driver.execute_script(TILES)
+                clock.now += 10  # past the cool-down: the next operation probes, carrying the replay
+                assert manager.get(KEY) is None
+                assert manager.stats().pending_invalidations == 0
+                wait.until(lambda d: d.execute_script(TILES)["replayed_invalidations"][1] == "1")
+                replayed = driver.execute_script(TILES)
+                page = driver.page_source
+                logs = driver.get_log("browser")
+        finally:
+            driver.quit()
+    assert pending["pending_invalidations"] == ["Pending invalidations", "1", True]  # flagged while pending
+    assert pending["replayed_invalidations"][1] == "0"
+    assert replayed["pending_invalidations"] == ["Pending invalidations", "0", False]
+    assert replayed["replayed_invalidations"] == ["Replayed invalidations", "1", False]
+    assert replayed["breaker_changes"][1] == "2"  # opened by hand, closed by the probe
+    assert KEY not in page
+    assert SECRET not in page
     assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs

@@ -6,8 +6,11 @@ Nothing is added to the hot path: each instrument's callback takes a snapshot at
 >>> instrument(cm)  # the global MeterProvider  # doctest: +SKIP
 >>> instrument(cm, meter_provider=provider, name="sessions", spans=True)  # doctest: +SKIP
 
-Counters are ``ObservableCounter``s by namespace (``stashly.hits``, …) and by cached function
-(``stashly.function.hits``, …). The API has no observable histogram, so latency is an ``ObservableGauge`` of
+Counters are ``ObservableCounter``s by namespace (``stashly.hits``, …), by cached function
+(``stashly.function.hits``, …) and by manager (``stashly.local_hits``, ``stashly.breaker_changes``, and the
+pending-invalidation journal's ``stashly.replayed_invalidations``, ``stashly.escalated_invalidations`` and
+``stashly.dropped_invalidations``); what is pending now is an ``ObservableGauge``,
+``stashly.pending_invalidations``. The API has no observable histogram, so latency is an ``ObservableGauge`` of
 quantiles (attribute ``quantile``: ``0.5`` and ``0.99``, in seconds) over the calls since the previous
 collection, by namespace; an interval without calls reports no point. Quantiles are bucket upper bounds
 (powers of two nanoseconds), so a value is at most twice the true latency. With several metric readers on
@@ -66,6 +69,38 @@ FUNCTION_COUNTERS: tuple[tuple[str, str], ...] = (
 )
 """Per cached function: ``stashly.function.<field>``, attribute ``stashly.function``."""
 
+MANAGER_COUNTERS: tuple[tuple[str, str, str, str], ...] = (
+    # (CacheStats field, instrument name, unit, description); attribute ``stashly.manager`` only
+    ("local_hits", "stashly.local_hits", "{hit}", "Hits the local tier answered (included in stashly.hits)."),
+    ("breaker_changes", "stashly.breaker_changes", "{change}", "Times the circuit breaker opened or closed."),
+    (
+        "replayed_invalidations",
+        "stashly.replayed_invalidations",
+        "{invalidation}",
+        "Journaled invalidations delivered to the backend once it answered again.",
+    ),
+    (
+        "escalated_invalidations",
+        "stashly.escalated_invalidations",
+        "{namespace}",
+        "Namespaces whose pending keys overflowed the journal and became one versioned flush.",
+    ),
+    (
+        "dropped_invalidations",
+        "stashly.dropped_invalidations",
+        "{invalidation}",
+        "Invalidations still pending when the manager closed, never delivered (the entries' TTL bounds them).",
+    ),
+)
+MANAGER_GAUGES: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "pending_invalidations",
+        "stashly.pending_invalidations",
+        "{invalidation}",
+        "Invalidations the backend could not take yet, journaled until it answers (a level, not a count).",
+    ),
+)
+
 LATENCIES: tuple[tuple[str, str, str], ...] = (
     ("hit_latency", "stashly.hit_latency", "Hit latency quantiles since the last collection (1 hit in 16 timed)."),
     ("fill_latency", "stashly.fill_latency", "Fill latency quantiles since the last collection (every fill)."),
@@ -89,18 +124,10 @@ class _Export:
         for field, unit in FUNCTION_COUNTERS:
             description = f"{field.replace('_', ' ').capitalize()} of one cached function (module.qualname)."
             meter.create_observable_counter(f"stashly.function.{field}", [self._by_function(field)], unit, description)
-        meter.create_observable_counter(
-            "stashly.local_hits",
-            [self._by_manager("local_hits")],
-            "{hit}",
-            "Hits the local tier answered (included in stashly.hits).",
-        )
-        meter.create_observable_counter(
-            "stashly.breaker_changes",
-            [self._by_manager("breaker_changes")],
-            "{change}",
-            "Times the circuit breaker opened or closed.",
-        )
+        for field, name, unit, description in MANAGER_COUNTERS:
+            meter.create_observable_counter(name, [self._by_manager(field)], unit, description)
+        for field, name, unit, description in MANAGER_GAUGES:
+            meter.create_observable_gauge(name, [self._by_manager(field)], unit, description)
         for field, name, description in LATENCIES:
             meter.create_observable_gauge(name, [self._quantiles(field)], "s", description)
 

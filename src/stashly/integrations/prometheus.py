@@ -1,7 +1,9 @@
 """Prometheus: a collector that reads :meth:`CacheManager.totals` when Prometheus scrapes, and never before.
 
 Nothing is added to the hot path: a scrape takes one snapshot per registered manager and turns it into
-metric families (counters by namespace and by cached function, two latency histograms by namespace).
+metric families (counters by namespace and by cached function, two latency histograms by namespace, and by
+manager the local-tier hits, breaker changes and the pending-invalidation journal: a gauge of what is pending,
+counters of what was replayed, escalated and dropped).
 
 >>> from prometheus_client import start_http_server  # doctest: +SKIP
 >>> from stashly.integrations.prometheus import register  # doctest: +SKIP
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry
-    from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+    from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 except ImportError as exc:  # pragma: no cover - exercised by installs without the extra
     raise ImportError(
         "stashly.integrations.prometheus needs prometheus_client: pip install 'stashly[prometheus]'"
@@ -49,6 +51,34 @@ COUNTERS: tuple[tuple[str, str, str, str], ...] = (
 )
 FUNCTION_COUNTERS = ("hits", "misses", "fills", "fill_errors")
 """The per-function families: ``stashly_function_<field>_total``, label ``function``."""
+
+MANAGER_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    # (CacheStats field, metric name without _total, help); label ``manager`` only
+    ("local_hits", "stashly_local_hits", "Hits the local tier answered (included in stashly_hits_total)."),
+    ("breaker_changes", "stashly_breaker_changes", "Times the circuit breaker opened or closed."),
+    (
+        "replayed_invalidations",
+        "stashly_replayed_invalidations",
+        "Journaled invalidations delivered to the backend once it answered again.",
+    ),
+    (
+        "escalated_invalidations",
+        "stashly_escalated_invalidations",
+        "Namespaces whose pending keys overflowed the journal and became one versioned flush.",
+    ),
+    (
+        "dropped_invalidations",
+        "stashly_dropped_invalidations",
+        "Invalidations still pending when the manager closed, never delivered (the entries' TTL bounds them).",
+    ),
+)
+MANAGER_GAUGES: tuple[tuple[str, str, str], ...] = (
+    (
+        "pending_invalidations",
+        "stashly_pending_invalidations",
+        "Invalidations the backend could not take yet, journaled until it answers (a level, not a count).",
+    ),
+)
 
 HISTOGRAMS: tuple[tuple[str, str, str], ...] = (
     (
@@ -119,13 +149,13 @@ class StashlyCollector:
 
     def describe(self) -> Iterable[Metric]:
         """The families (without samples), so a registry learns the names without taking a snapshot."""
-        counters, histograms = _families()
-        return [*counters.values(), *histograms.values()]
+        counters, gauges, histograms = _families()
+        return [*counters.values(), *gauges.values(), *histograms.values()]
 
     def collect(self) -> Iterable[Metric]:
         with self._lock:
             managers = list(self._managers.items())
-        counters, histograms = _families()
+        counters, gauges, histograms = _families()
         for label, manager in managers:
             totals = manager.totals()
             for namespace, stats in totals.namespaces.items():
@@ -138,13 +168,17 @@ class StashlyCollector:
             for function, stats in totals.functions.items():
                 for field in FUNCTION_COUNTERS:
                     counters[f"stashly_function_{field}"].add_metric([label, function], getattr(stats, field))
-            counters["stashly_local_hits"].add_metric([label], totals.local_hits)
-            counters["stashly_breaker_changes"].add_metric([label], totals.breaker_changes)
-        return [*counters.values(), *histograms.values()]
+            for field, metric, _ in MANAGER_COUNTERS:
+                counters[metric].add_metric([label], getattr(totals, field))
+            for field, metric, _ in MANAGER_GAUGES:
+                gauges[metric].add_metric([label], getattr(totals, field))
+        return [*counters.values(), *gauges.values(), *histograms.values()]
 
 
-def _families() -> tuple[dict[str, CounterMetricFamily], dict[str, HistogramMetricFamily]]:
-    """Empty families, by name (without ``_total``): the counters, then the histograms."""
+def _families() -> tuple[
+    dict[str, CounterMetricFamily], dict[str, GaugeMetricFamily], dict[str, HistogramMetricFamily]
+]:
+    """Empty families, by name (without ``_total``): the counters, the gauges, then the histograms."""
     counters: dict[str, CounterMetricFamily] = {}
     for _, metric, unit, documentation in COUNTERS:
         counters[metric] = CounterMetricFamily(metric, documentation, labels=_LABELS, unit=unit)
@@ -152,17 +186,17 @@ def _families() -> tuple[dict[str, CounterMetricFamily], dict[str, HistogramMetr
         metric = f"stashly_function_{field}"
         documentation = f"{field.replace('_', ' ').capitalize()} of one cached function (module.qualname)."
         counters[metric] = CounterMetricFamily(metric, documentation, labels=("manager", "function"))
-    counters["stashly_local_hits"] = CounterMetricFamily(
-        "stashly_local_hits", "Hits the local tier answered (included in stashly_hits_total).", labels=("manager",)
-    )
-    counters["stashly_breaker_changes"] = CounterMetricFamily(
-        "stashly_breaker_changes", "Times the circuit breaker opened or closed.", labels=("manager",)
-    )
+    for _, metric, documentation in MANAGER_COUNTERS:
+        counters[metric] = CounterMetricFamily(metric, documentation, labels=("manager",))
+    gauges = {
+        metric: GaugeMetricFamily(metric, documentation, labels=("manager",))
+        for _, metric, documentation in MANAGER_GAUGES
+    }
     histograms = {
         metric: HistogramMetricFamily(metric, documentation, labels=_LABELS, unit="seconds")
         for _, metric, documentation in HISTOGRAMS
     }
-    return counters, histograms
+    return counters, gauges, histograms
 
 
 _collectors: weakref.WeakKeyDictionary[CollectorRegistry, StashlyCollector] = weakref.WeakKeyDictionary()

@@ -116,6 +116,10 @@ class _Dashboard:
                 **_site(totals),
                 "local_hits": totals.local_hits,
                 "breaker_changes": totals.breaker_changes,
+                "pending_invalidations": totals.pending_invalidations,
+                "replayed_invalidations": totals.replayed_invalidations,
+                "escalated_invalidations": totals.escalated_invalidations,
+                "dropped_invalidations": totals.dropped_invalidations,
                 "keys": sum(keys.values()),
             },
             "namespaces": [
@@ -196,6 +200,8 @@ def stats_router(
     In ``stats.json``, latencies are in seconds (``null`` with no calls), ``time`` in the ``clock``'s
     seconds (the Unix epoch by default), and each ``history`` entry has the cumulative ``hits``, ``misses``,
     ``fills`` and ``errors``, plus the ``lookups``, ``hit_ratio`` and latency quantiles since the entry before.
+    ``totals`` also has ``breaker_changes`` and the pending-invalidation journal: ``pending_invalidations`` (now),
+    ``replayed_invalidations``, ``escalated_invalidations`` and ``dropped_invalidations`` (since the start).
     """
     if history < 2:
         raise ValueError(f"history keeps at least 2 samples (a line needs two points), got {history!r}")

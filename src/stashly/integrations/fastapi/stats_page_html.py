@@ -2,7 +2,8 @@
 
 It fetches ``stats.json`` relative to its own URL every second and draws two ``<canvas>`` charts; every
 name it shows goes in through ``textContent``, never as markup. Each chart element carries
-``data-points`` (the samples it drew) and ``data-rendered``, for tests and for anyone scripting the page.
+``data-points`` (the samples it drew) and ``data-rendered``, and each total's tile ``data-field`` (its name in
+``stats.json``), for tests and for anyone scripting the page.
 The colours are the Okabe–Ito palette (told apart with colour-blindness), in light and dark schemes.
 """
 
@@ -32,6 +33,7 @@ h2 { margin: 0 0 .4rem; font-size: 1rem; }
 .tiles div { background: var(--panel); border-radius: 6px; padding: .45rem .75rem; }
 .tiles dt { color: var(--muted); font-size: .8rem; }
 .tiles dd { margin: 0; font-size: 1.2rem; font-variant-numeric: tabular-nums; }
+.tiles .alert dd { color: var(--bad); }
 .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(24rem, 1fr)); gap: 0 1.5rem; }
 section { margin-bottom: 1.25rem; }
 canvas { display: block; width: 100%; height: 220px; }
@@ -178,16 +180,26 @@ SCRIPT = """
     }));
   }
 
+  // [label, shown value, field in totals (the tile's data-field), whether it calls for attention]
   function tiles(t) {
     const items = [
-      ["Hit ratio", percent(t.hit_ratio)], ["Lookups", count(t.hits + t.misses)], ["Hits", count(t.hits)],
-      ["Misses", count(t.misses)], ["Keys", count(t.keys)], ["Fills", count(t.fills)],
-      ["Fill errors", count(t.fill_errors)], ["Backend errors", count(t.errors)],
-      ["Hit p99", duration(t.hit_latency.p99)], ["Fill p99", duration(t.fill_latency.p99)],
+      ["Hit ratio", percent(t.hit_ratio), "hit_ratio"], ["Lookups", count(t.hits + t.misses), "lookups"],
+      ["Hits", count(t.hits), "hits"], ["Misses", count(t.misses), "misses"], ["Keys", count(t.keys), "keys"],
+      ["Fills", count(t.fills), "fills"], ["Fill errors", count(t.fill_errors), "fill_errors"],
+      ["Backend errors", count(t.errors), "errors"], ["Hit p99", duration(t.hit_latency.p99), "hit_p99"],
+      ["Fill p99", duration(t.fill_latency.p99), "fill_p99"],
+      ["Breaker changes", count(t.breaker_changes), "breaker_changes"],
+      ["Pending invalidations", count(t.pending_invalidations), "pending_invalidations",
+        t.pending_invalidations > 0],
+      ["Replayed invalidations", count(t.replayed_invalidations), "replayed_invalidations"],
+      ["Escalated to a flush", count(t.escalated_invalidations), "escalated_invalidations"],
+      ["Dropped at close", count(t.dropped_invalidations), "dropped_invalidations", t.dropped_invalidations > 0],
     ];
-    byId("totals").replaceChildren(...items.map(([name, value]) => {
+    byId("totals").replaceChildren(...items.map(([name, value, field, alert]) => {
       const box = document.createElement("div"), term = document.createElement("dt");
       const detail = document.createElement("dd");
+      box.dataset.field = field;
+      box.classList.toggle("alert", Boolean(alert));
       term.textContent = name;
       detail.textContent = value;
       box.append(term, detail);
@@ -308,7 +320,8 @@ PAGE = f"""<!doctype html>
 </table></div>
 </section>
 <p class="note">Counts since this process started (each worker counts its own). Latencies are the upper bound of
-a power-of-two bucket; one hit in 16 is timed, every fill is.</p>
+a power-of-two bucket; one hit in 16 is timed, every fill is. Pending invalidations are those Redis could not take
+yet: they are replayed as soon as it answers, and until then this process does not read what they cover.</p>
 </main>
 <script>{SCRIPT}</script>
 </body>
