@@ -254,3 +254,55 @@ async def test_an_http_endpoint_says_stale(manager: CacheManager) -> None:
         stale = await http.get("/rate/1")
     assert (stale.status_code, stale.json(), stale.headers["x-cache"]) == (200, {"rate": "fresh 1"}, "STALE")
     assert stale.headers["cache-control"].endswith("max-age=0")
+
+
+def test_fail_safe_through_the_local_tier(redis_url: str) -> None:
+    from stashly import LocalTier
+
+    with CacheManager(redis_url, namespace="fs", ttl_jitter=0, local=LocalTier(clock=lambda: 0.0)) as manager:
+        source = Source()
+        lookup = cached(manager, source)
+        plant_stale(manager, lookup.cache_key(1), "old 1")
+        source.failing = True
+        for _ in range(3):  # whether the tier or Redis answers, the entry is past its TTL: the fallback
+            assert lookup(1) == "old 1"
+        source.failing = False
+        assert lookup(1) == "fresh 1"
+        assert eventually(lambda: lookup(1) == "fresh 1" and source.calls == 4)
+
+
+def test_refresh_ahead_is_due_against_the_logical_ttl(manager: CacheManager) -> None:
+    source = Source()
+    lookup = cached(manager, source, refresh_ahead=0.5)
+    lookup(1)
+    assert lookup(1) == "fresh 1"
+    assert manager.stats().stale == 0  # 60 s fresh of 60 (the 600 s grace does not count): not due
+
+
+def test_callers_waiting_with_a_deadline_share_one_worker_thread(manager: CacheManager) -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow(n: int) -> str:
+        started.set()
+        release.wait(30)
+        return f"late {n}"
+
+    lookup = Cached("fs", ttl=TTL, manager=manager).cached(hard_timeout=0.05)(slow)
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            lookup(1)
+        except FactoryTimeoutError as exc:
+            errors.append(exc)
+
+    callers = [threading.Thread(target=call) for _ in range(5)]
+    for caller in callers:
+        caller.start()
+    assert started.wait(10)
+    workers = [t for t in threading.enumerate() if t.name == "stashly-fill"]
+    release.set()
+    for caller in callers:
+        caller.join(10)
+    assert len(workers) == 1  # one computation in flight, one thread for it

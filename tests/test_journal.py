@@ -258,3 +258,18 @@ def test_close_delivers_what_is_pending_when_the_server_is_back(server: RedisSer
     manager.close()
     assert manager.stats().dropped_invalidations == 0
     assert reader.get("k") is None
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_an_invalidation_while_the_server_is_killed_is_replayed_after_its_restart(
+    server: RedisServer, mode: str
+) -> None:
+    with CacheManager(server.url, namespace="app", **QUICK) as manager:
+        api = Api(manager, mode)
+        server.kill()
+        assert await api.remove("k") is False  # refused at once: journaled
+        assert manager.stats().pending_invalidations == 1
+        server.restart()
+        seen: list[Any] = []
+        assert await aeventually(lambda: _read_until_replayed(api, seen))
+        assert manager.stats().replayed_invalidations == 1
