@@ -7,6 +7,8 @@ over, the breaker's cool-down passes, and the replay must reach the node that no
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from stashly import CacheManager
@@ -21,37 +23,37 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def test_cluster_replays_to_the_promoted_replica(cluster: LocalCluster) -> None:
-    with (
-        CacheManager(cluster.url, namespace="app", **GENEROUS) as invalidator,
-        CacheManager(cluster.url, namespace="app", **GENEROUS) as other,
-    ):
-        invalidator.set("k", OLD, 300)
-        cluster.wait_replicated()
-        slot = slot_of(invalidator.key("k"))
+    def fail_over(manager: CacheManager) -> None:
+        slot = slot_of(manager.key("k"))
         (victim,) = [node for node in cluster.primaries() if slot in cluster.slots_of(node)]
-        clock = open_breaker(invalidator)
-        assert invalidator.remove("k") is False
         cluster.kill(victim)
         cluster.wait_failover(victim)
-        assert eventually(lambda: other.get("k") == OLD)  # the replica kept the entry: Redis never heard
-        assert invalidator.get("k") is None  # this process bypasses it meanwhile
-        assert eventually(lambda: _probed(invalidator, clock))
-        assert other.get("k") is None
+
+    _replayed_across_a_failover(cluster.url, cluster.wait_replicated, fail_over)
 
 
 def test_sentinel_replays_to_the_new_primary(sentinel: LocalSentinel) -> None:
-    with (
-        CacheManager(sentinel.url, namespace="app", **GENEROUS) as invalidator,
-        CacheManager(sentinel.url, namespace="app", **GENEROUS) as other,
-    ):
-        invalidator.set("k", OLD, 300)
-        sentinel.wait_replicated()
-        clock = open_breaker(invalidator)
-        assert invalidator.remove("k") is False
+    def fail_over(manager: CacheManager) -> None:
         sentinel.kill_primary()
         sentinel.wait_failover()
-        assert eventually(lambda: other.get("k") == OLD)
-        assert invalidator.get("k") is None
+
+    _replayed_across_a_failover(sentinel.url, sentinel.wait_replicated, fail_over)
+
+
+def _replayed_across_a_failover(
+    url: str, wait_replicated: Callable[[], None], fail_over: Callable[[CacheManager], None]
+) -> None:
+    with (
+        CacheManager(url, namespace="app", **GENEROUS) as invalidator,
+        CacheManager(url, namespace="app", **GENEROUS) as other,
+    ):
+        invalidator.set("k", OLD, 300)
+        wait_replicated()
+        clock = open_breaker(invalidator)
+        assert invalidator.remove("k") is False
+        fail_over(invalidator)
+        assert eventually(lambda: other.get("k") == OLD)  # the replica kept the entry: Redis never heard
+        assert invalidator.get("k") is None  # this process bypasses it meanwhile
         assert eventually(lambda: _probed(invalidator, clock))
         assert other.get("k") is None
 
