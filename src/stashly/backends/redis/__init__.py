@@ -1,4 +1,4 @@
-"""The Redis backends: one server or the primary Sentinel names (``single``), and Redis Cluster (``cluster``).
+"""The Redis backends: one server or the primary Sentinel names (``single_*``), and Redis Cluster (``cluster``).
 
 ``commands`` is what they say to Redis (pure), ``options`` how they connect, ``direct`` and ``cluster_reads``
 the hit path's own connections, and ``loops`` one asyncio client per event loop.
@@ -9,7 +9,8 @@ from __future__ import annotations
 from .cluster import AsyncClusterBackend, ClusterBackend, check_prefix, client_arguments
 from .commands import escape_glob
 from .options import RedisOptions
-from .single import AsyncRedisBackend, RedisBackend
+from .single_async import AsyncRedisBackend
+from .single_sync import RedisBackend
 
 __all__ = [
     "AsyncClusterBackend",
