@@ -28,6 +28,7 @@ FILES: dict[str, str] = {
     "backends/proxy_async.py": "backends/proxy_sync.py",
     "backends/layers/breaker_async.py": "backends/layers/breaker_sync.py",
     "backends/layers/tiered_async.py": "backends/layers/tiered_sync.py",
+    "backends/redis/single_async.py": "backends/redis/single_sync.py",
     "engine/engine_async.py": "engine/engine_sync.py",
     "decorator/flow_async.py": "decorator/flow_sync.py",
     "integrations/fastapi/endpoint_async.py": "integrations/fastapi/endpoint_sync.py",
@@ -67,6 +68,13 @@ NAMES: dict[str, str] = {
     "asleep": "sleep",
     "_async": "_sync",
     "aengine": "engine",
+    "AsyncRedisBackend": "RedisBackend",
+    "AsyncScript": "Script",
+    "LoopConnections": "ThreadConnections",
+    "PerLoop": "Lazy",
+    "_loops": "_client",
+    "abatches_of": "batches_of",
+    "async_pool": "pool",
 }
 
 # Each source module's name becomes its twin's where another source imports it (``_async`` in NAMES cannot do

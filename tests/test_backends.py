@@ -21,8 +21,8 @@ import redis
 
 from stashly import CacheUnavailableError
 from stashly.backends.memory import AsyncMemoryBackend, MemoryStore
-from stashly.backends.options import RedisOptions
-from stashly.backends.redis import AsyncRedisBackend, RedisBackend, _unavailable, escape_glob
+from stashly.backends.redis import AsyncRedisBackend, RedisBackend, RedisOptions, escape_glob
+from stashly.backends.redis.commands import unavailable
 
 from tests.harness.server import RedisServer
 from tests.support import GENEROUS, aeventually, pttl_after_store
@@ -316,7 +316,7 @@ def test_error_messages_carry_no_credentials() -> None:
         assert "s3cret-pw" not in str(caught.value)
         backend.close()
     quoting = redis.ConnectionError("cannot reach redis://nobody:s3cret-pw@127.0.0.1:1/0 (refused)")
-    message = str(_unavailable("GET", quoting))
+    message = str(unavailable("GET", quoting))
     assert message == "redis GET failed: ConnectionError: cannot reach redis://***@127.0.0.1:1/0 (refused)"
 
 

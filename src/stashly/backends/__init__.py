@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from ..config.settings import Settings
     from .layers.breaker import CircuitBreaker
     from .layers.local import LocalTier
-    from .options import RedisOptions
+    from .redis import RedisOptions
 
 __all__ = ["AsyncBackend", "Backend", "create"]
 
@@ -40,7 +40,7 @@ def create(
     from .layers.breaker_async import AsyncGuardedBackend
     from .layers.breaker_sync import GuardedBackend
     from .layers.coalesce import AsyncCoalescedBackend
-    from .options import RedisOptions
+    from .redis import RedisOptions
 
     options = RedisOptions.from_settings(settings)
     plain, aplain = _redis_backends(options, settings)
@@ -65,7 +65,7 @@ def create(
 def _redis_backends(options: RedisOptions, settings: Settings) -> tuple[Backend, AsyncBackend]:
     """The plain Redis backends for the topology the url names: Cluster, or one primary (Sentinel follows it)."""
     if options.topology.kind == "cluster":
-        from .cluster import AsyncClusterBackend, ClusterBackend, check_prefix
+        from .redis import AsyncClusterBackend, ClusterBackend, check_prefix
 
         check_prefix(settings.prefix)
         return ClusterBackend(options), AsyncClusterBackend(options)

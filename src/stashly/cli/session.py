@@ -10,8 +10,7 @@ from typing import Any, Final, TextIO
 
 import redis
 
-from ..backends.options import RedisOptions
-from ..backends.redis import RedisBackend
+from ..backends.redis import RedisBackend, RedisOptions
 from ..config.settings import Settings, resolve
 from ..config.urls import topology
 from .exits import CONFIG, Failure

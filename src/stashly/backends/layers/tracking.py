@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...keys.layout import retired_head
-from ..options import RedisOptions
+from ..redis import RedisOptions
 from .local import LocalTier
 
 __all__ = ["InvalidationTracker"]

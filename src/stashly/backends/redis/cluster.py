@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis.asyncio.cluster
 import redis.cluster
@@ -27,31 +27,36 @@ from redis.commands.core import Script
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from ..errors import ConfigError
-from ..keys.layout import generation_key, generation_keys
-from ..keys.slots import colocated, lock_in_slot, slot_of
-from ..storage.stamps import fill_token, split_token, stamp, unstamp
-from .base import Lock, Read
+from ...errors import ConfigError
+from ...keys.layout import generation_key
+from ...keys.slots import colocated, lock_in_slot, slot_of
+from ..base import Lock, Read
 from .cluster_reads import REDIRECTED, NodeReads
+from .commands import (
+    GUARDED_SET_SCRIPT,
+    RELEASE_SCRIPT,
+    SCAN_COUNT,
+    Command,
+    abatches_of,
+    batches_of,
+    cluster_fill_call,
+    cluster_many_plan,
+    cluster_many_result,
+    cluster_read_plan,
+    cluster_read_result,
+    cluster_set_command,
+    escape_glob,
+    expiry_ms,
+    unavailable,
+)
 from .loops import PerLoop
-from .redis import _SCAN_COUNT, RELEASE_SCRIPT, _batches, _expiry_ms, _seconds, _unavailable, abatches, escape_glob
 
 if TYPE_CHECKING:
     from .options import RedisOptions
 
 __all__ = ["AsyncClusterBackend", "ClusterBackend", "check_prefix", "client_arguments"]
 
-Command: TypeAlias = tuple[Any, ...]
 _Failure = (RedisError, OSError, TimeoutError)
-
-# The guarded store of a single-slot namespace guard (the generation, on another node, is stamped in the value).
-GUARDED_SET_SCRIPT = """
-if (redis.call('GET', KEYS[2]) or '') ~= ARGV[2] then return 0 end
-if KEYS[3] and redis.call('GET', KEYS[3]) ~= ARGV[4] then return 0 end
-if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) end
-if KEYS[3] then redis.call('DEL', KEYS[3]) end
-return 1
-"""
 
 
 def client_arguments(options: RedisOptions, asynchronous: bool = False) -> dict[str, Any]:
@@ -84,60 +89,6 @@ def check_prefix(prefix: str) -> None:
         )
 
 
-# -- command plans, shared by both clients -----------------------------------------------------------------------
-
-
-def _read_plan(key: str, guard: str | None, with_ttl: bool) -> list[Command]:
-    first: Command = ("GET", key) if guard is None else ("MGET", key, colocated(guard, key))
-    return [first, *([("PTTL", key)] if with_ttl else []), ("GET", generation_key(key))]
-
-
-def _read_result(replies: list[Any], guard: str | None, with_ttl: bool) -> Read:
-    raw, guard_value = (replies[0], None) if guard is None else replies[0]
-    value = unstamp(raw, replies[-1])
-    return value, fill_token(guard_value, replies[-1]), _seconds(value, replies[1]) if with_ttl else None
-
-
-def _many_plan(keys: Sequence[str]) -> tuple[list[Command], list[list[int]], list[str]]:
-    """An ``MGET`` per slot (positions of its keys kept), then a ``GET`` per namespace generation."""
-    by_slot: dict[int, list[int]] = {}
-    for index, key in enumerate(keys):
-        by_slot.setdefault(slot_of(key), []).append(index)
-    groups = list(by_slot.values())
-    shared = generation_keys(keys)
-    per_key = [shared] * len(keys) if isinstance(shared, str) else shared
-    commands: list[Command] = [("MGET", *(keys[i] for i in group)) for group in groups]
-    return commands + [("GET", name) for name in dict.fromkeys(per_key)], groups, per_key
-
-
-def _many_result(
-    keys: Sequence[str], replies: list[Any], groups: list[list[int]], per_key: list[str]
-) -> list[bytes | None]:
-    current = dict(zip(dict.fromkeys(per_key), replies[len(groups) :], strict=True))
-    found: list[bytes | None] = [None] * len(keys)
-    for group, values in zip(groups, replies, strict=False):
-        for index, raw in zip(group, values, strict=True):
-            found[index] = unstamp(raw, current[per_key[index]])
-    return found
-
-
-def _fill_call(
-    key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock
-) -> tuple[list[str], list[bytes | int | str]]:
-    """KEYS and ARGV of GUARDED_SET_SCRIPT, all in the entry's slot; the value stamped with the token's generation."""
-    guard_value, generation = split_token(token)
-    keys = [key, colocated(guard, key)]
-    arguments: list[bytes | int | str] = [stamp(value, generation), guard_value, "" if ttl is None else _expiry_ms(ttl)]
-    if lock is None:
-        return keys, arguments
-    return [*keys, lock_in_slot(lock[0])], [*arguments, lock[1]]
-
-
-def _set_command(key: str, value: bytes, ttl: float | None, generation: bytes | None) -> Command:
-    stamped = stamp(value, generation)
-    return ("SET", key, stamped) if ttl is None else ("SET", key, stamped, "PX", _expiry_ms(ttl))
-
-
 class ClusterBackend:
     """The synchronous Cluster backend; connects on first use (and learns the slot map then)."""
 
@@ -147,7 +98,7 @@ class ClusterBackend:
         self._client: redis.cluster.RedisCluster | None = None
         self._scripts: tuple[Script, Script] | None = None
         self._reads: NodeReads | None = None
-        self._degraded = False  # read through redis-py until it succeeds (see cluster_reads)
+        self._degraded = False  # read through redis-py until it succeeds (see .cluster_reads)
         self._lock = threading.Lock()
 
     def _redis(self) -> redis.cluster.RedisCluster:
@@ -168,7 +119,7 @@ class ClusterBackend:
             assert self._scripts is not None
             return self._scripts[which](keys=keys, args=arguments)
         except _Failure as exc:
-            raise _unavailable(operation, exc) from exc
+            raise unavailable(operation, exc) from exc
 
     def _pipeline(self, commands: Iterable[Command], operation: str) -> list[Any]:
         try:
@@ -177,13 +128,13 @@ class ClusterBackend:
                 pipe.execute_command(*command)
             return cast("list[Any]", pipe.execute())
         except _Failure as exc:
-            raise _unavailable(operation, exc) from exc
+            raise unavailable(operation, exc) from exc
 
     def _call(self, command: Command, operation: str) -> Any:
         try:
             return self._redis().execute_command(*command)  # type: ignore[no-untyped-call]
         except _Failure as exc:
-            raise _unavailable(operation, exc) from exc
+            raise unavailable(operation, exc) from exc
 
     def _fetch(self, batches: tuple[tuple[int, list[Command]], ...], operation: str) -> list[Any]:
         """The replies to the batches' commands: straight from the primaries when it can, else through redis-py."""
@@ -197,7 +148,7 @@ class ClusterBackend:
                 replies = reads.execute(batches)
             except _Failure as exc:
                 self._degraded = True  # redis-py re-learns the slot map: read through it until it succeeds
-                raise _unavailable(operation, exc) from exc
+                raise unavailable(operation, exc) from exc
             if replies is not REDIRECTED:
                 return replies
         replies = self._pipeline([command for _, commands in batches for command in commands], operation)
@@ -210,26 +161,26 @@ class ClusterBackend:
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        commands, groups, per_key = _many_plan(keys)
-        return _many_result(keys, self._pipeline(commands, "MGET"), groups, per_key)
+        commands, groups, per_key = cluster_many_plan(keys)
+        return cluster_many_result(keys, self._pipeline(commands, "MGET"), groups, per_key)
 
     def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
-        commands = _read_plan(key, guard, with_ttl)
+        commands = cluster_read_plan(key, guard, with_ttl)
         batches = ((slot_of(key), commands[:-1]), (slot_of(commands[-1][1]), commands[-1:]))
-        return _read_result(self._fetch(batches, "GET" if guard is None else "MGET"), guard, with_ttl)
+        return cluster_read_result(self._fetch(batches, "GET" if guard is None else "MGET"), guard, with_ttl)
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         generation = self._call(("GET", generation_key(key)), "GET (generation)")
-        self._call(_set_command(key, value, ttl, generation), "SET")
+        self._call(cluster_set_command(key, value, ttl, generation), "SET")
 
     def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:
-        keys, arguments = _fill_call(key, value, ttl, guard, token, lock)
+        keys, arguments = cluster_fill_call(key, value, ttl, guard, token, lock)
         return bool(self._script(0, keys, arguments, "EVALSHA (guarded SET)"))
 
     def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
-        command = ("SET", lock_in_slot(lock_key), owner, "NX", "PX", _expiry_ms(lease))
+        command = ("SET", lock_in_slot(lock_key), owner, "NX", "PX", expiry_ms(lease))
         return bool(self._call(command, "SET NX (lock)"))
 
     def release(self, lock_key: str, owner: bytes) -> None:
@@ -246,10 +197,10 @@ class ClusterBackend:
         removed = 0
         try:
             client = self._redis()
-            for batch in _batches(self._scan(client, prefix)):
+            for batch in batches_of(self._scan(client, prefix)):
                 removed += client.unlink(*batch)  # redis-py splits it by slot
         except _Failure as exc:
-            raise _unavailable("SCAN/UNLINK", exc) from exc
+            raise unavailable("SCAN/UNLINK", exc) from exc
         return removed
 
     def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
@@ -259,7 +210,7 @@ class ClusterBackend:
         try:
             return sum(1 for _ in self._scan(self._redis(), prefix))
         except _Failure as exc:
-            raise _unavailable("SCAN", exc) from exc
+            raise unavailable("SCAN", exc) from exc
 
     @staticmethod
     def _scan(client: redis.cluster.RedisCluster, prefix: str) -> Iterator[bytes]:
@@ -268,7 +219,7 @@ class ClusterBackend:
         for node in client.get_primaries():  # type: ignore[no-untyped-call]
             cursor = -1
             while cursor:
-                reply = client.scan(max(cursor, 0), match=match, count=_SCAN_COUNT, target_nodes=node)
+                reply = client.scan(max(cursor, 0), match=match, count=SCAN_COUNT, target_nodes=node)
                 cursors, keys = cast("tuple[dict[str, int], list[bytes]]", reply)
                 cursor = cursors[node.name]
                 yield from keys
@@ -300,7 +251,7 @@ class AsyncClusterBackend:
             return await entry.scripts[which](keys=keys, args=arguments)
         except _Failure as exc:
             entry.relearn(exc)
-            raise _unavailable(operation, exc) from exc
+            raise unavailable(operation, exc) from exc
 
     async def _pipeline(self, commands: Iterable[Command], operation: str) -> list[Any]:
         entry = await self._loops.get()
@@ -311,7 +262,7 @@ class AsyncClusterBackend:
             return await pipe.execute()
         except _Failure as exc:
             entry.relearn(exc)
-            raise _unavailable(operation, exc) from exc
+            raise unavailable(operation, exc) from exc
 
     async def _call(self, command: Command, operation: str) -> Any:
         entry = await self._loops.get()
@@ -319,7 +270,7 @@ class AsyncClusterBackend:
             return await entry.client.execute_command(*command)
         except _Failure as exc:
             entry.relearn(exc)
-            raise _unavailable(operation, exc) from exc
+            raise unavailable(operation, exc) from exc
 
     async def get(self, key: str) -> bytes | None:
         return (await self.read(key, None))[0]  # GET of the entry and of its generation
@@ -327,26 +278,25 @@ class AsyncClusterBackend:
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        commands, groups, per_key = _many_plan(keys)
-        return _many_result(keys, await self._pipeline(commands, "MGET"), groups, per_key)
+        commands, groups, per_key = cluster_many_plan(keys)
+        return cluster_many_result(keys, await self._pipeline(commands, "MGET"), groups, per_key)
 
     async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
-        return _read_result(
-            await self._pipeline(_read_plan(key, guard, with_ttl), "GET" if guard is None else "MGET"), guard, with_ttl
-        )
+        replies = await self._pipeline(cluster_read_plan(key, guard, with_ttl), "GET" if guard is None else "MGET")
+        return cluster_read_result(replies, guard, with_ttl)
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         generation = await self._call(("GET", generation_key(key)), "GET (generation)")
-        await self._call(_set_command(key, value, ttl, generation), "SET")
+        await self._call(cluster_set_command(key, value, ttl, generation), "SET")
 
     async def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:
-        keys, arguments = _fill_call(key, value, ttl, guard, token, lock)
+        keys, arguments = cluster_fill_call(key, value, ttl, guard, token, lock)
         return bool(await self._script(0, keys, arguments, "EVALSHA (guarded SET)"))
 
     async def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
-        command = ("SET", lock_in_slot(lock_key), owner, "NX", "PX", _expiry_ms(lease))
+        command = ("SET", lock_in_slot(lock_key), owner, "NX", "PX", expiry_ms(lease))
         return bool(await self._call(command, "SET NX (lock)"))
 
     async def release(self, lock_key: str, owner: bytes) -> None:
@@ -363,10 +313,10 @@ class AsyncClusterBackend:
         removed = 0
         try:
             client = await self._redis()
-            async for batch in abatches(_ascan(client, prefix)):
+            async for batch in abatches_of(_ascan(client, prefix)):
                 removed += await client.unlink(*batch)
         except _Failure as exc:
-            raise _unavailable("SCAN/UNLINK", exc) from exc
+            raise unavailable("SCAN/UNLINK", exc) from exc
         return removed
 
     async def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
@@ -378,7 +328,7 @@ class AsyncClusterBackend:
             async for _ in _ascan(await self._redis(), prefix):
                 count += 1
         except _Failure as exc:
-            raise _unavailable("SCAN", exc) from exc
+            raise unavailable("SCAN", exc) from exc
         return count
 
     async def close(self) -> None:
@@ -428,7 +378,7 @@ async def _ascan(client: redis.asyncio.cluster.RedisCluster, prefix: str) -> Asy
     for node in client.get_primaries():
         cursor = -1
         while cursor:
-            reply = await client.scan(max(cursor, 0), match=match, count=_SCAN_COUNT, target_nodes=node)
+            reply = await client.scan(max(cursor, 0), match=match, count=SCAN_COUNT, target_nodes=node)
             cursors, keys = cast("tuple[dict[str, int], list[bytes]]", reply)
             cursor = cursors[node.name]
             for key in keys:

@@ -20,10 +20,10 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
-from ..config.urls import Topology, topology
+from ...config.urls import Topology, topology
 
 if TYPE_CHECKING:
-    from ..config.settings import Settings
+    from ...config.settings import Settings
 
 __all__ = ["RedisOptions"]
 

@@ -1,19 +1,23 @@
-"""One client per running event loop, closed from inside its loop when the loop shuts down.
+"""Where a backend keeps its client: one per running event loop (``PerLoop``), or one per backend (``Lazy``).
 
 An asyncio client belongs to the loop it was created in, so each loop gets its own, made on first use there.
 ``asyncio.run`` (and every ``asyncio.Runner``) finalises async generators before closing its loop, and a started
 generator parked at a ``yield`` is how a client gets a last turn there to close its sockets. A loop closed without
 that step (``loop.close()`` with no ``shutdown_asyncgens()``) leaves no way to close them; its client is dropped
 when another loop first asks, and the garbage collector reclaims the sockets.
+
+A synchronous client serves every thread, so ``Lazy`` is the other mode's ``PerLoop``: the name a generated
+synchronous backend uses where its asyncio source says ``PerLoop``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
-__all__ = ["PerLoop"]
+__all__ = ["Lazy", "PerLoop"]
 
 T = TypeVar("T")
 
@@ -70,3 +74,30 @@ class PerLoop(Generic[T]):
         for loop, (client, _) in list(self.clients.items()):
             if loop.is_closed():
                 self._forget(loop, client)
+
+
+class Lazy(Generic[T]):
+    """``lazy.get()`` is the one ``T``, made by ``make()`` on first use (by one thread, the others waiting) and
+    closed by ``close(T)`` at ``lazy.close()``; the next use makes another."""
+
+    def __init__(self, make: Callable[[], T], close: Callable[[T], None]) -> None:
+        self._make = make
+        self._close = close
+        self._made: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        made = self._made
+        if made is None:
+            with self._lock:
+                made = self._made
+                if made is None:
+                    made = self._made = self._make()
+        return made
+
+    def close(self) -> None:
+        """Close the ``T`` made, if any."""
+        with self._lock:
+            made, self._made = self._made, None
+        if made is not None:
+            self._close(made)
