@@ -96,20 +96,29 @@ class EngineCore:
             site.misses += 1
             return MISSING
         value = self.serializer.decode(raw, key)
-        stale = type(value) is Stale
         if value is MISSING:
             self.failures.unreadable(key, "not a stashly entry for this key (corrupt, foreign, copied or unsigned)")
-        else:
-            try:
-                value = Stale(reader(value.value)) if type(value) is Stale else reader(value)
-            except pydantic.ValidationError as exc:
-                self.failures.unreadable(key, f"does not validate as the expected type ({exc.error_count()} errors)")
-                value = MISSING
-        if value is MISSING or stale:
             site.misses += 1
-        else:
-            site.hits += 1
+            return MISSING
+        if type(value) is Stale:
+            site.misses += 1  # past its logical expiry: a miss, kept as the fail-safe fallback
+            value = self._validated(value.value, key, reader)
+            return MISSING if value is MISSING else Stale(value)
+        try:
+            value = reader(value)
+        except pydantic.ValidationError as exc:
+            self.failures.unreadable(key, f"does not validate as the expected type ({exc.error_count()} errors)")
+            site.misses += 1
+            return MISSING
+        site.hits += 1
         return value
+
+    def _validated(self, value: object, key: str, reader: codec.Reader) -> Any:
+        try:
+            return reader(value)
+        except pydantic.ValidationError as exc:
+            self.failures.unreadable(key, f"does not validate as the expected type ({exc.error_count()} errors)")
+            return MISSING
 
     def looked_up(self, read: Read, key: str, reader: codec.Reader, site: Site, started: int) -> Lookup:
         """A backend ``read`` decoded; a hit's latency recorded when ``started`` (one hit in 16 is timed)."""
