@@ -1,45 +1,88 @@
-"""A reader process for the local tier's coherence test: reads one key flat out through a local tier.
+"""A reader process for the local tier's coherence tests: reads one key flat out through a local tier.
 
-Usage: ``python local_tier_reader.py REDIS_URL SECONDS``. Prints ``ready`` once its tier serves, then, after
-SECONDS, one JSON line: how many reads, how many the tier answered, and the runs of equal answers, each as
-``[value, start of its last read, end of its last read]`` (monotonic clock, shared by every process here).
+Usage: ``python local_tier_reader.py REDIS_URL SECONDS [TASKS]``. With TASKS (default 0) above 0, that many
+asyncio tasks read the key in one event loop; otherwise one thread does. Prints ``ready`` once its tier serves,
+then, after SECONDS, one JSON line: how many reads, how many the tier answered, and the runs of equal answers
+(one list per reader), each as ``[value, start of its last read, end of its last read]`` (monotonic clock, shared
+by every process here).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
+from typing import Any
 
 from stashly import CacheManager, LocalTier
 
 
-def main(url: str, seconds: float) -> None:
+class Runs:
+    """The runs of equal answers one reader saw."""
+
+    def __init__(self) -> None:
+        self.runs: list[list[Any]] = []
+        self.value: object = object()
+        self.reads = 0
+
+    def add(self, seen: object, start: float, end: float) -> None:
+        self.reads += 1
+        if self.runs and seen == self.value:
+            self.runs[-1][1], self.runs[-1][2] = start, end
+        else:
+            self.value = seen
+            self.runs.append([seen, start, end])
+
+
+def read_sync(cm: CacheManager, deadline: float) -> list[Runs]:
+    runs, clock = Runs(), time.monotonic
+    while (start := clock()) < deadline:
+        seen = cm.get("k")
+        runs.add(seen, start, clock())
+    return [runs]
+
+
+async def read_async(cm: CacheManager, deadline: float, tasks: int) -> list[Runs]:
+    async def reader() -> Runs:
+        runs, clock = Runs(), time.monotonic
+        while (start := clock()) < deadline:
+            seen = await cm.aget("k")
+            runs.add(seen, start, clock())
+        return runs
+
+    return list(await asyncio.gather(*(reader() for _ in range(tasks))))
+
+
+async def serve_async(cm: CacheManager, tier: LocalTier, seconds: float, tasks: int) -> list[Runs]:
+    while not (tier.serving and tier.lookup(cm.key("k")) is not None):
+        await cm.aget("k")
+        await asyncio.sleep(0.001)
+    tier.hits = 0  # count the hits of the measured reads only
+    print("ready", flush=True)
+    return await read_async(cm, time.monotonic() + seconds, tasks)
+
+
+def serve_sync(cm: CacheManager, tier: LocalTier, seconds: float) -> list[Runs]:
+    while not (tier.serving and tier.lookup(cm.key("k")) is not None):
+        cm.get("k")
+        time.sleep(0.001)
+    tier.hits = 0  # count the hits of the measured reads only
+    print("ready", flush=True)
+    return read_sync(cm, time.monotonic() + seconds)
+
+
+def main(url: str, seconds: float, tasks: int) -> None:
     tier = LocalTier()
     with CacheManager(url, namespace="coherence", local=tier) as cm:
-        while not (tier.serving and tier.lookup(cm.key("k")) is not None):
-            cm.get("k")
-            time.sleep(0.001)
-        print("ready", flush=True)
-        hits, reads = tier.hits, 0
-        runs: list[list[object]] = []
-        clock = time.monotonic
-        deadline = clock() + seconds
-        value: object = object()
-        while True:
-            start = clock()
-            if start >= deadline:
-                break
-            seen = cm.get("k")
-            end = clock()
-            reads += 1
-            if runs and seen == value:
-                runs[-1][1], runs[-1][2] = start, end
-            else:
-                value = seen
-                runs.append([seen, start, end])
-        print(json.dumps({"reads": reads, "hits": tier.hits - hits, "runs": runs}), flush=True)
+        readers = asyncio.run(serve_async(cm, tier, seconds, tasks)) if tasks else serve_sync(cm, tier, seconds)
+        report = {
+            "reads": sum(runs.reads for runs in readers),
+            "hits": tier.hits,
+            "runs": [runs.runs for runs in readers],
+        }
+        print(json.dumps(report), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], float(sys.argv[2]))
+    main(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 0)

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from stashly import Cached, CacheManager, LocalTier
-from stashly.backends.layers.tracking import SILENCE
+from stashly.backends.layers.local import HEED_EVERY
+from stashly.backends.layers.tracking import SILENCE, _Replies
 
 from tests.harness.server import RedisServer
 from tests.support import GENEROUS_ENV, REPORTS, eventually
@@ -60,17 +61,94 @@ def test_an_invalidation_during_a_read_voids_its_ticket() -> None:
     assert entry.raw == b"new"
 
 
-def test_a_newer_ticket_wins_over_an_older_read() -> None:
+def test_concurrent_reads_of_a_key_each_may_store_and_one_invalidation_voids_them_all() -> None:
     tier = serving_tier(Clock())
-    first, second = tier.ticket("k"), tier.ticket("k")
+    first, second, third = tier.ticket("k"), tier.ticket("k"), tier.ticket("k")
     assert first is not None
     assert second is not None
-    tier.offer("k", first, b"from-first", b"1", 100.0)
-    assert tier.lookup("k") is None
-    tier.offer("k", second, b"from-second", b"1", 100.0)
+    assert third is not None
+    tier.offer("k", second, b"from-second", b"1", 100.0)  # the first answer back fills the tier...
     entry = tier.lookup("k")
     assert entry is not None
     assert entry.raw == b"from-second"
+    tier.offer("k", first, b"from-first", b"1", 100.0)  # ...and so may the others, until an invalidation
+    entry = tier.lookup("k")
+    assert entry is not None
+    assert entry.raw == b"from-first"
+    later = tier.ticket("k")
+    assert later is not None
+    tier.invalidate(["k"])  # voids every ticket taken before it, however many
+    tier.offer("k", third, b"from-third", b"1", 100.0)
+    tier.offer("k", later, b"from-later", b"1", 100.0)
+    assert tier.lookup("k") is None
+    after = tier.ticket("k")  # a ticket taken after the invalidation is good
+    assert after is not None
+    tier.offer("k", after, b"new", b"1", 100.0)
+    entry = tier.lookup("k")
+    assert entry is not None
+    assert entry.raw == b"new"
+    assert not tier._tickets  # every ticket handed back: nothing left in the table
+
+
+def test_a_ticket_handed_back_unused_leaves_nothing_behind_and_voids_no_other() -> None:
+    tier = serving_tier(Clock())
+    failed, good = tier.ticket("k"), tier.ticket("k")
+    assert failed is not None
+    assert good is not None
+    tier.abandon("k", failed)  # its read failed
+    tier.offer("k", good, b"v", b"1", 100.0)
+    assert tier.lookup("k") is not None
+    gone, empty = tier.ticket("j"), tier.ticket("j")
+    assert gone is not None
+    assert empty is not None
+    tier.abandon("j", gone)
+    tier.offer("j", empty, None, None, None)  # no entry in Redis: nothing to store
+    assert not tier._tickets
+
+
+def test_hits_wait_while_the_invalidation_connection_holds_unapplied_news() -> None:
+    clock = Clock()
+    tier = serving_tier(clock)
+    put(tier, "k", b"v")
+    news = [True]
+    tier.heed(lambda: news[0])
+    assert tier.lookup("k") is None  # an invalidation may be waiting to be applied: ask Redis
+    news[0] = False
+    assert tier.lookup("k") is not None
+    news[0] = True
+    assert tier.lookup("k") is not None  # asked at most once per HEED_EVERY
+    clock.now += HEED_EVERY
+    assert tier.lookup("k") is None
+    tier.suspend()  # the connection is gone: its question with it
+    tier.keep_alive(clock.now + 10)
+    put(tier, "k", b"v")
+    assert tier.lookup("k") is not None
+
+
+def test_replies_are_parsed_however_the_bytes_are_split() -> None:
+    stream = (
+        b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*2\r\n$3\r\na:1\r\n$0\r\n\r\n"
+        b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*-1\r\n"
+        b"*2\r\n$4\r\npong\r\n$0\r\n\r\n+OK\r\n:42\r\n$-1\r\n"
+    )
+    expected = [
+        [b"message", b"__redis__:invalidate", [b"a:1", b""]],
+        [b"message", b"__redis__:invalidate", None],
+        [b"pong", b""],
+        b"OK",
+        42,
+        None,
+    ]
+    whole = _Replies()
+    assert whole.feed(stream) == expected
+    assert whole.idle
+    split, got = _Replies(), []
+    for at in range(len(stream)):
+        got += split.feed(stream[at : at + 1])
+    assert got == expected
+    assert split.idle
+    error = _Replies().feed(b"-ERR no\r\n")
+    assert isinstance(error[0], ConnectionError)
 
 
 def test_nothing_is_served_or_stored_unless_the_invalidation_connection_is_alive() -> None:
@@ -306,6 +384,91 @@ async def test_an_async_local_hit_never_yields_to_the_event_loop(local: CacheMan
     assert ran == [True]
 
 
+async def _tasks_read(read: Any, tasks: int, reads: int) -> list[Any]:
+    """``reads`` reads by each of ``tasks`` concurrent tasks, yielding between reads; every answer."""
+
+    async def reader() -> list[Any]:
+        seen = []
+        for _ in range(reads):
+            seen.append(await read())
+            await asyncio.sleep(0)
+        return seen
+
+    return [answer for answers in await asyncio.gather(*(reader() for _ in range(tasks))) for answer in answers]
+
+
+async def _tasks_fill_the_tier(tier: LocalTier, read: Any, expected: Any) -> float:
+    """Five tasks read one hot key until some of their reads are local hits; the share of hits in the last round."""
+    deadline = time.monotonic() + 20
+    while True:
+        hits, misses = tier.hits, tier.misses
+        answers = await _tasks_read(read, 5, 200)
+        assert answers == [expected] * len(answers)
+        served = tier.hits - hits
+        if served > 0:  # before the fix, overlapping tickets voided each other: never a single hit
+            return served / (served + tier.misses - misses)
+        assert time.monotonic() < deadline, "five tasks reading one key never got a local hit"
+        await asyncio.sleep(0.05)  # a starved invalidation thread may have suspended the tier: let it recover
+
+
+async def test_several_tasks_on_one_hot_key_fill_the_tier_and_refill_it_after_an_update(
+    local: CacheManager, writer: CacheManager
+) -> None:
+    tier = local.local
+    assert tier is not None
+    await local.aset("hot", 1)
+    cold = await _tasks_fill_the_tier(tier, lambda: local.aget("hot"), 1)
+    await writer.aset("hot", 2)  # another process's write: the tier drops it, and the tasks must refill it
+    assert eventually(lambda: tier.lookup(local.key("hot")) is None)
+    updated = await _tasks_fill_the_tier(tier, lambda: local.aget("hot"), 2)
+    assert not tier._tickets  # every read handed its ticket back
+
+    def profile(user_id: int) -> dict[str, int]:
+        return {"id": user_id}
+
+    cached = Cached("profiles", manager=local).cached(profile)
+
+    async def aprofile(user_id: int) -> dict[str, int]:
+        return profile(user_id)
+
+    acached = Cached("aprofiles", manager=local).cached(aprofile)
+    decorated = await _tasks_fill_the_tier(tier, lambda: acached(7), {"id": 7})
+    assert cached(7) == {"id": 7}
+    REPORTS.append(
+        f"local tier, 5 asyncio tasks on one hot key: local hits {cold:.1%} from cold, {updated:.1%} after an "
+        f"update, {decorated:.1%} through an async @cached function"
+    )
+
+
+async def test_a_failed_or_cancelled_read_hands_its_ticket_back(disposable_redis: RedisServer) -> None:
+    async with CacheManager(disposable_redis.url, namespace="lt", local=LocalTier(), socket_timeout=0.3) as cm:
+        tier = cm.local
+        assert tier is not None
+        await cm.aset("warm", 1)
+        await cm.aset("k", 1)
+        ticketed = 0
+        for _ in range(20):  # until a read takes a ticket while the server is paused (the tier may stop first)
+            assert eventually(lambda: cm.get("warm") == 1 and tier.lookup(cm.key("warm")) is not None)
+            tier.invalidate([cm.key("k")])
+            disposable_redis.pause()
+            try:
+                failing = asyncio.create_task(cm.aget("k", "fallback"))
+                cancelled = asyncio.create_task(cm.aget("k"))
+                await asyncio.sleep(0.05)
+                in_flight = cm.key("k") in tier._tickets
+                cancelled.cancel()
+                assert await failing == "fallback"  # failed open after the socket timeout
+                with pytest.raises(asyncio.CancelledError):
+                    await cancelled
+            finally:
+                disposable_redis.resume()
+            assert not tier._tickets  # both reads handed their tickets back
+            if in_flight:
+                ticketed += 1
+                break
+        assert ticketed, "no read ever took a ticket"
+
+
 def test_get_many_serves_local_entries_and_asks_redis_for_the_rest(local: CacheManager) -> None:
     local.set("a", 1)
     local.set("b", 2)
@@ -376,8 +539,14 @@ def test_the_invalidation_connection_needs_only_the_documented_grants(redis_url:
 READER = Path(__file__).with_name("local_tier_reader.py")
 
 
-def test_readers_in_other_processes_never_serve_a_superseded_value_past_the_trust_window(redis_url: str) -> None:
+@pytest.mark.parametrize("tasks", [0, 5], ids=["one-thread", "five-tasks"])
+def test_readers_in_other_processes_never_serve_a_superseded_value_past_the_trust_window(
+    redis_url: str, tasks: int
+) -> None:
     """A writer updates or removes a key every 200 ms for 10 s while 3 reader processes read it flat out.
+
+    Each reader is one thread, or five asyncio tasks on one event loop (where coalesced reads overlap, and the
+    loop serving only hits starves the invalidation thread of the GIL).
 
     What the design guarantees, and so what is asserted: no read returns a value that was superseded ``SILENCE``
     (1 s) before the read began (a starved invalidation thread stops its tier by then). How stale reads really
@@ -388,7 +557,10 @@ def test_readers_in_other_processes_never_serve_a_superseded_value_past_the_trus
         steps: list[tuple[float, float, int | None]] = [(0.0, time.monotonic(), 0)]  # (start, end, state)
         readers = [
             subprocess.Popen(
-                [sys.executable, str(READER), redis_url, "10"], stdout=subprocess.PIPE, text=True, env=_child_env()
+                [sys.executable, str(READER), redis_url, "10", str(tasks)],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=_child_env(),
             )
             for _ in range(3)
         ]
@@ -415,7 +587,7 @@ def test_readers_in_other_processes_never_serve_a_superseded_value_past_the_trus
                 reader.kill()
     stalest, ratios = 0.0, []
     for report in reports:
-        for state, last_start, last_end in report["runs"]:
+        for state, last_start, last_end in (run for runs in report["runs"] for run in runs):
             # The newest step that could have produced this answer (started before the read ended)...
             sources = [m for m, step in enumerate(steps) if step[2] == state and step[0] <= last_end]
             assert sources, f"a reader returned {state!r}, which no step wrote before {last_end:.3f}"
@@ -429,8 +601,9 @@ def test_readers_in_other_processes_never_serve_a_superseded_value_past_the_trus
                 )
         ratios.append(report["hits"] / report["reads"])
         assert report["hits"] > 0, report  # the tiers served
+    readers = "3 readers" if not tasks else f"3 readers of {tasks} asyncio tasks"
     REPORTS.append(
-        f"local tier: 3 readers, a write every 200 ms for 10 s; stalest answer {max(stalest, 0) * 1000:.0f} ms "
+        f"local tier: {readers}, a write every 200 ms for 10 s; stalest answer {max(stalest, 0) * 1000:.0f} ms "
         f"after its value was replaced (bound {SILENCE * 1000:.0f} ms); local hits "
         + ", ".join(f"{ratio:.1%}" for ratio in ratios)
     )

@@ -4,7 +4,14 @@ A local entry is only as good as the news about it. The tier serves entries only
 connection (:mod:`stashly.backends.layers.tracking`) is known to be alive: it extends :meth:`LocalTier.keep_alive`
 on every reply from Redis, and the tier stops serving by itself when those stop. A read that will store its
 result first takes a *ticket*; any invalidation of that key arriving before the result is offered voids the
-ticket, so a value read just before a write can never be stored just after its invalidation went by.
+ticket, so a value read just before a write can never be stored just after its invalidation went by. Concurrent
+reads of one key hold tickets of one *cohort*, which an invalidation voids as a whole: any of them may store its
+answer (coalesced asyncio reads overlap, and the first to return fills the tier), and none read before the
+invalidation can. A cohort is forgotten when its last ticket is offered or abandoned (a failed read).
+
+The tier also refuses hits while its invalidation connection has news it has not applied yet (see
+:meth:`LocalTier.listen`): a process busy serving hits starves that connection's thread of the GIL, and the
+reads it would serve stale go to Redis instead, which lets the thread run.
 
 Entries are the bytes Redis returned: every hit is decoded afresh, so nothing a caller does to a returned
 value changes what the next caller gets.
@@ -24,6 +31,22 @@ from ...forks import ForkWatch
 from ...sentinels import Missing
 
 __all__ = ["LocalTier"]
+
+HEED_EVERY = 0.001
+"""Seconds between two looks at the invalidation connection for news not yet applied (see ``LocalTier.heed``)."""
+
+
+class Cohort:
+    """The tickets of one key taken since its last invalidation; the table holds it while it is current."""
+
+    __slots__ = ("live",)
+
+    def __init__(self) -> None:
+        self.live = 0  # tickets neither offered nor abandoned yet
+
+
+Ticket = tuple[Cohort, float]
+"""A read's ticket: its cohort and when it was taken (the local deadlines count from then)."""
 
 
 class Entry(NamedTuple):
@@ -62,10 +85,12 @@ class LocalTier:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, Entry] = OrderedDict()
-        self._tickets: dict[str, object] = {}
+        self._tickets: dict[str, Cohort] = {}
         self._bytes = 0
         self._alive_until = -math.inf  # serve nothing until the invalidation connection says it is listening
         self._wake: Callable[[], None] | None = None
+        self._unapplied: Callable[[], bool] | None = None
+        self._heeded_until = -math.inf
         self._claimed = False
         self.hits = 0
         """Reads this tier answered (approximate under threads: plain counters, no lock)."""
@@ -98,7 +123,7 @@ class LocalTier:
             self.misses += 1
             return None
         now = self._clock()
-        if now >= entry.local_deadline or now >= self._alive_until:
+        if now >= entry.local_deadline or now >= self._alive_until or (now >= self._heeded_until and self._news(now)):
             self.misses += 1
             return None
         self.hits += 1
@@ -108,16 +133,25 @@ class LocalTier:
             pass
         return entry
 
+    def _news(self, now: float) -> bool:
+        """Whether the invalidation connection holds news not applied yet; if not, trust it for ``HEED_EVERY``."""
+        unapplied = self._unapplied
+        if unapplied is not None and unapplied():
+            return True
+        self._heeded_until = now + HEED_EVERY
+        return False
+
     def remaining(self, entry: Entry) -> float | None:
         """The entry's remaining TTL in Redis, in seconds (``None``: never expires)."""
         return None if entry.redis_deadline is None else max(0.0, entry.redis_deadline - self._clock())
 
     # -- filling from Redis -------------------------------------------------------------------------------
 
-    def ticket(self, key: str) -> tuple[object, float] | None:
+    def ticket(self, key: str) -> Ticket | None:
         """Announce a read of ``key`` whose result may be stored: a ticket and the time, or ``None`` (not serving).
 
         Take it *before* sending the read: an invalidation that arrives while the read is in flight voids it.
+        Hand every ticket back, through :meth:`offer` or, if the read failed, :meth:`abandon`.
         """
         now = self._clock()
         if now >= self._alive_until:
@@ -125,37 +159,51 @@ class LocalTier:
             if wake is not None:
                 wake()  # (re)start the invalidation connection: after a fork, a close, or at first use
             return None
-        ticket = object()
-        self._tickets[key] = ticket
-        return ticket, now
+        with self._lock:
+            cohort = self._tickets.get(key)
+            if cohort is None:
+                cohort = self._tickets[key] = Cohort()
+            cohort.live += 1
+        return cohort, now
 
     def offer(
         self,
         key: str,
-        ticket: tuple[object, float],
+        ticket: Ticket,
         raw: bytes | None,
         token: bytes | Missing | None,
         ttl: float | None,
     ) -> None:
         """Store what a read returned, unless its ticket was voided (``ttl``: remaining seconds in Redis)."""
-        mark, started = ticket
+        cohort, started = ticket
         if raw is None or len(raw) > self.max_bytes:
-            if self._tickets.get(key) is mark:
-                self._tickets.pop(key, None)
+            self.abandon(key, ticket)
             return
         redis_deadline = None if ttl is None else started + ttl
         local_deadline = started + (self.ttl if ttl is None else min(self.ttl, ttl))
         entry = Entry(raw, token, local_deadline, redis_deadline)
         with self._lock:
-            if self._tickets.get(key) is not mark or self._clock() >= self._alive_until:
+            cohort.live -= 1
+            if self._tickets.get(key) is not cohort:
+                return  # voided: an invalidation of the key arrived after this ticket was taken
+            if cohort.live <= 0:
+                del self._tickets[key]
+            if self._clock() >= self._alive_until:
                 return
-            del self._tickets[key]
             self._discard(key)
             self._entries[key] = entry
             self._bytes += len(raw)
             while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
                 _, evicted = self._entries.popitem(last=False)
                 self._bytes -= len(evicted.raw)
+
+    def abandon(self, key: str, ticket: Ticket) -> None:
+        """Hand back the ticket of a read that stores nothing (it failed, or found no entry)."""
+        cohort = ticket[0]
+        with self._lock:
+            cohort.live -= 1
+            if cohort.live <= 0 and self._tickets.get(key) is cohort:
+                del self._tickets[key]
 
     # -- invalidation -------------------------------------------------------------------------------------
 
@@ -194,7 +242,18 @@ class LocalTier:
     def suspend(self) -> None:
         """Stop serving and drop everything: invalidations may have been missed."""
         self._alive_until = -math.inf
+        self._unapplied = None
         self.clear()
+
+    def heed(self, unapplied: Callable[[], bool]) -> None:
+        """Refuse hits whenever ``unapplied()`` says the invalidation connection has news it has not applied yet.
+
+        Asked at most once per ``HEED_EVERY`` (a millisecond): that bounds how long this process serves an entry
+        whose invalidation has reached it, even while its listener thread waits for the GIL behind a loop that
+        serves only hits. The refused reads go to Redis, and their waits let that thread run. ``suspend`` forgets it.
+        """
+        self._unapplied = unapplied
+        self._heeded_until = -math.inf
 
     def claim(self) -> None:
         """Mark the tier as one manager's; a second manager raises ``ValueError`` (one Redis per tier)."""

@@ -3,7 +3,9 @@
 """The local-tier layer: reads try the :class:`~stashly.LocalTier`, writes drop from it.
 
 Reads that miss the tier ask Redis for the entry with its remaining TTL (``PTTL``, same round trip) under a
-ticket, and offer the answer to the tier, which keeps it unless an invalidation voided the ticket meanwhile.
+ticket, and offer the answer to the tier, which keeps it unless an invalidation voided the ticket meanwhile (a
+read that fails hands its ticket back). Concurrent readers of one key each hold a ticket, and the coalesced reads
+they share answer them all: the first answer back fills the tier.
 Every write made through this process drops its key here as soon as Redis has answered (and also when it
 failed: the write may have landed), so this process reads its own writes at once; other processes' writes
 arrive through the tracking connection. ``get_many`` serves what the tier holds and asks Redis for the rest
@@ -41,7 +43,11 @@ class TieredBackend(ProxyBackend):
         ticket = tier.ticket(key)
         if ticket is None:
             return self.backend.read(key, guard, with_ttl)
-        raw, token, ttl = self.backend.read(key, guard, True)
+        try:
+            raw, token, ttl = self.backend.read(key, guard, True)
+        except BaseException:  # failed or cancelled: hand the ticket back, or the table keeps it forever
+            tier.abandon(key, ticket)
+            raise
         tier.offer(key, ticket, raw, token, ttl)
         return raw, token, ttl if with_ttl else None
 
@@ -53,7 +59,11 @@ class TieredBackend(ProxyBackend):
         ticket = tier.ticket(key)
         if ticket is None:
             return self.backend.get(key)
-        raw, _, ttl = self.backend.read(key, None, True)
+        try:
+            raw, _, ttl = self.backend.read(key, None, True)
+        except BaseException:
+            tier.abandon(key, ticket)
+            raise
         tier.offer(key, ticket, raw, MISSING, ttl)
         return raw
 

@@ -11,12 +11,21 @@ The tier serves entries only while this connection is heard from: a ``PING`` eve
 reply extends the tier's life by one second from when the ``PING`` was sent. A connection that errors, closes
 or falls silent suspends the tier (everything dropped, nothing served); it reconnects with a short backoff and
 starts from an empty tier. The thread holds its tier weakly and ends when the tier is gone or on ``stop``.
+
+A thread needs the GIL to apply what it hears, and a process busy serving local hits (a loop that never waits)
+hands it over only every switch interval, per wake-up: messages used to be applied up to hundreds of ms late.
+So the thread waits for the socket to be readable *before* it reads, and marks the bytes it has taken in as
+unapplied until it has applied them; the tier asks (:meth:`LocalTier.heed`) "is the socket readable, or are bytes
+taken in but unapplied?" once a millisecond and goes to Redis meanwhile. After the handshake the thread parses
+replies itself (:class:`_Replies`, RESP2), so that nothing it has read hides in a client library's buffer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import select
 import threading
 import time
 import weakref
@@ -34,6 +43,8 @@ PING_EVERY = 0.25
 SILENCE = 1.0  # how long the tier trusts its entries after a PING that was answered
 _CHANNEL = "__redis__:invalidate"
 _BACKOFF = (0.05, 1.0)
+_PING = b"*1\r\n$4\r\nPING\r\n"
+_READ_SIZE = 65536
 
 
 class InvalidationTracker:
@@ -114,7 +125,15 @@ class InvalidationTracker:
         tier = self._tier()
         if tier is None:
             return
+        # redis-py made the connection (handshake, TLS, AUTH); this thread reads its socket from now on. Bytes its
+        # parser read past the SUBSCRIBE reply were sent before the tier served anything: nothing to apply.
+        sock = connection._sock
+        fd = sock.fileno()
+        pending: Callable[[], int] = getattr(sock, "pending", lambda: 0)  # TLS: bytes decrypted but not read
+        replies = _Replies()
+        taken_in = [False]  # bytes read from the socket and not applied yet (set before they are read)
         tier.clear()  # anything kept from before this connection may have missed its invalidation
+        tier.heed(lambda: _readable(fd, 0.0) or taken_in[0])  # in that order: readable, then taken in
         now = time.monotonic()
         tier.keep_alive(now + SILENCE)
         del tier  # held weakly between messages, so that a dropped manager ends this thread
@@ -123,28 +142,115 @@ class InvalidationTracker:
         while not stop.is_set():
             now = time.monotonic()
             if now >= next_ping:
-                connection.send_command("PING")
+                sock.sendall(_PING)
                 unanswered.append(now)
                 next_ping = now + PING_EVERY
             if unanswered and now - unanswered[0] > SILENCE:
                 raise TimeoutError(f"no reply to PING on the invalidation connection for {SILENCE} s")
-            if not connection.can_read(timeout=max(0.0, next_ping - now)):
-                continue
-            message = connection.read_response(push_request=True)
+            if not pending():
+                taken_in[0] = not replies.idle
+                if not _readable(fd, max(0.0, next_ping - now)):
+                    continue
+            taken_in[0] = True
+            data = sock.recv(_READ_SIZE)
+            if not data:
+                raise ConnectionError("the invalidation connection was closed by the server")
             tier = self._tier()
             if tier is None:
                 return
-            kind = message[0]
-            if kind == b"message":
-                keys = message[2]
-                if keys is None:  # FLUSHDB / FLUSHALL: everything is gone
-                    tier.clear()
-                else:
-                    names = [key.decode("utf-8", "surrogateescape") for key in keys]
-                    tier.invalidate(names)
-                    for head in filter(None, map(retired_head, names)):  # a versioned flush
-                        tier.invalidate_prefix(head)
-            elif kind == b"pong" and unanswered:
-                # Replies come in order: every invalidation sent before this PING was applied above.
-                tier.keep_alive(unanswered.popleft() + SILENCE)
+            for message in replies.feed(data):
+                if self._apply(tier, message) and unanswered:
+                    # Replies come in order: every invalidation sent before this PING was applied above.
+                    tier.keep_alive(unanswered.popleft() + SILENCE)
             del tier
+
+    @staticmethod
+    def _apply(tier: LocalTier, message: Any) -> bool:
+        """Apply one message from Redis to ``tier``; whether it was a PING's reply."""
+        if isinstance(message, Exception):
+            raise message
+        kind = message[0] if isinstance(message, list) and message else None
+        if kind == b"message":
+            keys = message[2]
+            if keys is None:  # FLUSHDB / FLUSHALL: everything is gone
+                tier.clear()
+            else:
+                names = [key.decode("utf-8", "surrogateescape") for key in keys]
+                tier.invalidate(names)
+                for head in filter(None, map(retired_head, names)):  # a versioned flush
+                    tier.invalidate_prefix(head)
+            return False
+        return kind == b"pong"
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    """Whether ``fd`` has bytes to read (or is closed), waiting up to ``timeout`` seconds without the GIL."""
+    if _poll is None:  # no poll(2) (Windows): select, whose descriptor limit does not apply to sockets there
+        return bool(select.select([fd], [], [], timeout)[0])
+    poller = _poll()  # one per call: a poll object is not to be shared between threads
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(math.ceil(timeout * 1000)))
+
+
+_poll = getattr(select, "poll", None)
+
+
+class _Replies:
+    """A RESP2 parser for what a subscribed connection receives: arrays, bulk and simple strings, integers, errors.
+
+    ``feed`` takes bytes as they come and returns the replies they complete (an error reply as an exception).
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    @property
+    def idle(self) -> bool:
+        """Whether no reply is partly received."""
+        return not self._buffer
+
+    def feed(self, data: bytes) -> list[Any]:
+        buffer = self._buffer + data if self._buffer else data
+        replies: list[Any] = []
+        at = 0
+        while at < len(buffer):
+            parsed = _parse(buffer, at)
+            if parsed is None:
+                break
+            reply, at = parsed
+            replies.append(reply)
+        self._buffer = buffer[at:]
+        return replies
+
+
+def _parse(buffer: bytes, at: int) -> tuple[Any, int] | None:
+    """The reply starting at ``buffer[at]`` and where the next one starts, or ``None`` if it is incomplete."""
+    end = buffer.find(b"\r\n", at)
+    if end < 0:
+        return None
+    kind, line, after = buffer[at : at + 1], buffer[at + 1 : end], end + 2
+    if kind == b"+":
+        return line, after
+    if kind == b"-":
+        return ConnectionError(f"Redis replied on the invalidation connection: {line.decode(errors='replace')}"), after
+    if kind == b":":
+        return int(line), after
+    size = int(line)
+    if kind == b"$":
+        if size < 0:
+            return None, after
+        if len(buffer) < after + size + 2:
+            return None
+        return buffer[after : after + size], after + size + 2
+    if kind == b"*":
+        if size < 0:
+            return None, after
+        items: list[Any] = []
+        for _ in range(size):
+            parsed = _parse(buffer, after)
+            if parsed is None:
+                return None
+            item, after = parsed
+            items.append(item)
+        return items, after
+    raise ConnectionError(f"unexpected reply on the invalidation connection: {buffer[at : at + 40]!r}")
