@@ -47,6 +47,7 @@ chaos: $(STAMP) check-redis
 # stashly against hand-written redis-py code and the peers, on a private redis-server (about 3 minutes).
 bench: $(BENCH_STAMP) check-redis
 	$(BIN)/python bench/run.py --json .bench/results.json --markdown .bench/summary.md
+	$(BIN)/python bench/local_staleness.py --seconds 10 --json .bench/local_staleness.json
 
 # The same scenarios in fewer, shorter rounds (under a minute): a quick look, not figures for the README.
 bench-quick: $(BENCH_STAMP) check-redis
