@@ -30,11 +30,16 @@ ACL_SUITES := tests/test_backends.py tests/test_contract.py tests/test_manager.p
 test-acl: $(STAMP) check-redis
 	STASHLY_TEST_ACL=1 $(BIN)/pytest -x $(ACL_SUITES)
 
+# The typing test (tests/typing, by mypy and pyright, pyproject.toml [tool.pyright]) and pyright's completeness check of
+# the public API. pyright's wheel carries its JavaScript; it runs on the system node, with no version check online.
+PYRIGHT := PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
 lint: $(STAMP)
 	$(BIN)/python scripts/unasync.py --check
 	$(BIN)/ruff check src tests examples chaos bench scripts
 	$(BIN)/ruff format --check src tests examples chaos bench scripts
-	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict src tests/typing
+	$(PYRIGHT) --pythonpath $(BIN)/python
+	$(PYRIGHT) --pythonpath $(BIN)/python --verifytypes stashly --ignoreexternal
 
 # Rewrite the sync modules generated from their async sources (scripts/unasync.py: FILES); `make lint` checks them.
 unasync: $(STAMP)
