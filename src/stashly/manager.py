@@ -12,7 +12,7 @@ from typing import Any, TypeVar, overload
 from . import keys
 from .backends.layers.local import LocalTier
 from .config.settings import Settings, parse_name, resolve
-from .engine import FlushMode, build, flush_mode
+from .engine import AsyncEngine, Engine, FlushMode, build, flush_mode
 from .sentinels import MISSING, NOT_SET, NotSet
 from .stats import CacheStats, Site, Sites, combine
 from .storage import codec
@@ -41,6 +41,11 @@ class CacheManager:
     If the backend fails, ``get`` returns ``default`` and ``set`` logs, unless ``strict=True``, which raises
     :class:`~stashly.CacheUnavailableError` instead. Every method has an ``async`` twin (``aget``, ``aset``, …).
     """
+
+    local: LocalTier | None
+    """The local tier in front of Redis, if any (``None`` on the memory backend, which is local already)."""
+    engine: Engine
+    aengine: AsyncEngine
 
     def __init__(
         self,

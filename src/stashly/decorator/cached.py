@@ -182,8 +182,8 @@ class Cached:
         manager: CacheManager | None = None,
         strict: bool | None = None,
     ) -> None:
-        self.namespace = None if namespace is None else parse_name(namespace, "Cached(namespace=...)")
-        self.ttl = check_ttl(ttl, f"Cached(namespace={namespace!r})")
+        self.namespace: str | None = None if namespace is None else parse_name(namespace, "Cached(namespace=...)")
+        self.ttl: float | NotSet | None = check_ttl(ttl, f"Cached(namespace={namespace!r})")
         self._manager = manager
         self.strict = strict
 
