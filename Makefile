@@ -30,11 +30,15 @@ ACL_SUITES := tests/test_backends.py tests/test_contract.py tests/test_manager.p
 test-acl: $(STAMP) check-redis
 	STASHLY_TEST_ACL=1 $(BIN)/pytest -x $(ACL_SUITES)
 
+# The typing test (tests/typing: what a user's checker sees), by mypy and by pyright (pyproject.toml [tool.pyright]).
+# pyright's wheel carries its JavaScript: it runs on the system node, and IGNORE_WARNINGS skips its version check online.
+PYRIGHT := PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
 lint: $(STAMP)
 	$(BIN)/python scripts/unasync.py --check
 	$(BIN)/ruff check src tests examples chaos bench scripts
 	$(BIN)/ruff format --check src tests examples chaos bench scripts
-	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict src tests/typing
+	$(PYRIGHT) --pythonpath $(BIN)/python
 
 # Rewrite the sync modules generated from their async sources (scripts/unasync.py: FILES); `make lint` checks them.
 unasync: $(STAMP)

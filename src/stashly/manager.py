@@ -12,7 +12,7 @@ from typing import Any, TypeVar, overload
 from . import keys
 from .backends.layers.local import LocalTier
 from .config.settings import Settings, parse_name, resolve
-from .engine import FlushMode, build, flush_mode
+from .engine import AsyncEngine, Engine, FlushMode, build, flush_mode
 from .sentinels import MISSING, NOT_SET, NotSet
 from .stats import CacheStats, Site, Sites, combine
 from .storage import codec
@@ -41,6 +41,11 @@ class CacheManager:
     If the backend fails, ``get`` returns ``default`` and ``set`` logs, unless ``strict=True``, which raises
     :class:`~stashly.CacheUnavailableError` instead. Every method has an ``async`` twin (``aget``, ``aset``, …).
     """
+
+    local: LocalTier | None
+    """The local tier in front of Redis, if any (``None`` on the memory backend, which is local already)."""
+    engine: Engine
+    aengine: AsyncEngine
 
     def __init__(
         self,
@@ -152,9 +157,11 @@ class CacheManager:
         return self._sites.function(namespace, function)
 
     @overload
-    def get(self, key: str, default: Any = None, *, type: None = None, namespace: str | None = None) -> Any: ...
+    def get(self, key: str, default: None = None, *, type: type[T], namespace: str | None = None) -> T | None: ...
     @overload
-    def get(self, key: str, default: D = None, *, type: type[T], namespace: str | None = None) -> T | D: ...  # type: ignore[assignment]
+    def get(self, key: str, default: D, *, type: type[T], namespace: str | None = None) -> T | D: ...
+    @overload
+    def get(self, key: str, default: Any = None, *, type: None = None, namespace: str | None = None) -> Any: ...
 
     def get(self, key: str, default: Any = None, *, type: Any = None, namespace: str | None = None) -> Any:
         """The value stored under ``key``, or ``default`` when absent (or unreadable, or the backend failed).
@@ -164,6 +171,11 @@ class CacheManager:
         """
         value = self.engine.load(self.key(key, namespace), codec.reader_for(type), self._site(namespace))
         return default if value is MISSING else value
+
+    @overload
+    def get_many(self, keys: Iterable[str], *, type: type[T], namespace: str | None = None) -> dict[str, T]: ...
+    @overload
+    def get_many(self, keys: Iterable[str], *, type: None = None, namespace: str | None = None) -> dict[str, Any]: ...
 
     def get_many(self, keys: Iterable[str], *, type: Any = None, namespace: str | None = None) -> dict[str, Any]:
         """The entries that exist among ``keys``, as ``{key: value}``, in one round trip (``MGET``).
@@ -242,10 +254,26 @@ class CacheManager:
 
     # -- the async twins: the same steps, awaiting the async engine -----------------------------------------
 
+    @overload
+    async def aget(
+        self, key: str, default: None = None, *, type: type[T], namespace: str | None = None
+    ) -> T | None: ...
+    @overload
+    async def aget(self, key: str, default: D, *, type: type[T], namespace: str | None = None) -> T | D: ...
+    @overload
+    async def aget(self, key: str, default: Any = None, *, type: None = None, namespace: str | None = None) -> Any: ...
+
     async def aget(self, key: str, default: Any = None, *, type: Any = None, namespace: str | None = None) -> Any:
         """Async :meth:`get`."""
         value = await self.aengine.load(self.key(key, namespace), codec.reader_for(type), self._site(namespace))
         return default if value is MISSING else value
+
+    @overload
+    async def aget_many(self, keys: Iterable[str], *, type: type[T], namespace: str | None = None) -> dict[str, T]: ...
+    @overload
+    async def aget_many(
+        self, keys: Iterable[str], *, type: None = None, namespace: str | None = None
+    ) -> dict[str, Any]: ...
 
     async def aget_many(self, keys: Iterable[str], *, type: Any = None, namespace: str | None = None) -> dict[str, Any]:
         """Async :meth:`get_many`."""

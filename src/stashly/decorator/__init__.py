@@ -1,6 +1,6 @@
 """Everything ``@cached``: the decorator, the per-function plan, single-flight, the stampede lock, refresh-ahead."""
 
-from .cached import Cached, CachedFunction
+from .cached import BoundCachedFunction, Cached, CachedClassMethod, CachedDecorator, CachedFunction
 from .remover import Remover
 
-__all__ = ["Cached", "CachedFunction", "Remover"]
+__all__ = ["BoundCachedFunction", "Cached", "CachedClassMethod", "CachedDecorator", "CachedFunction", "Remover"]

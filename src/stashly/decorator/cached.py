@@ -12,9 +12,9 @@ import functools
 import inspect
 import sys
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import timedelta
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Concatenate, ParamSpec, Protocol, Self, TypeVar, overload
 
 from .. import keys
 from ..config.settings import parse_name
@@ -25,27 +25,134 @@ from . import flow_async, flow_sync
 from .plan import Plan, check_duration, check_lease, check_refresh_ahead
 from .remover import Remover
 
-__all__ = ["Cached", "CachedFunction"]
+__all__ = ["BoundCachedFunction", "Cached", "CachedClassMethod", "CachedDecorator", "CachedFunction"]
 
 P = ParamSpec("P")
+Q = ParamSpec("Q")
 R = TypeVar("R")
+S = TypeVar("S")
 R_co = TypeVar("R_co", covariant=True)
+S_contra = TypeVar("S_contra", contravariant=True)
+
+# An ``async def`` is the one case a cached function's ``invalidate`` is awaitable. mypy calls the two overloads
+# that say so "overlapping" because a plain ``def`` may also return a coroutine; the runtime asks
+# ``inspect.iscoroutinefunction``, and so does the first overload in effect: a coroutine return means ``async def``.
 
 
 class CachedFunction(Protocol[P, R_co]):
-    """What ``@cached`` returns: the function, plus ``invalidate`` and ``cache_key`` for the same arguments."""
+    """What ``@cached`` returns: the function, plus ``invalidate`` and ``cache_key`` for the same arguments.
+
+    Typed as the descriptor it is: on a class, ``Service.lookup`` keeps ``self`` (``Service.lookup(service, 5)``,
+    ``Service.lookup.invalidate(service, 5)``); on an instance, ``Service().lookup(5)`` drops it, as does a
+    ``@classmethod`` for ``cls``. ``invalidate`` returns ``bool``, or a coroutine of it for an ``async def``.
+    """
 
     @property
-    def __wrapped__(self) -> Callable[P, R_co]: ...
+    def __wrapped__(self) -> Callable[P, R_co]:
+        """The undecorated function."""
+        ...
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
+        """The cached call: a hit returns the stored value, a miss runs the function and stores its result."""
+        ...
 
-    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Any:
-        """Drop the entry for these arguments: ``True`` if one was removed (awaitable for ``async def``)."""
+    @overload
+    def invalidate(  # type: ignore[overload-overlap]
+        self: CachedFunction[P, Coroutine[Any, Any, Any]], *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, bool]: ...
+    @overload
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool: ...
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool | Coroutine[Any, Any, bool]:
+        """Drop the entry for these arguments: ``True`` if one was removed (a coroutine for ``async def``)."""
         ...
 
     def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The backend key these arguments map to."""
+        ...
+
+    # mypy checks the bound ``self`` of the second overload against ``Callable[...]`` only, pyright against the
+    # protocol only: the third (a ``Callable`` no instance binds, for mypy) and the fourth (the same binding, for
+    # pyright) make both agree; tests/typing/check_types.py pins every case.
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None, /) -> Self: ...
+    @overload
+    def __get__(
+        self: Callable[Concatenate[S, Q], R], instance: S, owner: type[Any] | None = None, /
+    ) -> BoundCachedFunction[S, Q, R]: ...
+    @overload
+    def __get__(
+        self: Callable[..., Any], instance: object, owner: type[Any] | None = None, /
+    ) -> CachedFunction[P, R_co]: ...
+    @overload
+    def __get__(
+        self: CachedFunction[Concatenate[S, Q], R], instance: S, owner: type[Any] | None = None, /
+    ) -> BoundCachedFunction[S, Q, R]: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None, /) -> Self: ...
+    def __get__(self, instance: object, owner: type[Any] | None = None, /) -> Any:
+        """Method binding, as for any function: read from its class a method keeps ``self``; read from an
+        instance it is bound to it; a ``@staticmethod`` (whose first parameter the instance does not fit) is
+        never bound."""
+        ...
+
+
+class CachedClassMethod(CachedFunction[Concatenate[type[S_contra], Q], R_co], Protocol[S_contra, Q, R_co]):
+    """What ``@cached`` returns for a function whose first parameter is a class: put ``@classmethod`` above it.
+
+    Read from its class or an instance, it is bound to the class: ``Service.lookup(5)``.
+    """
+
+    def __get__(  # type: ignore[override]
+        self, instance: object, owner: type[Any] | None = None, /
+    ) -> BoundCachedFunction[type[S_contra], Q, R_co]:
+        """Bound to the class, as ``@classmethod`` does."""
+        ...
+
+
+class BoundCachedFunction(Protocol[S_contra, Q, R_co]):
+    """A cached method bound to an instance (or a cached classmethod to its class): ``Service().lookup``.
+
+    The call drops ``self``; ``invalidate`` and ``cache_key`` are the function's own, so they still take it
+    (``service.lookup.invalidate(service, 5)``, the same as ``Service.lookup.invalidate(service, 5)``).
+    """
+
+    @property
+    def __wrapped__(self) -> Callable[Concatenate[S_contra, Q], R_co]:
+        """The undecorated function (``self`` first)."""
+        ...
+
+    def __call__(self, *args: Q.args, **kwargs: Q.kwargs) -> R_co:
+        """The cached call, ``self`` already bound."""
+        ...
+
+    @overload
+    def invalidate(  # type: ignore[overload-overlap]
+        self: BoundCachedFunction[S_contra, Q, Coroutine[Any, Any, Any]],
+        instance: S_contra,
+        /,
+        *args: Q.args,
+        **kwargs: Q.kwargs,
+    ) -> Coroutine[Any, Any, bool]: ...
+    @overload
+    def invalidate(self, instance: S_contra, /, *args: Q.args, **kwargs: Q.kwargs) -> bool: ...
+    def invalidate(self, instance: S_contra, /, *args: Q.args, **kwargs: Q.kwargs) -> bool | Coroutine[Any, Any, bool]:
+        """Drop the entry for ``instance`` and these arguments (a coroutine for ``async def``)."""
+        ...
+
+    def cache_key(self, instance: S_contra, /, *args: Q.args, **kwargs: Q.kwargs) -> str:
+        """The backend key ``instance`` and these arguments map to."""
+        ...
+
+
+class CachedDecorator(Protocol):
+    """What ``@cache.cached(...)`` with options returns: the decorator, typed as ``@cache.cached`` is."""
+
+    @overload
+    def __call__(self, fn: Callable[Concatenate[type[S], P], R], /) -> CachedClassMethod[S, P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> CachedFunction[P, R]: ...
+    def __call__(self, fn: Callable[P, R], /) -> CachedFunction[P, R]:
+        """Cache ``fn``."""
         ...
 
 
@@ -75,8 +182,8 @@ class Cached:
         manager: CacheManager | None = None,
         strict: bool | None = None,
     ) -> None:
-        self.namespace = None if namespace is None else parse_name(namespace, "Cached(namespace=...)")
-        self.ttl = check_ttl(ttl, f"Cached(namespace={namespace!r})")
+        self.namespace: str | None = None if namespace is None else parse_name(namespace, "Cached(namespace=...)")
+        self.ttl: float | NotSet | None = check_ttl(ttl, f"Cached(namespace={namespace!r})")
         self._manager = manager
         self.strict = strict
 
@@ -85,6 +192,9 @@ class Cached:
         """The manager this cache stores through."""
         return self._manager or default_manager()
 
+    # A function whose first parameter is a class is typed for ``@classmethod`` above it (see CachedClassMethod).
+    @overload
+    def cached(self, fn: Callable[Concatenate[type[S], P], R], /) -> CachedClassMethod[S, P, R]: ...
     @overload
     def cached(self, fn: Callable[P, R], /) -> CachedFunction[P, R]: ...
     @overload
@@ -103,7 +213,7 @@ class Cached:
         fail_safe: float | timedelta | None = None,
         soft_timeout: float | timedelta | None = None,
         hard_timeout: float | timedelta | None = None,
-    ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+    ) -> CachedDecorator: ...
 
     def cached(
         self,
@@ -120,7 +230,7 @@ class Cached:
         fail_safe: float | timedelta | None = None,
         soft_timeout: float | timedelta | None = None,
         hard_timeout: float | timedelta | None = None,
-    ) -> CachedFunction[P, R] | Callable[[Callable[P, R]], CachedFunction[P, R]]:
+    ) -> CachedFunction[P, R] | CachedDecorator:
         """Cache ``fn``'s results; use bare (``@cache.cached``) or with options (``@cache.cached(ttl=30)``).
 
         ``ttl`` overrides the cache's TTL for this function; ``key`` is a template such as
@@ -168,9 +278,13 @@ class Cached:
                 wrapper = flow_async.wrapper(plan) if is_async else flow_sync.wrapper(plan)
             return typing.cast(CachedFunction[P, R], _attach(wrapper, plan, is_async))
 
-        return decorate if fn is None else decorate(fn, _defining_scope())
+        return typing.cast(CachedDecorator, decorate) if fn is None else decorate(fn, _defining_scope())
 
-    def remove(self, fn: CachedFunction[P, Any]) -> Remover[P]:
+    @overload
+    def remove(self, fn: CachedFunction[P, R], /) -> Remover[P, R]: ...
+    @overload
+    def remove(self, fn: BoundCachedFunction[S, P, R], /) -> Remover[Concatenate[S, P], R]: ...
+    def remove(self, fn: Any, /) -> Remover[..., Any]:
         """Drop ``fn``'s entries: call it with ``fn``'s arguments, or decorate a function that changes the data.
 
         >>> auth_cache.remove(get_me)(5)          # same as get_me.invalidate(5)

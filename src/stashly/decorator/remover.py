@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from .. import keys
@@ -17,26 +17,33 @@ __all__ = ["Remover"]
 
 P = ParamSpec("P")
 Q = ParamSpec("Q")
+R_co = TypeVar("R_co", covariant=True)
 W = TypeVar("W")
 
 
-class Remover(Generic[P]):
+class Remover(Generic[P, R_co]):
     """What :meth:`Cached.remove` returns: an invalidation with the cached function's signature, or a decorator.
 
     As a decorator on a write function (a ``PATCH`` endpoint), it drops the cached function's entry after
     every call, even one that raised, for the write function's arguments that share names with the cached
-    function's parameters.
+    function's parameters. Called, it returns ``invalidate``'s answer: ``bool``, or a coroutine of it when the
+    cached function is an ``async def`` (``R`` is the cached function's return type).
     """
 
-    def __init__(self, target: CachedFunction[P, Any]) -> None:
+    def __init__(self, target: CachedFunction[P, R_co]) -> None:
         self._target = target
-        self.__signature__ = inspect.signature(target.__wrapped__)
-        self.__name__ = target.__name__  # type: ignore[attr-defined]
+        self.__signature__: inspect.Signature = inspect.signature(target.__wrapped__)
+        self.__name__: str = target.__name__  # type: ignore[attr-defined]
 
+    # A lone function argument is decoration, as at runtime (a function is never a keyable argument).
     @overload
-    def __call__(self, write: Callable[Q, W], /) -> Callable[Q, W]: ...
+    def __call__(self, write: Callable[Q, W], /) -> Callable[Q, W]: ...  # type: ignore[overload-overlap]
     @overload
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any: ...
+    def __call__(  # type: ignore[overload-overlap]  # a coroutine return means ``async def``: see cached.py
+        self: Remover[P, Coroutine[Any, Any, Any]], *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, bool]: ...
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> bool: ...
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if len(args) == 1 and not kwargs and inspect.isfunction(args[0]):
