@@ -12,7 +12,7 @@ from .keys import describe, log_fields
 
 __all__ = ["FailurePolicy"]
 
-logger = logging.getLogger(__name__)
+logger: logging.Logger = logging.getLogger(__name__)
 
 
 class FailurePolicy:

@@ -195,8 +195,8 @@ class Site:
         self.hits = self.misses = self.stale = self.fills = self.fill_errors = self.stores = 0
         self.invalidations = self.errors = self.bytes_read = self.bytes_written = self.stale_serves = 0
         # On the hot path: ``site.hit_ns[ns.bit_length()] += 1`` (no call, no min(): 64 buckets hold any int64).
-        self.hit_ns = [0] * BUCKETS
-        self.fill_ns = [0] * BUCKETS
+        self.hit_ns: list[int] = [0] * BUCKETS
+        self.fill_ns: list[int] = [0] * BUCKETS
 
 
 def _histogram(buckets: list[int]) -> Histogram:
@@ -288,7 +288,7 @@ class Sites:
     """
 
     def __init__(self, limit: int) -> None:
-        self.limit = checks.positive_int(limit, "stats_max_names")
+        self.limit: int = checks.positive_int(limit, "stats_max_names")
         self._lock = threading.Lock()
         self._tracked: set[str] = set()  # namespaces counted by name (at most limit)
         self._namespaces: dict[str, Site] = {}  # tracked namespace, or OTHER -> its counters

@@ -8,6 +8,7 @@ import ipaddress
 import math
 import os
 import ssl
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Final
 
@@ -51,11 +52,12 @@ def integer(value: object, source: str, *, low: int, high: float = math.inf) -> 
     raise error(source, f"an integer {bounds}", value)
 
 
-positive_int = functools.partial(integer, low=1)
-connections = functools.partial(integer, low=1, high=MAX_CONNECTIONS)
-protocol = functools.partial(integer, low=2, high=3)
-port = functools.partial(integer, low=1, high=65535)
-db = functools.partial(integer, low=0)
+IntegerCheck = Callable[[object, str], int]
+positive_int: IntegerCheck = functools.partial(integer, low=1)
+connections: IntegerCheck = functools.partial(integer, low=1, high=MAX_CONNECTIONS)
+protocol: IntegerCheck = functools.partial(integer, low=2, high=3)
+port: IntegerCheck = functools.partial(integer, low=1, high=65535)
+db: IntegerCheck = functools.partial(integer, low=0)
 
 
 def fraction(value: object, source: str) -> float:

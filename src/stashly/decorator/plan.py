@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from .. import keys
-from ..engine import Lookup
+from ..engine import AsyncEngine, Engine, Hooks, Lookup
 from ..errors import ConfigError, SerializationError
 from ..manager import default_manager
 from ..sentinels import NOT_SET, NotSet
+from ..stats import Site
 from ..storage import codec
 from ..ttl import TTL, check_ttl, resolve_ttl
 from .context import is_context
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Binding", "Plan", "Serialized", "check_duration", "check_lease", "check_refresh_ahead"]
 
-logger = logging.getLogger("stashly.plan")  # the documented name, wherever the module lives
+logger: logging.Logger = logging.getLogger("stashly.plan")  # the documented name, wherever the module lives
 _EMPTY = inspect.Parameter.empty
 _RECEIVERS = ("self", "cls")
 _KEY_MEMO = 4096  # remembered keys per function and manager; cleared whole when full
@@ -67,20 +68,25 @@ class Binding:
     def __init__(self, plan: Plan, manager: CacheManager) -> None:
         settings = manager.settings
         annotation = plan.return_annotation()
-        self.manager = manager
-        self.engine, self.aengine, self.hooks = manager.engine, manager.aengine, manager.engine.hooks
-        self.prefix = settings.prefix
-        self.namespace = namespace = plan.namespace or settings.namespace  # site.namespace may be stats.OTHER
-        self.head = keys.namespace_prefix(settings.prefix, namespace)
-        self.guard = keys.guard_key(settings.prefix, namespace)
+        self.manager: CacheManager = manager
+        self.engine: Engine = manager.engine
+        self.aengine: AsyncEngine = manager.aengine
+        self.hooks: Hooks = manager.engine.hooks
+        self.prefix: str = settings.prefix
+        self.namespace: str = plan.namespace or settings.namespace
+        namespace = self.namespace  # site.namespace may be stats.OTHER
+        self.head: str = keys.namespace_prefix(settings.prefix, namespace)
+        self.guard: str = keys.guard_key(settings.prefix, namespace)
         # Pickled values come back as the objects they were; JSON is validated into the annotation.
-        self.reader = codec.reader_for(annotation if settings.serializer == "json" else None)
-        self.salt = codec.schema_fingerprint(annotation)
-        self.strict = settings.strict if plan.strict is None else plan.strict
-        self.expiry = resolve_ttl(plan.ttl, settings.default_ttl, settings.allow_no_expiry, f"@cached {plan.name}")
+        self.reader: codec.Reader = codec.reader_for(annotation if settings.serializer == "json" else None)
+        self.salt: bytes = codec.schema_fingerprint(annotation)
+        self.strict: bool = settings.strict if plan.strict is None else plan.strict
+        self.expiry: float | None = resolve_ttl(
+            plan.ttl, settings.default_ttl, settings.allow_no_expiry, f"@cached {plan.name}"
+        )
         self.keys: dict[tuple[Any, ...], str] = {}  # positional int/str arguments -> key, see Plan.key
-        self.site = manager.function_site(namespace, plan.name)
-        self.grace = plan.fail_safe or 0.0  # a fail-safe entry outlives its logical expiry by this much
+        self.site: Site = manager.function_site(namespace, plan.name)
+        self.grace: float = plan.fail_safe or 0.0  # a fail-safe entry outlives its logical expiry by this much
         if plan.fail_safe is not None and settings.serializer != "json":
             raise ConfigError(
                 f"@cached {plan.name}: fail_safe needs the JSON serializer (its entries carry their logical expiry "
@@ -115,13 +121,13 @@ class Plan:
         self.lock_lease = lock_lease
         self.refresh_ahead = refresh_ahead
         self.localns = localns
-        self.name = keys.function_name(fn)
+        self.name: str = keys.function_name(fn)
         self.namespace = namespace
         self.strict = strict
-        self.ttl = check_ttl(ttl, f"@cached {self.name}")
+        self.ttl: float | NotSet | None = check_ttl(ttl, f"@cached {self.name}")
         self._manager = manager
         self._binding: Binding | None = None
-        self.signature = inspect.signature(fn)
+        self.signature: inspect.Signature = inspect.signature(fn)
         params = list(self.signature.parameters.values())
         self._names = tuple(p.name for p in params)
         ignored = frozenset(ignore)

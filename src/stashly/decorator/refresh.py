@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LEASE", "Refresher", "refresh_failed", "served_stale"]
 
-logger = logging.getLogger("stashly.refresh")  # the documented name, wherever the module lives
+logger: logging.Logger = logging.getLogger("stashly.refresh")  # the documented name, wherever the module lives
 LEASE = 30.0  # a refresh that takes longer lets another process start one
 
 

@@ -41,8 +41,8 @@ class Wait:
     """The polling schedule of one waiter: 10 ms growing to 100 ms, for at most one lease."""
 
     def __init__(self, lease: float) -> None:
-        self.deadline = time.monotonic() + lease
-        self.delay = _FIRST_POLL
+        self.deadline: float = time.monotonic() + lease
+        self.delay: float = _FIRST_POLL
 
     def next_delay(self) -> float | None:
         """How long to sleep before polling again; ``None`` once the wait is over."""

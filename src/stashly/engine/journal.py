@@ -44,11 +44,11 @@ class Journal:
 
     def __init__(self, limit: int = LIMIT) -> None:
         self.limit = limit
-        self.active = False
+        self.active: bool = False
         """Whether anything is pending: the only thing a read looks at while the journal is empty."""
-        self.replayed = 0
-        self.escalated = 0
-        self.dropped = 0
+        self.replayed: int = 0
+        self.escalated: int = 0
+        self.dropped: int = 0
         self._lock = threading.Lock()
         self._replaying = threading.Lock()  # one replay at a time, across threads and tasks
         self._entries: OrderedDict[str, Pending] = OrderedDict()  # target -> pending, oldest first

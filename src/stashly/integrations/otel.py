@@ -33,8 +33,8 @@ try:
     from opentelemetry import metrics, trace
     from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
     from opentelemetry.trace import SpanKind, Tracer, TracerProvider
-except ImportError as exc:  # pragma: no cover - exercised by installs without the extra
-    raise ImportError("stashly.integrations.otel needs opentelemetry-api: pip install 'stashly[otel]'") from exc
+except ImportError as _missing:  # pragma: no cover - exercised by installs without the extra
+    raise ImportError("stashly.integrations.otel needs opentelemetry-api: pip install 'stashly[otel]'") from _missing
 
 from .. import __version__
 

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 try:
     from prometheus_client import REGISTRY, CollectorRegistry
     from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-except ImportError as exc:  # pragma: no cover - exercised by installs without the extra
+except ImportError as _missing:  # pragma: no cover - exercised by installs without the extra
     raise ImportError(
         "stashly.integrations.prometheus needs prometheus_client: pip install 'stashly[prometheus]'"
-    ) from exc
+    ) from _missing
 
 if TYPE_CHECKING:
     from ..manager import CacheManager

@@ -47,7 +47,8 @@ class Unstable(Exception):
     """Raised inside the encoder; the public entry points turn it into an ``UnstableKeyError`` with a path."""
 
     def __init__(self, value: object, reason: str) -> None:
-        self.value, self.reason = value, reason
+        self.value: object = value
+        self.reason: str = reason
         self.trail: list[tuple[str, object]] = []  # (segment, container), innermost first
 
 

@@ -39,7 +39,8 @@ class KeyTemplate:
     __slots__ = ("_parts", "fields", "template", "where")
 
     def __init__(self, template: str, parameters: Collection[str], where: str) -> None:
-        self.template, self.where = template, where
+        self.template: str = template
+        self.where: str = where
         label = f"{where}: key template {template!r}"
         try:
             parsed = list(string.Formatter().parse(template))
@@ -73,7 +74,7 @@ class KeyTemplate:
             parts.append((literal, root, tuple(attrs), field))
             previous = field
         self._parts = tuple(parts)
-        self.fields = tuple(dict.fromkeys(part[1] for part in parts if part[1] is not None))
+        self.fields: tuple[str, ...] = tuple(dict.fromkeys(part[1] for part in parts if part[1] is not None))
 
     def __repr__(self) -> str:
         return f"KeyTemplate({self.template!r}, where={self.where!r})"

@@ -46,7 +46,7 @@ _OPTIONS = orjson.OPT_NON_STR_KEYS
 
 class _Unencodable(Exception):
     def __init__(self, value: object) -> None:
-        self.value = value
+        self.value: object = value
 
 
 def _default(value: object) -> object:
@@ -66,7 +66,7 @@ class Stale:
     __slots__ = ("value",)
 
     def __init__(self, value: object) -> None:
-        self.value = value
+        self.value: object = value
 
 
 def encode(value: object, key: str, fresh_until: int | None = None) -> bytes:

@@ -18,7 +18,7 @@ from typing import Final
 
 __all__ = ["OPEN_MESSAGE", "CircuitBreaker"]
 
-logger = logging.getLogger("stashly.breaker")  # the documented name, wherever the module lives
+logger: logging.Logger = logging.getLogger("stashly.breaker")  # the documented name, wherever the module lives
 
 
 class CircuitBreaker:
@@ -36,8 +36,8 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probe_at = -float("inf")
-        self.epoch = 0  # bumped when the breaker opens: a success from an operation begun before that is stale
-        self.changes = 0  # times it opened or closed
+        self.epoch: int = 0  # bumped when the breaker opens: a success from an operation begun before that is stale
+        self.changes: int = 0  # times it opened or closed
 
     @property
     def is_open(self) -> bool:

@@ -42,7 +42,7 @@ class Cohort:
     __slots__ = ("live",)
 
     def __init__(self) -> None:
-        self.live = 0  # tickets neither offered nor abandoned yet
+        self.live: int = 0  # tickets neither offered nor abandoned yet
 
 
 Ticket = tuple[Cohort, float]
@@ -79,9 +79,9 @@ class LocalTier:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # The settings' own parsers: the same rules (and ConfigError, a ValueError) as the local_* settings.
-        self.max_entries = checks.positive_int(max_entries, "LocalTier max_entries")
-        self.max_bytes = checks.positive_int(max_bytes, "LocalTier max_bytes")
-        self.ttl = checks.positive_float(ttl, "LocalTier ttl")
+        self.max_entries: int = checks.positive_int(max_entries, "LocalTier max_entries")
+        self.max_bytes: int = checks.positive_int(max_bytes, "LocalTier max_bytes")
+        self.ttl: float = checks.positive_float(ttl, "LocalTier ttl")
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, Entry] = OrderedDict()
@@ -92,9 +92,9 @@ class LocalTier:
         self._unapplied: Callable[[], bool] | None = None
         self._heeded_until = -math.inf
         self._claimed = False
-        self.hits = 0
+        self.hits: int = 0
         """Reads this tier answered (approximate under threads: plain counters, no lock)."""
-        self.misses = 0
+        self.misses: int = 0
         """Reads it passed on to Redis."""
         _forks.add(self)
 

@@ -28,8 +28,8 @@ try:
     from fastapi.responses import JSONResponse
     from fastapi.security.base import SecurityBase
     from fastapi.utils import is_body_allowed_for_status_code
-except ImportError as exc:  # pragma: no cover - exercised by installs without the extra
-    raise ImportError("@cached(http=True) needs FastAPI: pip install 'stashly[fastapi]'") from exc
+except ImportError as _missing:  # pragma: no cover - exercised by installs without the extra
+    raise ImportError("@cached(http=True) needs FastAPI: pip install 'stashly[fastapi]'") from _missing
 
 from ...decorator.context import is_context
 from ...decorator.plan import Serialized
@@ -66,7 +66,7 @@ class _Policy:
 
     def __init__(self, plan: Plan, hints: Mapping[str, Any]) -> None:
         self.dependencies: list[str] = []
-        self.reads_request = False
+        self.reads_request: bool = False
         for parameter in plan.signature.parameters.values():
             annotation = hints.get(parameter.name, parameter.annotation)
             if isinstance(parameter.default, Depends) or any(
@@ -99,15 +99,15 @@ class _Route:
     def __init__(self, route: Any, endpoint: Callable[..., Any]) -> None:
         self.route = route  # held so the id() this is remembered under is never reused
         self.headers: list[str] = []
-        self.private = False
+        self.private: bool = False
         self.connection_under: list[str | None] = []  # top-level dependencies that read the raw request
         dependant = getattr(route, "dependant", None)
         if dependant is not None:
             self._walk(dependant, top=True)
         # Only a route calling this very endpoint gets a rendered Response back: a decorator between the route
         # and the endpoint expects the endpoint's value.
-        self.renders = getattr(route, "endpoint", None) is endpoint
-        self.field = getattr(route, "response_field", None)
+        self.renders: bool = getattr(route, "endpoint", None) is endpoint
+        self.field: Any = getattr(route, "response_field", None)
         self.dump: dict[str, Any] = {
             "include": getattr(route, "response_model_include", None),
             "exclude": getattr(route, "response_model_exclude", None),
@@ -119,7 +119,7 @@ class _Route:
         # An entry is only valid for this model and these options: a deploy changing either reads it as a miss.
         options = repr((sorted((name, repr(value)) for name, value in self.dump.items()), self.field is None))
         model = codec.schema_fingerprint(getattr(route, "response_model", None)).decode()
-        self.model = model + hashlib.blake2b(options.encode(), digest_size=4).hexdigest()
+        self.model: str = model + hashlib.blake2b(options.encode(), digest_size=4).hexdigest()
         response_class = getattr(route, "response_class", JSONResponse)
         self.response_class: type[Response] = (
             response_class.value if isinstance(response_class, DefaultPlaceholder) else response_class
@@ -330,8 +330,8 @@ class HttpEndpoint:
     """
 
     def __init__(self, plan: Plan, endpoint: Callable[..., Any]) -> None:
-        self.hints = _hints(plan)
-        self.policy = _Policy(plan, self.hints)
+        self.hints: dict[str, Any] = _hints(plan)
+        self.policy: _Policy = _Policy(plan, self.hints)
         self._endpoint = endpoint
         self._routes: dict[int, _Route] = {}
         self._own_request, self._own_response = _own(plan, self.hints, Request), _own(plan, self.hints, Response)

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 try:
     from fastapi import APIRouter
     from fastapi.responses import HTMLResponse, JSONResponse
-except ImportError as exc:  # pragma: no cover - exercised by installs without the extra
-    raise ImportError("stats_router() needs FastAPI: pip install 'stashly[fastapi]'") from exc
+except ImportError as _missing:  # pragma: no cover - exercised by installs without the extra
+    raise ImportError("stats_router() needs FastAPI: pip install 'stashly[fastapi]'") from _missing
 
 from ... import CacheManager, CacheStats, default_manager
 from .stats_page_html import PAGE, SCRIPT, STYLE
