@@ -4,9 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-check tour test test-acl lint unasync chaos bench bench-quick bench-flush check-redis check-chromium clean
+.PHONY: demo demo-check tour test test-acl doctest docs docs-serve lint unasync chaos bench bench-quick bench-flush check-redis check-chromium clean
 
 BENCH_STAMP := $(VENV)/.bench-installed
+DOCS_STAMP  := $(VENV)/.docs-installed
 
 # The example FastAPI service on 127.0.0.1:8000: seeds two users and prints the curl walk-through.
 demo: $(STAMP)
@@ -29,6 +30,23 @@ ACL_SUITES := tests/test_backends.py tests/test_contract.py tests/test_manager.p
 	tests/test_reliability.py tests/test_fastapi.py
 test-acl: $(STAMP) check-redis
 	STASHLY_TEST_ACL=1 $(BIN)/pytest -x $(ACL_SUITES)
+
+# The docstring examples of the package (`>>>` lines; `# doctest: +SKIP` marks those needing a server). The
+# documentation's ```python blocks run in `make test` (tests/test_docs_examples.py).
+doctest: $(STAMP)
+	$(BIN)/pytest -q --doctest-modules src/stashly
+
+# The documentation site (mkdocs.yml, docs/): built into site/ with warnings as errors. A CI step after `make test`.
+docs: $(DOCS_STAMP)
+	$(BIN)/mkdocs build --strict
+
+# The same site served on 127.0.0.1:8001, rebuilt on every change.
+docs-serve: $(DOCS_STAMP)
+	$(BIN)/mkdocs serve -a 127.0.0.1:8001
+
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q -e '.[docs]'
+	touch $(DOCS_STAMP)
 
 # The typing test (tests/typing: what a user's checker sees), by mypy and by pyright (pyproject.toml [tool.pyright]).
 # pyright's wheel carries its JavaScript: it runs on the system node, and IGNORE_WARNINGS skips its version check online.
@@ -96,4 +114,4 @@ check-chromium:
 		else echo "chromium or chromedriver not found: install the Debian packages chromium and chromium-driver (sudo apt-get install -y chromium chromium-driver)" >&2; exit 1; fi; }
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .bench src/*.egg-info
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .hypothesis .bench src/*.egg-info

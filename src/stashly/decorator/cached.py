@@ -248,8 +248,12 @@ class Cached:
         is slower than this, and ``hard_timeout`` raises :class:`~stashly.FactoryTimeoutError` when there is no such
         value; either way the computation finishes in the background and stores its result.
 
-        >>> @auth_cache.cached(fail_safe=timedelta(minutes=10), soft_timeout=0.5)   # doctest: +SKIP
-        ... def exchange_rate(currency: str) -> float: ...
+        >>> rates = Cached(namespace="rates", ttl=60, manager=CacheManager(url="memory://"))
+        >>> @rates.cached(fail_safe=timedelta(minutes=10), soft_timeout=0.5)
+        ... def exchange_rate(currency: str) -> float:
+        ...     return 1.08                     # pretend: a rates API, which may fail or hang
+        >>> exchange_rate("EUR")
+        1.08
         """
 
         def decorate(fn: Callable[P, R], localns: dict[str, Any] | None = None) -> CachedFunction[P, R]:
@@ -287,8 +291,14 @@ class Cached:
     def remove(self, fn: Any, /) -> Remover[..., Any]:
         """Drop ``fn``'s entries: call it with ``fn``'s arguments, or decorate a function that changes the data.
 
+        >>> auth_cache = Cached(namespace="auth", ttl=60, manager=CacheManager(url="memory://"))
+        >>> @auth_cache.cached
+        ... def get_me(user_id: int) -> dict[str, int]:
+        ...     return {"id": user_id}
+        >>> get_me(5)
+        {'id': 5}
         >>> auth_cache.remove(get_me)(5)          # same as get_me.invalidate(5)
-        False
+        True
         >>> @auth_cache.remove(get_me)            # after update_me runs, drop get_me's entry for the
         ... def update_me(user_id: int, email: str) -> None: ...   # arguments the two share by name
         """

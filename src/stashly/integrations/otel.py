@@ -2,9 +2,13 @@
 
 Nothing is added to the hot path: each instrument's callback takes a snapshot at collection time.
 
->>> from stashly.integrations.otel import instrument  # doctest: +SKIP
->>> instrument(cm)  # the global MeterProvider  # doctest: +SKIP
->>> instrument(cm, meter_provider=provider, name="sessions", spans=True)  # doctest: +SKIP
+>>> from opentelemetry.sdk.metrics import MeterProvider
+>>> from stashly import CacheManager
+>>> from stashly.integrations.otel import instrument
+>>> cm = CacheManager(url="memory://", namespace="app")
+>>> instrument(cm)  # the global MeterProvider
+>>> provider = MeterProvider()
+>>> instrument(cm, meter_provider=provider, name="sessions", spans=True)
 
 Counters are ``ObservableCounter``s by namespace (``stashly.hits``, …), by cached function
 (``stashly.function.hits``, …) and by manager (``stashly.local_hits``, ``stashly.breaker_changes``, and the

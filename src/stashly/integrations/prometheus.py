@@ -5,10 +5,13 @@ metric families (counters by namespace and by cached function, two latency histo
 manager the local-tier hits, breaker changes and the pending-invalidation journal: a gauge of what is pending,
 counters of what was replayed, escalated and dropped).
 
->>> from prometheus_client import start_http_server  # doctest: +SKIP
->>> from stashly.integrations.prometheus import register  # doctest: +SKIP
->>> register(cm)  # doctest: +SKIP
->>> start_http_server(9100)  # doctest: +SKIP
+>>> from prometheus_client import CollectorRegistry, start_http_server
+>>> from stashly import CacheManager
+>>> from stashly.integrations.prometheus import register
+>>> cm = CacheManager(url="memory://", namespace="app")
+>>> registry = CollectorRegistry()        # leave it out to use prometheus_client's default REGISTRY
+>>> collector = register(cm, registry)
+>>> start_http_server(9100, registry=registry)  # doctest: +SKIP
 
 Every series carries a ``manager`` label (the name given at registration, the manager's namespace by
 default), so several managers can share one registry.
@@ -110,7 +113,10 @@ def buckets(histogram: Histogram) -> list[tuple[str, float]]:
 class StashlyCollector:
     """A custom collector over one or more managers, each under its own ``manager`` label value.
 
-    >>> registry.register(StashlyCollector(cm))  # doctest: +SKIP
+    >>> from prometheus_client import CollectorRegistry
+    >>> from stashly import CacheManager
+    >>> registry = CollectorRegistry()
+    >>> registry.register(StashlyCollector(CacheManager(url="memory://")))
 
     Registering two collectors with one registry fails (their metric names clash): :func:`register` adds the
     managers of one registry to one collector.

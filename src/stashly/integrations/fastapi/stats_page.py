@@ -195,7 +195,10 @@ def stats_router(
     The page shows namespace and function names and counts, never keys or values; it has no authentication
     of its own, so a production app mounts it behind its own (``dependencies=[Depends(admin_only)]``).
 
-    >>> app.include_router(stats_router(manager), prefix="/cache")  # doctest: +SKIP
+    >>> from fastapi import FastAPI
+    >>> from stashly import CacheManager
+    >>> app = FastAPI()
+    >>> app.include_router(stats_router(CacheManager(url="memory://")), prefix="/cache")
 
     In ``stats.json``, latencies are in seconds (``null`` with no calls), ``time`` in the ``clock``'s
     seconds (the Unix epoch by default), and each ``history`` entry has the cumulative ``hits``, ``misses``,
