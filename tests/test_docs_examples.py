@@ -25,7 +25,7 @@ from stashly import CacheManager
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 NO_RUN = re.compile(r"<!--\s*docs:\s*no-run\b.*-->\s*$")
-FENCE = re.compile(r"^(\s*)```+\s*([\w+-]*)")
+FENCE = re.compile(r"^(\s*)(```+)\s*([\w+-]*)")
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ def blocks(page: Path) -> list[Block]:
         if not opening:
             i += 1
             continue
-        indent, language = opening.groups()
-        end = next(j for j in range(i + 1, len(lines)) if lines[j].strip().startswith("```"))
+        indent, ticks, language = opening.groups()
+        end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == ticks)  # the fence that closes it
         if language == "python":
             marked = i > 0 and bool(NO_RUN.search(lines[i - 1]))
             body = [line[len(indent) :] for line in lines[i + 1 : end]]
@@ -96,4 +96,3 @@ def test_every_no_run_marker_sits_on_a_python_block() -> None:
             if NO_RUN.search(line):
                 following = lines[i + 1] if i + 1 < len(lines) else ""
                 assert following.strip() == "```python", f"{page.relative_to(ROOT)}:{i + 1}: marker above {following!r}"
-
