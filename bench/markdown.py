@@ -1,4 +1,4 @@
-"""A compact Markdown summary of a run, for the README's Performance section (``run.py --markdown PATH``)."""
+"""A compact Markdown summary of a run, for docs/explanation/performance.md (``run.py --markdown PATH``)."""
 
 from __future__ import annotations
 

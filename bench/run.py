@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds: under a minute")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure to this JSON file")
-    parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write a Markdown summary (for the README)")
+    parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write a Markdown summary")
     parser.add_argument("--rounds", type=int, help="rounds of interleaved batches (default: 8 quick, 20 full)")
     parser.add_argument("--batch", type=float, help="seconds per contestant per round (default: 0.01 quick, 0.04)")
     parser.add_argument("--only", metavar="TEXT", help="only scenarios whose slug contains TEXT (e.g. hit-300B)")

@@ -370,7 +370,7 @@ def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
 
 
 def test_least_privilege_user_and_passwords_never_printed(tmp_path: Path) -> None:
-    with RedisServer(acl=True) as server:  # the README's ACL user: no PING, INFO or MEMORY USAGE
+    with RedisServer(acl=True) as server:  # the documented ACL user: no PING, INFO or MEMORY USAGE
         assert ACL_PASSWORD in server.url
         with CacheManager(url=server.url, namespace="app") as manager:
             manager.set("user:1", {"id": 1}, ttl=60)

@@ -200,7 +200,7 @@ def _local_hit(manager: CacheManager, key: str) -> object:
 
 
 async def test_the_least_privilege_user_is_enough_on_a_cluster(cluster_url: str, redis_cluster: LocalCluster) -> None:
-    """The README's ACL user, plus the two commands redis-py's cluster client needs, on every node."""
+    """The documented ACL user, plus the two commands redis-py's cluster client needs, on every node."""
     grants = [*ACL_COMMANDS, "cluster|slots", "command"]
     rules = ["reset", "on", f">{ACL_PASSWORD}", "-@all", *(f"+{name}" for name in grants), ACL_KEYS, ACL_CHANNELS]
     nodes = redis_cluster.nodes

@@ -160,7 +160,7 @@ def test_stashly_sends_exactly_the_documented_commands(acl_server: RedisServer) 
     assert not [name for name in sent if name.split("|")[0] in FORBIDDEN]
     # The URL carries only the restricted user's credentials, so AUTH (RESP2) and HELLO 3 AUTH (RESP3) are
     # stashly logging in as it; neither needs an ACL grant.
-    assert set(sent) - set(ACL_OPTIONAL) == {*ACL_COMMANDS, "auth", "hello"}, "update the README's list too"
+    assert set(sent) - set(ACL_OPTIONAL) == {*ACL_COMMANDS, "auth", "hello"}, "update docs/how-to/secure-redis.md too"
     assert acl_server.acl_denials() == []
 
 

@@ -5,7 +5,7 @@ private redis-server. The browser test serves the example app with uvicorn on a 
 traffic through its endpoints, and opens ``/cache/`` in headless Chromium through chromedriver: the charts
 must draw data points, the canvas must not be blank, and nothing may be fetched from elsewhere. A missing
 browser fails the test (``make test`` installs the Debian packages ``chromium`` and ``chromium-driver``).
-``STASHLY_SAVE_SCREENSHOT=1`` also writes the screenshot to ``docs/stats-page.png`` for the README.
+``STASHLY_SAVE_SCREENSHOT=1`` also writes the screenshot to ``docs/stats-page.png`` for the docs.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ class CacheManager:
         **options: Any,
     ) -> None:
         """``options`` are the other settings by name (``prefix``, ``socket_timeout``, ``max_entries``, …: the
-        README's settings table); an unknown name raises ``TypeError``. ``settings`` bypasses resolution.
+        settings reference); an unknown name raises ``TypeError``. ``settings`` bypasses resolution.
         ``local`` puts a :class:`~stashly.LocalTier` in front of Redis: a tier, or ``True`` for one built from
         the ``local_*`` settings."""
         tier = local if isinstance(local, LocalTier) else None
