@@ -28,7 +28,7 @@ from typing import Any
 
 from stashly import Cached, CacheManager
 
-from . import invalidations
+from . import fail_safe, invalidations
 
 try:
     from tests.harness.server import RedisServer
@@ -232,6 +232,34 @@ def invalidating(server: RedisServer, args: argparse.Namespace) -> bool:
     return invalidations.report(results, returns)
 
 
+def failing_source(server: RedisServer, args: argparse.Namespace) -> bool:
+    """A fail-safe function whose source fails, then turns slow, under sync and async load in two processes."""
+    context = mp.get_context("fork")
+    version, phase, stop, out = context.Value("i", 0), context.Value("i", 0), context.Event(), context.Queue()
+    source = fail_safe.Source(version, phase)
+    workers = [
+        context.Process(target=fail_safe.run_sync, args=(server.url, source, stop, 4, out)),
+        context.Process(target=fail_safe.run_async, args=(server.url, source, stop, 20, out)),
+    ]
+    for worker in workers:
+        worker.start()
+    ends: list[tuple[int, float, int]] = []
+    for index, seconds in enumerate(args.fail_safe_seconds * factor for factor in (1.0, 1.5, 1.0, 1.5, 0.5)):
+        phase.value = index
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if fail_safe.PHASES[index] == "healthy":
+                with version.get_lock():
+                    version.value += 1  # the data changes while the source answers
+            time.sleep(0.05)
+        ends.append((index, time.monotonic(), version.value))
+    stop.set()
+    results = [out.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    return fail_safe.report(results, ends)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each of the 7 workload phases")
@@ -240,15 +268,22 @@ def main() -> int:
     parser.add_argument(
         "--invalidation-seconds", type=float, default=2.5, help="length of each of the 5 invalidation phases"
     )
-    parser.add_argument("--only", choices=["workload", "invalidations"], help="run one part (default: both)")
+    parser.add_argument(
+        "--fail-safe-seconds", type=float, default=2.0, help="length unit of the 5 fail-safe phases (8 units in all)"
+    )
+    parser.add_argument(
+        "--only", choices=["workload", "invalidations", "fail-safe"], help="run one part (default: all three)"
+    )
     args = parser.parse_args()
 
     ok = True
     with RedisServer() as server:
-        if args.only != "invalidations":
+        if args.only in (None, "workload"):
             ok &= workload(server, args)
-        if args.only != "workload":
+        if args.only in (None, "invalidations"):
             ok &= invalidating(server, args)
+        if args.only in (None, "fail-safe"):
+            ok &= failing_source(server, args)
     return 0 if ok else 1
 
 
