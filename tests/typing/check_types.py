@@ -77,6 +77,12 @@ async def functions() -> None:
     _ = assert_type(dropping, Coroutine[Any, Any, bool])
     assert_type(await dropping, bool)
     assert_type(aprofile.cache_key(5), str)
+    # Per-call control: refresh recomputes and stores, bypass skips the cache; both return what the call does.
+    assert_type(profile.refresh(5), User)
+    assert_type(profile.bypass(5, full=True), User)
+    assert_type(await aprofile.refresh(5), User)
+    assert_type(await aprofile.bypass(5), User)
+    profile.refresh("5")  # type: ignore[arg-type]
     profile("5")  # type: ignore[arg-type]
     profile(5, True)  # type: ignore[call-arg]
     profile.invalidate()  # type: ignore[call-arg]
@@ -106,6 +112,8 @@ async def methods() -> None:
     _ = assert_type(dropping, Coroutine[Any, Any, bool])
     await dropping
     assert_type(service.lookup.cache_key(service, 5), str)
+    assert_type(service.lookup.refresh(service, 5), int)
+    assert_type(Service.lookup.bypass(service, 5), int)
     service.lookup.invalidate(5)  # type: ignore[arg-type, call-arg]
     # A classmethod drops ``cls`` from its class and from an instance.
     assert_type(Service.build(5), str)

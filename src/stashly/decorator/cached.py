@@ -66,6 +66,15 @@ class CachedFunction(Protocol[P, R_co]):
         """Drop the entry for these arguments: ``True`` if one was removed (a coroutine for ``async def``)."""
         ...
 
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
+        """Compute the entry for these arguments now and store it, whatever is stored; the new value (awaitable
+        for ``async def``). An invalidation during the computation still wins, as for any fill."""
+        ...
+
+    def bypass(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
+        """Call the function without the cache: nothing is read, nothing stored."""
+        ...
+
     def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The backend key these arguments map to."""
         ...
@@ -137,6 +146,14 @@ class BoundCachedFunction(Protocol[S_contra, Q, R_co]):
     def invalidate(self, instance: S_contra, /, *args: Q.args, **kwargs: Q.kwargs) -> bool: ...
     def invalidate(self, instance: S_contra, /, *args: Q.args, **kwargs: Q.kwargs) -> bool | Coroutine[Any, Any, bool]:
         """Drop the entry for ``instance`` and these arguments (a coroutine for ``async def``)."""
+        ...
+
+    def refresh(self, instance: S_contra, /, *args: Q.args, **kwargs: Q.kwargs) -> R_co:
+        """Compute and store the entry for ``instance`` and these arguments now; the new value."""
+        ...
+
+    def bypass(self, instance: S_contra, /, *args: Q.args, **kwargs: Q.kwargs) -> R_co:
+        """Call the method without the cache."""
         ...
 
     def cache_key(self, instance: S_contra, /, *args: Q.args, **kwargs: Q.kwargs) -> str:
@@ -347,15 +364,24 @@ def _check_decoratable(fn: object, template: str | None) -> None:
 
 
 def _attach(wrapper: Callable[..., Any], plan: Plan, is_async: bool) -> Callable[..., Any]:
-    """Give ``wrapper`` its ``invalidate`` and ``cache_key``, both taking the cached function's arguments."""
+    """Give ``wrapper`` its ``invalidate``, ``refresh``, ``bypass`` and ``cache_key``, each taking the cached
+    function's arguments."""
 
     def cache_key(*args: Any, **kwargs: Any) -> str:
         return plan.key(plan.binding(), args, kwargs)
 
-    invalidate = flow_async.invalidator(plan) if is_async else flow_sync.invalidator(plan)
-    for helper, name in ((invalidate, "invalidate"), (cache_key, "cache_key")):
+    def bypass(*args: Any, **kwargs: Any) -> Any:
+        return plan.fn(*args, **kwargs)
+
+    flow = flow_async if is_async else flow_sync
+    helpers = {
+        "invalidate": flow.invalidator(plan),
+        "refresh": flow.recomputer(plan),
+        "bypass": bypass,
+        "cache_key": cache_key,
+    }
+    for name, helper in helpers.items():
         functools.update_wrapper(helper, plan.fn)  # carries fn's signature: the helpers take its arguments
         helper.__name__, helper.__qualname__ = name, f"{plan.fn.__qualname__}.{name}"
-    wrapper.invalidate = invalidate  # type: ignore[attr-defined]
-    wrapper.cache_key = cache_key  # type: ignore[attr-defined]
+        setattr(wrapper, name, helper)
     return wrapper

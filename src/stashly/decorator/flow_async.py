@@ -25,7 +25,7 @@ from .refresh import LEASE, Refresher, refresh_failed, served_stale
 from .singleflight import AsyncSingleFlight, Overdue
 from .stampede import Filled, Wait, lock_for
 
-__all__ = ["Compute", "computation", "fill", "invalidator", "refresh", "resolve", "wrapper"]
+__all__ = ["Compute", "computation", "fill", "invalidator", "recomputer", "refresh", "resolve", "wrapper"]
 
 Compute: TypeAlias = Callable[[Token, Lock], Awaitable[Filled]]
 """A computation ready to run: given the guard token (and the lock, if held), it computes and stores."""
@@ -188,6 +188,20 @@ def wrapper(plan: Plan) -> Callable[..., Any]:
         return (await resolve(plan, binding, key, found, call, flight))[0]
 
     return cached
+
+
+def recomputer(plan: Plan) -> Callable[..., Awaitable[Any]]:
+    """``fn.refresh``: compute the entry for these arguments now and store it, whatever is stored (fenced by the
+    guard like any fill: an invalidation during the computation still wins); the new value is returned."""
+
+    async def refresh_entry(*args: Any, **kwargs: Any) -> Any:
+        binding = plan.binding()
+        key = plan.key(binding, args, kwargs)
+        found = await binding.aengine.lookup(key, binding.guard, binding.reader, binding.strict, binding.site)
+        compute = computation(plan, binding, key, functools.partial(plan.fn, *args, **kwargs))
+        return (await compute(found.token, None))[0]
+
+    return refresh_entry
 
 
 def invalidator(plan: Plan) -> Callable[..., Awaitable[bool]]:

@@ -26,7 +26,7 @@ from .refresh import LEASE, Refresher, refresh_failed, served_stale
 from .singleflight import Overdue, SingleFlight
 from .stampede import Filled, Wait, lock_for
 
-__all__ = ["Compute", "computation", "fill", "invalidator", "refresh", "resolve", "wrapper"]
+__all__ = ["Compute", "computation", "fill", "invalidator", "recomputer", "refresh", "resolve", "wrapper"]
 
 Compute: TypeAlias = Callable[[Token, Lock], Filled]
 """A computation ready to run: given the guard token (and the lock, if held), it computes and stores."""
@@ -189,6 +189,20 @@ def wrapper(plan: Plan) -> Callable[..., Any]:
         return (resolve(plan, binding, key, found, call, flight))[0]
 
     return cached
+
+
+def recomputer(plan: Plan) -> Callable[..., Any]:
+    """``fn.refresh``: compute the entry for these arguments now and store it, whatever is stored (fenced by the
+    guard like any fill: an invalidation during the computation still wins); the new value is returned."""
+
+    def refresh_entry(*args: Any, **kwargs: Any) -> Any:
+        binding = plan.binding()
+        key = plan.key(binding, args, kwargs)
+        found = binding.engine.lookup(key, binding.guard, binding.reader, binding.strict, binding.site)
+        compute = computation(plan, binding, key, functools.partial(plan.fn, *args, **kwargs))
+        return (compute(found.token, None))[0]
+
+    return refresh_entry
 
 
 def invalidator(plan: Plan) -> Callable[..., bool]:
