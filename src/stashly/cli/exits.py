@@ -15,4 +15,5 @@ class Failure(Exception):
 
     def __init__(self, code: int, message: str, document: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.code, self.document = code, document or {}
+        self.code: int = code
+        self.document: dict[str, Any] = document or {}

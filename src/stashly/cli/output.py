@@ -113,9 +113,10 @@ class Progress:
     """A progress bar on stderr for large databases, drawn only when stderr is a terminal."""
 
     def __init__(self, client: redis.Redis, step: int) -> None:
-        self.total, self.step = 0, step
-        self.calls = 0
-        self.drawn = 0.0
+        self.total: int = 0
+        self.step: int = step
+        self.calls: int = 0
+        self.drawn: float = 0.0
         if sys.stderr.isatty():
             try:
                 self.total = int(client.dbsize())

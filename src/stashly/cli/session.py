@@ -25,7 +25,8 @@ class Session:
     """The resolved settings and the connections, opened on first use and closed at the end."""
 
     def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
-        self.settings, self.args = settings, args
+        self.settings: Settings = settings
+        self.args: argparse.Namespace = args
         self.json: bool = getattr(args, "json", False)
         self.out: TextIO = sys.stdout
         self._client: redis.Redis | None = None
