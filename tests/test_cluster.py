@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import random
 import string
-from pathlib import Path
 
 import pytest
 import redis
@@ -21,7 +20,6 @@ from tests.harness.cluster import LocalCluster
 from tests.harness.sentinel import LocalSentinel
 from tests.harness.server import ACL_CHANNELS, ACL_COMMANDS, ACL_KEYS, ACL_OPTIONAL, ACL_PASSWORD, ACL_USER
 from tests.support import eventually
-from tests.test_cli import failed, run
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -158,10 +156,6 @@ def test_a_brace_in_the_prefix_is_refused_on_a_cluster(redis_cluster: LocalClust
 def test_the_local_tier_is_refused_on_a_cluster(redis_cluster: LocalCluster) -> None:
     with pytest.raises(ConfigError, match="local tier is not available on Redis Cluster"):
         CacheManager(url=redis_cluster.url, local=True).get("k")
-
-
-def test_the_cli_says_it_does_not_speak_cluster(redis_cluster: LocalCluster, tmp_path: Path) -> None:
-    failed(run("ping", "--url", redis_cluster.url, cwd=tmp_path), 3, "does not speak Redis Cluster")
 
 
 # -- behind Sentinel ---------------------------------------------------------------------------------------------

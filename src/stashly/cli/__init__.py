@@ -1,15 +1,18 @@
 """The ``stashly`` command line: ``ping``, ``stats``, ``get``, ``flush`` and ``keys`` against the configured Redis.
 
 Settings resolve as for a :class:`~stashly.CacheManager` (options > ``STASHLY_*`` > ``config.json`` > defaults);
-the Redis client is built by the library's own policy (TLS, ACL user, timeouts). Expected failures print one line,
+the Redis client is built by the library's own policy (TLS, ACL user, timeouts). On Redis Cluster the commands
+cover every primary (``get`` reads on the node owning the key); behind Sentinel they talk to the primary the
+sentinels name, and say which node answered (:mod:`~stashly.cli.session`). Expected failures print one line,
 ``stashly: error: ...``, and exit with a code of their own: 1 nothing found (or not confirmed), 2 usage, 3
 configuration, 4 Redis unreachable, refused or failing; with ``--json`` a JSON document with an ``error`` field is
 printed too. Nothing it prints contains a password or a secret, and nothing a terminal would act on: control and
 bidi characters from Redis or the command line are shown as escapes (:func:`~stashly.cli.output.safe`,
 :func:`~stashly.cli.output.dumps`).
 
-:mod:`~stashly.cli.parser` holds the grammar, :mod:`~stashly.cli.commands` and :mod:`~stashly.cli.stats` the
-commands, :mod:`~stashly.cli.output` what is printed; stored bytes are read through :mod:`stashly.storage.inspect`.
+:mod:`~stashly.cli.parser` holds the grammar, :mod:`~stashly.cli.commands`, :mod:`~stashly.cli.ping` and
+:mod:`~stashly.cli.stats` the commands, :mod:`~stashly.cli.output` what is printed; stored bytes are read
+through :mod:`stashly.storage.inspect`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import CacheUnavailableError, ConfigError
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (| head): stop quietly
         silence_stdout()
         return NOTHING
-    except (CacheUnavailableError, RedisError, OSError) as exc:
+    except (CacheUnavailableError, RedisError, RedisClusterException, OSError) as exc:  # the last: no node answers
         return _error(UNAVAILABLE, _unavailable(exc, session), session, as_json)
     except KeyboardInterrupt:
         return _error(130, "interrupted", session, as_json)
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _unavailable(exc: BaseException, session: Session | None) -> str:
     cause = exc.__cause__ if isinstance(exc, CacheUnavailableError) and exc.__cause__ else exc
-    where = mask(session.settings.url) if session else "Redis"
+    where = session.where if session else "Redis"
     user = (session.settings.username if session else None) or "default"
     detail = f"{type(cause).__name__}: {cause}"
     if isinstance(cause, AuthenticationError) or "NOAUTH" in str(cause) or "WRONGPASS" in str(cause):

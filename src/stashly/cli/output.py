@@ -11,10 +11,10 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Final
 
 import orjson
-import redis
 from redis.exceptions import RedisError
 
 __all__ = ["Progress", "as_text", "dumps", "duration_text", "mask", "safe", "say", "silence_stdout", "size_text"]
@@ -112,14 +112,15 @@ def silence_stdout() -> None:
 class Progress:
     """A progress bar on stderr for large databases, drawn only when stderr is a terminal."""
 
-    def __init__(self, client: redis.Redis, step: int) -> None:
+    def __init__(self, size: Callable[[], int], step: int) -> None:
+        """``size`` counts the keys to visit (``DBSIZE``); asked only when stderr is a terminal."""
         self.total: int = 0
         self.step: int = step
         self.calls: int = 0
         self.drawn: float = 0.0
         if sys.stderr.isatty():
             try:
-                self.total = int(client.dbsize())
+                self.total = size()
             except RedisError:  # not permitted: no bar
                 self.total = 0
 

@@ -10,7 +10,8 @@ from typing import Final, NoReturn
 from .. import __version__
 from ..config.settings import parse_name
 from ..errors import ConfigError
-from .commands import flush, get, list_keys, ping
+from .commands import flush, get, list_keys
+from .ping import ping
 from .session import Session
 from .stats import stats
 
