@@ -99,15 +99,30 @@ def test_past_its_ttl_it_is_recomputed_as_usual(manager: CacheManager) -> None:
 
 def test_when_the_recomputation_raises_the_last_good_value_is_served(manager: CacheManager) -> None:
     source = Source()
-    lookup = cached(manager, source)
+    lookup = cached(manager, source, fail_safe_throttle=None)
     plant_stale(manager, lookup.cache_key(1), "old 1")
     source.failing = True
     assert lookup(1) == "old 1"
     assert lookup(1) == "old 1"
-    assert source.calls == 2  # the exception is never cached: each call tries again
+    assert source.calls == 2  # the exception is never cached: without a throttle each call tries again
     assert manager.stats().stale_serves == 2
     source.failing = False
     assert lookup(1) == "fresh 1"
+
+
+def test_after_a_failure_the_last_good_value_is_kept_fresh_for_the_throttle(manager: CacheManager) -> None:
+    source = Source()
+    lookup = cached(manager, source)  # fail_safe_throttle: 5 s by default
+    plant_stale(manager, lookup.cache_key(1), "old 1")
+    source.failing = True
+    for _ in range(5):
+        assert lookup(1) == "old 1"
+    assert source.calls == 1  # the failing source was asked once, not on every call
+    assert manager.stats().stale_serves == 1
+    assert manager.get(lookup.cache_key(1).removeprefix("stashly:fs:"), namespace="fs") == "old 1"  # fresh again
+    lookup.invalidate(1)  # an invalidation still removes it, throttle or not
+    with pytest.raises(ConnectionError):
+        lookup(1)
 
 
 def test_without_a_last_good_value_the_exception_reaches_the_caller(manager: CacheManager) -> None:
@@ -192,7 +207,7 @@ async def test_async_fail_safe_and_timeouts(manager: CacheManager) -> None:
         return f"late {n}"
 
     cache = Cached("fs", ttl=TTL, manager=manager)
-    safe = cache.cached(fail_safe=GRACE, soft_timeout=0.05)(lookup)
+    safe = cache.cached(fail_safe=GRACE, fail_safe_throttle=None, soft_timeout=0.05)(lookup)
     plant_stale(manager, safe.cache_key(1), "old 1")
     assert await safe(1) == "old 1"  # raised: the last good value
     failing = False
@@ -220,7 +235,7 @@ def test_options_are_checked_at_decoration(manager: CacheManager) -> None:
     cache = Cached("fs", manager=manager)
     with pytest.raises(ValueError, match="soft_timeout needs fail_safe"):
         cache.cached(soft_timeout=1)(identity)
-    for option in ("fail_safe", "soft_timeout", "hard_timeout"):
+    for option in ("fail_safe", "fail_safe_throttle", "soft_timeout", "hard_timeout"):
         for bad in (0, -1, float("inf"), True, "1"):
             with pytest.raises(ValueError, match=option):
                 cache.cached(**{option: bad, "fail_safe": 10} if option == "soft_timeout" else {option: bad})(identity)
@@ -261,7 +276,7 @@ def test_fail_safe_through_the_local_tier(redis_url: str) -> None:
 
     with CacheManager(redis_url, namespace="fs", ttl_jitter=0, local=LocalTier(clock=lambda: 0.0)) as manager:
         source = Source()
-        lookup = cached(manager, source)
+        lookup = cached(manager, source, fail_safe_throttle=None)
         plant_stale(manager, lookup.cache_key(1), "old 1")
         source.failing = True
         for _ in range(3):  # whether the tier or Redis answers, the entry is past its TTL: the fallback

@@ -228,6 +228,7 @@ class Cached:
         lock_lease: float = 10.0,
         refresh_ahead: float | None = None,
         fail_safe: float | timedelta | None = None,
+        fail_safe_throttle: float | timedelta | None = 5.0,
         soft_timeout: float | timedelta | None = None,
         hard_timeout: float | timedelta | None = None,
     ) -> CachedDecorator: ...
@@ -245,6 +246,7 @@ class Cached:
         lock_lease: float = 10.0,
         refresh_ahead: float | None = None,
         fail_safe: float | timedelta | None = None,
+        fail_safe_throttle: float | timedelta | None = 5.0,
         soft_timeout: float | timedelta | None = None,
         hard_timeout: float | timedelta | None = None,
     ) -> CachedFunction[P, R] | CachedDecorator:
@@ -261,7 +263,9 @@ class Cached:
 
         ``fail_safe=timedelta(hours=1)`` keeps an entry readable that long past its TTL: it is recomputed after the
         TTL as usual, but if the function raises, the last good value is returned instead of the exception (an
-        invalidation still removes it). ``soft_timeout`` (with ``fail_safe``) returns that value when the function
+        invalidation still removes it); that value is then served as fresh for ``fail_safe_throttle`` seconds (5 by
+        default; ``None`` retries on every call), so a failing source is not asked on every call.
+        ``soft_timeout`` (with ``fail_safe``) returns that value when the function
         is slower than this, and ``hard_timeout`` raises :class:`~stashly.FactoryTimeoutError` when there is no such
         value; either way the computation finishes in the background and stores its result.
 
@@ -288,7 +292,7 @@ class Cached:
                 localns=localns,
                 lock_lease=check_lease(lock_lease, keys.function_name(fn)) if lock else None,
                 refresh_ahead=check_refresh_ahead(refresh_ahead, keys.function_name(fn)),
-                **_resilience(keys.function_name(fn), fail_safe, soft_timeout, hard_timeout),
+                **_resilience(keys.function_name(fn), fail_safe, fail_safe_throttle, soft_timeout, hard_timeout),
             )
             is_async = inspect.iscoroutinefunction(fn)
             if http:
@@ -327,12 +331,14 @@ class Cached:
 def _resilience(
     where: str,
     fail_safe: float | timedelta | None,
+    fail_safe_throttle: float | timedelta | None,
     soft_timeout: float | timedelta | None,
     hard_timeout: float | timedelta | None,
 ) -> dict[str, float | None]:
     """The checked fail-safe and timeout options (seconds)."""
     options = {
         "fail_safe": check_duration(fail_safe, "fail_safe", where),
+        "fail_safe_throttle": check_duration(fail_safe_throttle, "fail_safe_throttle", where),
         "soft_timeout": check_duration(soft_timeout, "soft_timeout", where),
         "hard_timeout": check_duration(hard_timeout, "hard_timeout", where),
     }

@@ -144,8 +144,20 @@ async def resolve(
         if stale is MISSING:
             raise
         served_stale(plan, binding, key, f"raised {type(exc).__name__}")
+        await keep_serving(plan, binding, key, found.token, stale)
         return stale, found.raw, "STALE"
     return value, payload, "MISS"
+
+
+async def keep_serving(plan: Plan, binding: Binding, key: str, token: Token, value: Any) -> None:
+    """After a failed recomputation, store the last good value as fresh for ``fail_safe_throttle`` seconds, so the
+    failing source is asked again only then (guarded like any fill: an invalidation since wins)."""
+    throttle = plan.fail_safe_throttle
+    if throttle is None:
+        return
+    engine = binding.aengine
+    payload = engine.encode(value, key, throttle)
+    await engine.fill(key, payload, throttle + binding.grace, binding.guard, token, binding.strict, binding.site)
 
 
 async def refresh(binding: Binding, key: str, token: Token, compute: Compute) -> None:

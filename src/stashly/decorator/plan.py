@@ -111,11 +111,13 @@ class Plan:
         lock_lease: float | None = None,
         refresh_ahead: float | None = None,
         fail_safe: float | None = None,
+        fail_safe_throttle: float | None = None,
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
     ) -> None:
         self.fn = fn
         self.fail_safe = fail_safe
+        self.fail_safe_throttle = fail_safe_throttle
         self.soft_timeout = soft_timeout
         self.hard_timeout = hard_timeout
         self.lock_lease = lock_lease
