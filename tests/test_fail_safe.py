@@ -321,3 +321,16 @@ def test_callers_waiting_with_a_deadline_share_one_worker_thread(manager: CacheM
     for caller in callers:
         caller.join(10)
     assert len(workers) == 1  # one computation in flight, one thread for it
+
+
+def test_the_throttle_never_extends_an_entry_past_its_own_end(manager: CacheManager) -> None:
+    source = Source()
+    lookup = cached(manager, source)  # throttle 5 s, grace 600 s: a re-store would outlive the entry by far
+    key = lookup.cache_key(1)
+    raw = codec.encode("old 1", key, fresh_until=int(time.time() * 1000) - 1000)
+    manager._backend.set(key, raw, 100.0)  # past its TTL, 100 s left of its fail-safe window
+    source.failing = True
+    assert lookup(1) == "old 1"
+    remaining = manager._backend.read(key, None, True)[2]
+    assert remaining is not None
+    assert remaining <= 100.0  # re-stored for the throttle, but never beyond ttl + fail_safe of the original

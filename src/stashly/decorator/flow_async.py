@@ -144,20 +144,25 @@ async def resolve(
         if stale is MISSING:
             raise
         served_stale(plan, binding, key, f"raised {type(exc).__name__}")
-        await keep_serving(plan, binding, key, found.token, stale)
+        await keep_serving(plan, binding, key, found, stale)
         return stale, found.raw, "STALE"
     return value, payload, "MISS"
 
 
-async def keep_serving(plan: Plan, binding: Binding, key: str, token: Token, value: Any) -> None:
+async def keep_serving(plan: Plan, binding: Binding, key: str, found: Lookup, value: Any) -> None:
     """After a failed recomputation, store the last good value as fresh for ``fail_safe_throttle`` seconds, so the
-    failing source is asked again only then (guarded like any fill: an invalidation since wins)."""
+    failing source is asked again only then (guarded like any fill: an invalidation since wins). Never past the
+    entry's own end (its remaining TTL, ``ttl + fail_safe`` after it was computed): the bound of fail-safe holds."""
     throttle = plan.fail_safe_throttle
     if throttle is None:
         return
+    left = found.ttl  # the stale entry's remaining life (read with it), None: no expiry
+    stored_for = throttle + binding.grace if left is None else min(throttle + binding.grace, left)
+    if stored_for <= 0:
+        return
     engine = binding.aengine
-    payload = engine.encode(value, key, throttle)
-    await engine.fill(key, payload, throttle + binding.grace, binding.guard, token, binding.strict, binding.site)
+    payload = engine.encode(value, key, min(throttle, stored_for))
+    await engine.fill(key, payload, stored_for, binding.guard, found.token, binding.strict, binding.site)
 
 
 async def refresh(binding: Binding, key: str, token: Token, compute: Compute) -> None:
@@ -182,7 +187,7 @@ def wrapper(plan: Plan) -> Callable[..., Any]:
     fn = plan.fn
     flight: AsyncSingleFlight[Filled] = AsyncSingleFlight()
     refresher = Refresher()
-    with_ttl = plan.refresh_ahead is not None
+    with_ttl = plan.refresh_ahead is not None or plan.fail_safe is not None  # fail-safe: its bound
 
     @functools.wraps(fn)
     async def cached(*args: Any, **kwargs: Any) -> Any:
