@@ -243,21 +243,12 @@ def failing_source(server: RedisServer, args: argparse.Namespace) -> bool:
     ]
     for worker in workers:
         worker.start()
-    ends: list[tuple[int, float, int]] = []
-    for index, seconds in enumerate(args.fail_safe_seconds * factor for factor in (1.0, 1.5, 1.0, 1.5, 0.5)):
-        phase.value = index
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if fail_safe.PHASES[index] == "healthy":
-                with version.get_lock():
-                    version.value += 1  # the data changes while the source answers
-            time.sleep(0.05)
-        ends.append((index, time.monotonic(), version.value))
+    spans = fail_safe.drive(version, phase)
     stop.set()
     results = [out.get(timeout=60) for _ in workers]
     for worker in workers:
         worker.join(30)
-    return fail_safe.report(results, ends)
+    return fail_safe.report(results, spans)
 
 
 def main() -> int:
@@ -267,9 +258,6 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=50)
     parser.add_argument(
         "--invalidation-seconds", type=float, default=2.5, help="length of each of the 5 invalidation phases"
-    )
-    parser.add_argument(
-        "--fail-safe-seconds", type=float, default=2.0, help="length unit of the 5 fail-safe phases (8 units in all)"
     )
     parser.add_argument(
         "--only", choices=["workload", "invalidations", "fail-safe"], help="run one part (default: all three)"
