@@ -22,6 +22,7 @@ TOO_LARGE_FOR_NOW = {
 LAYERS = {
     "stashly.config": ("stashly.backends", "stashly.engine", "stashly.manager", "stashly.decorator", "stashly.cli"),
     "stashly.storage": ("stashly.backends", "stashly.engine", "stashly.manager", "stashly.decorator", "stashly.cli"),
+    "stashly.tags": ("stashly.backends", "stashly.engine", "stashly.manager", "stashly.decorator", "stashly.cli"),
     "stashly.keys": ("stashly.backends", "stashly.engine", "stashly.manager", "stashly.decorator", "stashly.cli"),
     "stashly.backends": ("stashly.engine", "stashly.manager", "stashly.decorator", "stashly.integrations"),
     "stashly.engine": ("stashly.manager", "stashly.decorator", "stashly.integrations", "stashly.cli"),

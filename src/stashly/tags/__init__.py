@@ -1,0 +1,1 @@
+"""Tags: names an entry is filed under, so one call can invalidate every entry of a tag. Pure, low layer."""
