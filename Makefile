@@ -48,7 +48,8 @@ $(DOCS_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/pip install -q -e '.[docs]'
 	touch $(DOCS_STAMP)
 
-# The typing test (tests/typing: what a user's checker sees), by mypy and by pyright (pyproject.toml [tool.pyright]).
+# The typing test (tests/typing: what a user's checker sees), by mypy and by pyright (pyproject.toml [tool.pyright]),
+# and pyright --verifytypes: every type of the public API known (scripts/verifytypes.py fails below 100%).
 # pyright's wheel carries its JavaScript: it runs on the system node, and IGNORE_WARNINGS skips its version check online.
 PYRIGHT := PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
 lint: $(STAMP)
@@ -57,6 +58,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests examples chaos bench scripts
 	$(BIN)/mypy --strict src tests/typing
 	$(PYRIGHT) --pythonpath $(BIN)/python
+	$(BIN)/python scripts/verifytypes.py
 
 # Rewrite the sync modules generated from their async sources (scripts/unasync.py: FILES); `make lint` checks them.
 unasync: $(STAMP)

@@ -17,6 +17,7 @@ from typing import Any, Final, TextIO, cast
 import redis
 import redis.cluster
 import redis.sentinel
+from redis.cluster import RedisCluster
 
 from ..backends.redis import ClusterBackend, RedisBackend, RedisOptions, check_prefix, client_arguments
 from ..config.settings import Settings, resolve
@@ -49,7 +50,7 @@ class Session:
         self.out: TextIO = sys.stdout
         self._client: redis.Redis | None = None
         self._primary: str | None = None
-        self._cluster: redis.cluster.RedisCluster | None = None
+        self._cluster: RedisCluster | None = None
         self._backend: RedisBackend | ClusterBackend | None = None
 
     @property
@@ -79,10 +80,10 @@ class Session:
         return self._client
 
     @property
-    def cluster(self) -> redis.cluster.RedisCluster:
+    def cluster(self) -> RedisCluster:
         """redis-py's cluster client with the library's arguments (connects and learns the slot map on creation)."""
         if self._cluster is None:
-            self._cluster = redis.cluster.RedisCluster(**client_arguments(self.options))
+            self._cluster = RedisCluster(**client_arguments(self.options))
         return self._cluster
 
     def nodes(self) -> list[Node]:

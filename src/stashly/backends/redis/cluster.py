@@ -23,6 +23,7 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -95,19 +96,19 @@ class ClusterBackend:
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
         self._arguments = client_arguments(options)
-        self._client: redis.cluster.RedisCluster | None = None
+        self._client: RedisCluster | None = None
         self._scripts: tuple[Script, Script] | None = None
         self._reads: NodeReads | None = None
         self._degraded = False  # read through redis-py until it succeeds (see .cluster_reads)
         self._lock = threading.Lock()
 
-    def _redis(self) -> redis.cluster.RedisCluster:
+    def _redis(self) -> RedisCluster:
         client = self._client
         if client is None:
             with self._lock:
                 client = self._client
                 if client is None:
-                    client = redis.cluster.RedisCluster(**self._arguments)
+                    client = RedisCluster(**self._arguments)
                     self._scripts = client.register_script(GUARDED_SET_SCRIPT), client.register_script(RELEASE_SCRIPT)
                     self._reads = NodeReads(client)
                     self._client = client
@@ -213,7 +214,7 @@ class ClusterBackend:
             raise unavailable("SCAN", exc) from exc
 
     @staticmethod
-    def _scan(client: redis.cluster.RedisCluster, prefix: str) -> Iterator[bytes]:
+    def _scan(client: RedisCluster, prefix: str) -> Iterator[bytes]:
         """Every key under ``prefix``, primary by primary (``SCAN`` is per node)."""
         match = escape_glob(prefix) + "*"
         for node in client.get_primaries():  # type: ignore[no-untyped-call]

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import redis
 import redis.cluster
+from redis.cluster import RedisCluster
 from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainError
 
 __all__ = ["REDIRECTED", "NodeReads"]
@@ -33,7 +34,7 @@ _REDIRECTIONS = (MovedError, AskError, TryAgainError, ClusterDownError)
 class NodeReads:
     """Thread-local connections to the primaries of one cluster client, for reads."""
 
-    def __init__(self, client: redis.cluster.RedisCluster) -> None:
+    def __init__(self, client: RedisCluster) -> None:
         self._slots = client.nodes_manager.slots_cache  # redis-py updates it in place
         self._local = threading.local()
         self._all: weakref.WeakSet[redis.Connection] = weakref.WeakSet()

@@ -19,6 +19,7 @@ from typing import Any
 import redis
 import redis.asyncio
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import ConnectionPool as AsyncConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -81,7 +82,7 @@ class LoopConnections:
     its caller cancelled — is disconnected by redis-py before it comes back here, and reconnects on next use.
     """
 
-    def __init__(self, pool: redis.asyncio.ConnectionPool, limit: int, wait: float) -> None:
+    def __init__(self, pool: AsyncConnectionPool, limit: int, wait: float) -> None:
         self._pool = pool
         self._idle: list[AbstractConnection] = []
         self._slots = asyncio.Semaphore(limit)

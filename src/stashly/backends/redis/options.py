@@ -15,6 +15,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.sentinel
 import redis.sentinel
+from redis.asyncio.connection import ConnectionPool as AsyncConnectionPool
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -74,7 +75,7 @@ class RedisOptions:
         pool = redis.sentinel.SentinelConnectionPool(where.service, sentinels, db=where.db, **arguments)  # type: ignore[no-untyped-call]
         return cast("redis.ConnectionPool", pool)
 
-    def async_pool(self) -> redis.asyncio.ConnectionPool:
+    def async_pool(self) -> AsyncConnectionPool:
         """The asyncio twin of :meth:`pool`, for the running event loop."""
         where = self.topology
         arguments = self.pool_arguments(asynchronous=True)
@@ -84,7 +85,7 @@ class RedisOptions:
         sentinels = redis.asyncio.sentinel.Sentinel(list(where.nodes), sentinel_kwargs=ask)  # type: ignore[no-untyped-call]
         del arguments["timeout"]
         pool = redis.asyncio.sentinel.SentinelConnectionPool(where.service, sentinels, db=where.db, **arguments)  # type: ignore[no-untyped-call]
-        return cast("redis.asyncio.ConnectionPool", pool)
+        return cast("AsyncConnectionPool", pool)
 
     def _sentinel_arguments(self) -> dict[str, Any]:
         # Sentinels are asked with the same patience as the data nodes, and without the data nodes' credentials.
