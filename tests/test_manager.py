@@ -8,6 +8,7 @@ import decimal
 import enum
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -222,10 +223,13 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
 
 
 async def test_redis_key_layout_and_format(redis_api: Api, raw: redis.Redis) -> None:
+    before = time.time_ns() // 1_000_000
     await redis_api.set("user:1", UserRead(id=1, email="a@x.io"), 60)
     stored = raw.get("stashly:t:user:1")
     assert stored is not None
-    assert orjson.loads(stored) == {
+    document = orjson.loads(stored)
+    assert before <= document.pop("at") <= time.time_ns() // 1_000_000  # when it was encoded, Unix ms
+    assert document == {
         "stashly": 1,
         "key": hashlib.blake2b(b"stashly:t:user:1", digest_size=8).hexdigest(),
         "value": {"id": 1, "email": "a@x.io", "is_active": True},

@@ -7,7 +7,8 @@
 
 from .backends.layers.local import LocalTier
 from .config.settings import Settings
-from .decorator.cached import Cached, CachedFunction
+from .decorator.cached import Cached
+from .decorator.protocols import CachedFunction
 from .errors import (
     CacheUnavailableError,
     ConfigError,

@@ -83,6 +83,11 @@ async def functions() -> None:
     assert_type(await aprofile.refresh(5), User)
     assert_type(await aprofile.bypass(5), User)
     profile.refresh("5")  # type: ignore[arg-type]
+    # max_age(seconds) is the call, taking the function's arguments, accepting only a young enough entry.
+    assert_type(profile.max_age(30)(5, full=True), User)
+    assert_type(await aprofile.max_age(1.5)(5), User)
+    profile.max_age(30)("5")  # type: ignore[arg-type]
+    profile.max_age("30")  # type: ignore[arg-type]
     profile("5")  # type: ignore[arg-type]
     profile(5, True)  # type: ignore[call-arg]
     profile.invalidate()  # type: ignore[call-arg]
@@ -114,6 +119,8 @@ async def methods() -> None:
     assert_type(service.lookup.cache_key(service, 5), str)
     assert_type(service.lookup.refresh(service, 5), int)
     assert_type(Service.lookup.bypass(service, 5), int)
+    assert_type(service.lookup.max_age(30)(service, 5), int)
+    service.lookup.max_age(30)(5)  # type: ignore[arg-type, call-arg]
     service.lookup.invalidate(5)  # type: ignore[arg-type, call-arg]
     # A classmethod drops ``cls`` from its class and from an instance.
     assert_type(Service.build(5), str)

@@ -10,6 +10,7 @@ differ by mode stay hand-written: single-flight (threads vs tasks) and where a r
 from __future__ import annotations
 
 import functools
+import time
 from asyncio import sleep  # unasync: from time import sleep
 from collections.abc import Awaitable, Callable
 from time import perf_counter_ns
@@ -20,12 +21,12 @@ from ..engine import Lookup, Token
 from ..errors import FactoryTimeoutError
 from ..sentinels import MISSING
 from ..storage import codec
-from .plan import Binding, Plan
+from .plan import Binding, Plan, check_max_age
 from .refresh import LEASE, Refresher, refresh_failed, served_stale
 from .singleflight import AsyncSingleFlight, Overdue
 from .stampede import Filled, Wait, lock_for
 
-__all__ = ["Compute", "computation", "fill", "invalidator", "recomputer", "refresh", "resolve", "wrapper"]
+__all__ = ["Compute", "computation", "fill", "invalidator", "limiter", "recomputer", "refresh", "resolve", "wrapper"]
 
 Compute: TypeAlias = Callable[[Token, Lock], Awaitable[Filled]]
 """A computation ready to run: given the guard token (and the lock, if held), it computes and stores."""
@@ -219,6 +220,36 @@ def recomputer(plan: Plan) -> Callable[..., Awaitable[Any]]:
         return (await compute(found.token, None))[0]
 
     return refresh_entry
+
+
+def limiter(plan: Plan) -> Callable[[float], Callable[..., Awaitable[Any]]]:
+    """``fn.max_age(seconds)``: the cached call for one call that accepts only an entry computed at most
+    ``seconds`` ago (by its ``"at"`` stamp, wherever the copy was read from: Redis or the local tier); an older one
+    is a miss, recomputed and stored as usual. An entry without a stamp (older format, another serializer) is
+    always too old; a ``fail_safe`` fallback older than asked is never served."""
+    flight: AsyncSingleFlight[Filled] = AsyncSingleFlight()
+
+    def max_age(seconds: float) -> Callable[..., Awaitable[Any]]:
+        oldest = check_max_age(seconds, plan.name)
+
+        async def within(*args: Any, **kwargs: Any) -> Any:
+            binding = plan.binding()
+            key = plan.key(binding, args, kwargs)
+            engine, site = binding.aengine, binding.site
+            found = await engine.lookup(key, binding.guard, binding.reader, binding.strict, site)
+            if found.value is not MISSING:
+                at = codec.born(found.raw)
+                if at is not None and at >= time.time() * 1000 - oldest:
+                    return found.value
+                site.hits -= 1  # decoded as a hit, answered as a miss
+                site.misses += 1
+                found = found._replace(value=MISSING)
+            call = functools.partial(plan.fn, *args, **kwargs)
+            return (await resolve(plan, binding, key, found._replace(stale=MISSING), call, flight))[0]
+
+        return within
+
+    return max_age
 
 
 def invalidator(plan: Plan) -> Callable[..., Awaitable[bool]]:

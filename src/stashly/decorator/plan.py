@@ -295,6 +295,13 @@ def check_refresh_ahead(fraction: float | None, where: str) -> float | None:
     return float(fraction)
 
 
+def check_max_age(seconds: float, where: str) -> float:
+    """``max_age`` in seconds, checked, as milliseconds."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < float("inf"):
+        raise ValueError(f"@cached {where}: max_age must be a number of seconds >= 0, got {seconds!r}")
+    return seconds * 1000
+
+
 def check_lease(lease: float, where: str) -> float:
     if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0 < lease < float("inf"):
         raise ValueError(f"@cached {where}: lock_lease must be a positive number of seconds, got {lease!r}")

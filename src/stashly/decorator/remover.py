@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 from .. import keys
 
 if TYPE_CHECKING:
-    from .cached import CachedFunction
+    from .protocols import CachedFunction
 
 __all__ = ["Remover"]
 

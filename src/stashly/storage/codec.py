@@ -1,6 +1,6 @@
 """The storage format: a small JSON envelope around the value, and typed read-back. Pure.
 
-Every entry is the UTF-8 JSON document ``{"stashly": 1, "key": "<binding>", "value": <the value as JSON>}``.
+Every entry is the UTF-8 JSON document ``{"stashly": 1, "key": "<binding>", "at": <ms>, "value": <the value as JSON>}``.
 The envelope is what tells a cached ``null`` from a missing key; its version lets the format grow without
 misreading old entries; the binding (a digest of the full key) makes an entry copied to another key — say,
 another user's — unreadable there. Any Redis client in any language can read it with a JSON parser.
@@ -8,6 +8,10 @@ another user's — unreadable there. Any Redis client in any language can read i
 An entry of a ``fail_safe`` function also carries ``"fresh": <Unix time in ms>``, its logical expiry: it stays in
 Redis for the fail-safe period after that, readable as :class:`Stale` (a miss for everyone, and the fallback of
 the function that stored it when its recomputation fails).
+
+``"at"`` is when the value was encoded (Unix time in ms): a call with ``max_age`` reads it (:func:`born`) straight
+from the bytes, at a fixed place, so the ordinary hit never looks at it. Entries written before it existed have
+none and are too old for any ``max_age``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ __all__ = [
     "Serializer",
     "Stale",
     "binding",
+    "born",
     "decode",
     "encode",
     "reader_for",
@@ -73,8 +78,8 @@ def encode(value: object, key: str, fresh_until: int | None = None) -> bytes:
     """The envelope bytes for ``value``; ``SerializationError`` names the type and ``key`` when it is not JSON.
     ``fresh_until`` (Unix time in ms) is the logical expiry of a fail-safe entry.
 
-    >>> encode({"id": 1}, "stashly:app:user:1")
-    b'{"stashly":1,"key":"7a0df810639b9f6f","value":{"id":1}}'
+    >>> encode({"id": 1}, "stashly:app:user:1")  # doctest: +ELLIPSIS
+    b'{"stashly":1,"key":"7a0df810639b9f6f","at":...,"value":{"id":1}}'
     """
     try:
         body = orjson.dumps(value, default=_default, option=_OPTIONS)
@@ -86,9 +91,32 @@ def encode(value: object, key: str, fresh_until: int | None = None) -> bytes:
     # orjson writes NaN and Infinity as null: a silent wrong value. Only an output holding null can hide one.
     if b"null" in body and _has_non_finite(value):
         raise SerializationError(f"cannot cache the value for key {key!r}: NaN and Infinity are not JSON numbers")
+    at = time.time_ns() // 1_000_000
     if fresh_until is not None:
-        return b'{"stashly":1,"key":"%b","fresh":%d,"value":%b}' % (binding(key), fresh_until, body)
-    return b'{"stashly":1,"key":"%b","value":%b}' % (binding(key), body)
+        return b'{"stashly":1,"key":"%b","at":%d,"fresh":%d,"value":%b}' % (binding(key), at, fresh_until, body)
+    return b'{"stashly":1,"key":"%b","at":%d,"value":%b}' % (binding(key), at, body)
+
+
+_HEAD = b'{"stashly":1,"key":"'
+_AT = len(_HEAD) + 16  # after the binding: '","at":'
+
+
+def born(raw: bytes) -> int | None:
+    """When the entry in ``raw`` was encoded (Unix ms), read from its fixed place; ``None`` when it has no stamp
+    (written before stamps, or by another serializer).
+
+    >>> born(b'{"stashly":1,"key":"7a0df810639b9f6f","at":1764720000000,"value":1}')
+    1764720000000
+    >>> born(b'{"stashly":1,"key":"7a0df810639b9f6f","value":1}') is None
+    True
+    """
+    head = raw.find(b"\0", 1) + 1 if raw[:1] == b"\0" else 0  # past a generation stamp (storage/stamps.py)
+    if not raw.startswith(_HEAD, head) or not raw.startswith(b'","at":', head + _AT):
+        return None
+    start = head + _AT + 7
+    end = raw.find(b",", start)
+    digits = raw[start:end]
+    return int(digits) if end > start and digits.isdigit() else None
 
 
 def _error(culprit: object, key: str, detail: str = "") -> SerializationError:
