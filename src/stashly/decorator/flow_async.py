@@ -22,7 +22,7 @@ from ..errors import FactoryTimeoutError
 from ..sentinels import MISSING
 from ..storage import codec
 from .plan import Binding, Plan, check_max_age
-from .refresh import LEASE, Refresher, refresh_failed, served_stale
+from .refresh import LEASE, Refresher, refresh_failed
 from .singleflight import AsyncSingleFlight, Overdue
 from .stampede import Filled, Wait, lock_for
 
@@ -139,12 +139,12 @@ async def resolve(
                 f"@cached {plan.name} did not return within hard_timeout={plan.hard_timeout} s (it goes on in the "
                 "background and stores its result)"
             ) from None
-        served_stale(plan, binding, key, "ran past soft_timeout")
+        plan.served_stale(binding, key, "ran past soft_timeout")
         return stale, found.raw, "STALE"
     except Exception as exc:
         if stale is MISSING:
             raise
-        served_stale(plan, binding, key, f"raised {type(exc).__name__}")
+        plan.served_stale(binding, key, f"raised {type(exc).__name__}")
         await keep_serving(plan, binding, key, found, stale)
         return stale, found.raw, "STALE"
     return value, payload, "MISS"

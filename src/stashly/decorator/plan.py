@@ -242,6 +242,12 @@ class Plan:
             and found.ttl - binding.grace < self.refresh_ahead * binding.expiry
         )
 
+    def served_stale(self, binding: Binding, key: str, why: str) -> None:
+        """Count and log a ``fail_safe`` answer: the last good value, past its TTL, because the recomputation
+        ``why``."""
+        binding.site.stale_serves += 1
+        binding.engine.failures.served_stale(key, self.name, why)
+
 
 def _is_structured(value: object) -> bool:
     return isinstance(value, pydantic.BaseModel) or (

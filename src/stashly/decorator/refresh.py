@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from .. import keys
 
 if TYPE_CHECKING:
-    from .plan import Binding, Plan
+    pass
 
-__all__ = ["LEASE", "Refresher", "refresh_failed", "served_stale"]
+__all__ = ["LEASE", "Refresher", "refresh_failed"]
 
 logger: logging.Logger = logging.getLogger("stashly.refresh")  # the documented name, wherever the module lives
 LEASE = 30.0  # a refresh that takes longer lets another process start one
@@ -32,12 +32,6 @@ def refresh_failed(key: str, exc: Exception) -> None:
     fields = keys.log_fields(key, "refresh_failed")
     logger.warning("background refresh of %s failed: %s", keys.describe(key), type(exc).__name__, extra=fields)
     logger.debug("background refresh of %s failed", keys.describe(key), exc_info=exc, extra=fields)
-
-
-def served_stale(plan: Plan, binding: Binding, key: str, why: str) -> None:
-    """Count and log a ``fail_safe`` answer: the last good value, past its TTL, because the recomputation ``why``."""
-    binding.site.stale_serves += 1
-    binding.engine.failures.served_stale(key, plan.name, why)
 
 
 class Refresher:

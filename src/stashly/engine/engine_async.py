@@ -74,13 +74,17 @@ class AsyncEngine(EngineCore):
         else:
             await self.backend.retire_prefix(pending.target, pending.guard)
 
-    async def _settled(self, key: str, strict: bool | None, site: Site) -> bool:
-        """Replay what is pending; whether ``key`` may be read from the backend now (not pending, backend up)."""
+    async def _replayed(self, key: str, strict: bool | None, site: Site) -> bool:
+        """Replay what is pending; ``False`` when the backend refused (handled as a failure of ``key``'s read)."""
         failure = await self.replay()
         if failure is not None:
             self.failed(failure, "replay", key, strict, site)
             return False
-        return not self.journal.blocks(key)
+        return True
+
+    async def _settled(self, key: str, strict: bool | None, site: Site) -> bool:
+        """Replay what is pending; whether ``key`` may be read from the backend now (not pending, backend up)."""
+        return await self._replayed(key, strict, site) and not self.journal.blocks(key)
 
     async def load(self, key: str, reader: codec.Reader, site: Site) -> Any:
         """The value under ``key``, or MISSING."""
@@ -101,13 +105,10 @@ class AsyncEngine(EngineCore):
 
     async def load_many(self, names: list[str], full: list[str], reader: codec.Reader, site: Site) -> dict[str, Any]:
         """``{name: value}`` for the entries that exist among the full keys, in one round trip."""
-        journal = self.journal
-        if journal.active:
-            failure = await self.replay()
-            if failure is not None:
-                self.failed(failure, "replay", full[0] if full else "", None, site)
+        if self.journal.active:
+            if not await self._replayed(full[0] if full else "", None, site):
                 return {}
-            if journal.active:  # still pending (another replayer is at it): leave those keys out
+            if self.journal.active:  # still pending (another replayer is at it): leave those keys out
                 names, full = self._unblocked(names, full)
         try:
             raws = await self.backend.get_many(full) if full else []

@@ -76,13 +76,17 @@ class Engine(EngineCore):
         else:
             self.backend.retire_prefix(pending.target, pending.guard)
 
-    def _settled(self, key: str, strict: bool | None, site: Site) -> bool:
-        """Replay what is pending; whether ``key`` may be read from the backend now (not pending, backend up)."""
+    def _replayed(self, key: str, strict: bool | None, site: Site) -> bool:
+        """Replay what is pending; ``False`` when the backend refused (handled as a failure of ``key``'s read)."""
         failure = self.replay()
         if failure is not None:
             self.failed(failure, "replay", key, strict, site)
             return False
-        return not self.journal.blocks(key)
+        return True
+
+    def _settled(self, key: str, strict: bool | None, site: Site) -> bool:
+        """Replay what is pending; whether ``key`` may be read from the backend now (not pending, backend up)."""
+        return self._replayed(key, strict, site) and not self.journal.blocks(key)
 
     def load(self, key: str, reader: codec.Reader, site: Site) -> Any:
         """The value under ``key``, or MISSING."""
@@ -103,13 +107,10 @@ class Engine(EngineCore):
 
     def load_many(self, names: list[str], full: list[str], reader: codec.Reader, site: Site) -> dict[str, Any]:
         """``{name: value}`` for the entries that exist among the full keys, in one round trip."""
-        journal = self.journal
-        if journal.active:
-            failure = self.replay()
-            if failure is not None:
-                self.failed(failure, "replay", full[0] if full else "", None, site)
+        if self.journal.active:
+            if not self._replayed(full[0] if full else "", None, site):
                 return {}
-            if journal.active:  # still pending (another replayer is at it): leave those keys out
+            if self.journal.active:  # still pending (another replayer is at it): leave those keys out
                 names, full = self._unblocked(names, full)
         try:
             raws = self.backend.get_many(full) if full else []
