@@ -66,6 +66,11 @@ class Api:
             return await self.manager.aremove(key, **kw)
         return self.manager.remove(key, **kw)
 
+    async def invalidate_tags(self, *tags: str) -> int:
+        if self.is_async:
+            return await self.manager.ainvalidate_tags(*tags)
+        return self.manager.invalidate_tags(*tags)
+
     async def flush_namespace(self, namespace: str | None = None, **kw: Any) -> int:
         if self.is_async:
             return await self.manager.aflush_namespace(namespace, **kw)

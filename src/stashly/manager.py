@@ -16,6 +16,7 @@ from .engine import AsyncEngine, Engine, FlushMode, build, flush_mode
 from .sentinels import MISSING, NOT_SET, NotSet
 from .stats import CacheStats, Site, Sites, combine
 from .storage import codec
+from .tags.core import checked_tags
 from .ttl import TTL, check_ttl, resolve_ttl
 
 __all__ = ["CacheManager", "default_manager", "set_default_manager"]
@@ -195,14 +196,35 @@ class CacheManager:
                 self.key(name, namespace)  # the slow path raises the right error (or accepts valid Unicode)
         return names, [head + name for name in names]
 
-    def set(self, key: str, value: object, ttl: TTL | NotSet = NOT_SET, *, namespace: str | None = None) -> None:
-        """Store ``value`` (anything JSON-able, Pydantic models included) for ``ttl`` seconds or the default TTL.
-
-        Raises :class:`~stashly.SerializationError` before writing anything when the value is not JSON.
-        """
+    def set(
+        self,
+        key: str,
+        value: object,
+        ttl: TTL | NotSet = NOT_SET,
+        *,
+        namespace: str | None = None,
+        tags: Iterable[str] = (),
+    ) -> None:
+        """Store ``value`` (anything JSON-able, Pydantic models included) for ``ttl`` seconds or the default TTL,
+        filed under ``tags`` (see :meth:`invalidate_tags`). Raises :class:`~stashly.SerializationError` before
+        writing anything when the value is not JSON."""
         full = self.key(key, namespace)
         expiry = self.expiry(ttl, full)
+        if tags:
+            self.engine.store_tagged(full, value, expiry, checked_tags(tags, "set"), self._site(namespace))
+            return
         self.engine.store(full, self.engine.payload(value, full), expiry, self._site(namespace))
+
+    def invalidate_tags(self, *tags: str) -> int:
+        """Make every entry filed under any of ``tags`` a miss, in every namespace and process (one key per tag,
+        whatever the number of entries); the number of tags that were in use.
+
+        >>> cm = CacheManager("memory://")
+        >>> cm.set("user:5", {"id": 5}, tags=["user:5"])
+        >>> cm.invalidate_tags("user:5"), cm.get("user:5")
+        (1, None)
+        """
+        return self.engine.delete_tags(checked_tags(tags, "invalidate_tags"), self._site(None))
 
     def remove(self, key: str, *, namespace: str | None = None) -> bool:
         """Drop ``key``; ``True`` when something was removed.
@@ -280,11 +302,26 @@ class CacheManager:
         names, full = self._many_keys(keys, namespace)
         return await self.aengine.load_many(names, full, codec.reader_for(type), self._site(namespace))
 
-    async def aset(self, key: str, value: object, ttl: TTL | NotSet = NOT_SET, *, namespace: str | None = None) -> None:
+    async def aset(
+        self,
+        key: str,
+        value: object,
+        ttl: TTL | NotSet = NOT_SET,
+        *,
+        namespace: str | None = None,
+        tags: Iterable[str] = (),
+    ) -> None:
         """Async :meth:`set`."""
         full = self.key(key, namespace)
         expiry = self.expiry(ttl, full)
+        if tags:
+            await self.aengine.store_tagged(full, value, expiry, checked_tags(tags, "aset"), self._site(namespace))
+            return
         await self.aengine.store(full, self.aengine.payload(value, full), expiry, self._site(namespace))
+
+    async def ainvalidate_tags(self, *tags: str) -> int:
+        """Async :meth:`invalidate_tags`."""
+        return await self.aengine.delete_tags(checked_tags(tags, "ainvalidate_tags"), self._site(None))
 
     async def aremove(self, key: str, *, namespace: str | None = None) -> bool:
         """Async :meth:`remove`."""

@@ -145,12 +145,13 @@ class EngineCore:
         jitter = self._jitter
         return expiry if expiry is None or not jitter else expiry * (1.0 - jitter * random.random())
 
-    def encode(self, value: object, key: str, fresh_for: float | None = None) -> bytes:
+    def encode(self, value: object, key: str, fresh_for: float | None = None, tags: bytes | None = None) -> bytes:
         """A computed value's bytes (its size is checked by the fill: too large is returned uncached).
-        ``fresh_for`` seconds from now is its logical expiry (``fail_safe``: the JSON serializer only)."""
-        if fresh_for is None:
+        ``fresh_for`` seconds from now is its logical expiry (``fail_safe``), ``tags`` the fragment of its tags'
+        tokens: both for the JSON serializer only (checked when decorating)."""
+        if fresh_for is None and tags is None:
             return self.serializer.encode(value, key)
-        return codec.encode(value, key, int((time.time() + fresh_for) * 1000))
+        return codec.encode(value, key, None if fresh_for is None else int((time.time() + fresh_for) * 1000), tags)
 
     def too_large(self, payload: bytes, key: str) -> bool:
         """Whether a computed value is too large to store: it is then returned uncached, and logged."""
@@ -159,9 +160,13 @@ class EngineCore:
         self.failures.not_stored(key, f"{len(payload)} bytes, over max_value_bytes={self._max_bytes}")
         return True
 
-    def payload(self, value: object, key: str) -> bytes:
+    def payload(self, value: object, key: str, tags: bytes | None = None) -> bytes:
         """``set``'s encoding: raises rather than drop the user's own write silently."""
-        payload = self.serializer.encode(value, key)
+        if tags is not None and self.serializer is not codec.JSON:
+            raise TypeError(
+                f"set(..., tags=...) needs the JSON serializer (entries carry their tags), not {self.serializer!r}"
+            )
+        payload = self.serializer.encode(value, key) if tags is None else codec.encode(value, key, None, tags)
         if len(payload) > self._max_bytes:
             raise ValueTooLargeError(
                 f"value for key {key!r} encodes to {len(payload)} bytes, over max_value_bytes="

@@ -12,6 +12,7 @@ what it covers bypass the shared entry.
 
 from __future__ import annotations
 
+import typing
 from time import perf_counter_ns
 from typing import Any
 
@@ -24,6 +25,7 @@ from ..sentinels import MISSING
 from ..stats import SAMPLED, Site
 from ..storage import codec
 from ..storage.codec import Serializer, Stale
+from ..tags import core as tags
 from .core import FAILED, EngineCore, Hooks, Lookup, Token
 from .journal import Journal, Pending
 
@@ -69,6 +71,8 @@ class AsyncEngine(EngineCore):
     async def _deliver(self, pending: Pending) -> None:
         if pending.kind == "key":
             await self.backend.delete(pending.target, pending.guard)
+        elif pending.kind == "tag":
+            await self.backend.delete(pending.target)
         elif pending.kind == "scan":
             await self.backend.delete_prefix(pending.target, pending.guard)
         else:
@@ -99,6 +103,9 @@ class AsyncEngine(EngineCore):
         value = self.decode(raw, key, reader, site)
         if value is MISSING or type(value) is Stale:
             return MISSING
+        tagged = raw is not None and raw.startswith(codec.TAGGED, codec.TAGS_AT)
+        if tagged and not await self._tags_current(raw, key, site):  # type: ignore[arg-type]  # not None: a hit
+            return MISSING
         if started:
             site.hit_ns[(perf_counter_ns() - started).bit_length()] += 1
         return value
@@ -115,7 +122,67 @@ class AsyncEngine(EngineCore):
         except CacheUnavailableError as exc:
             self.failed(exc, "get_many", full[0] if full else "", None, site)
             return {}
-        return self.decode_many(names, full, raws, reader, site)
+        found = self.decode_many(names, full, raws, reader, site)
+        for name, key, raw in zip(names, full, raws, strict=True):
+            tagged = raw is not None and name in found and raw.startswith(codec.TAGGED, codec.TAGS_AT)
+            if tagged and not await self._tags_current(raw, key, site):  # type: ignore[arg-type]  # not None
+                del found[name]
+        return found
+
+    async def _tags_current(self, raw: bytes, key: str, site: Site) -> bool:
+        """Whether every tag of the entry in ``raw`` still has the token it was stored with (else: a miss)."""
+        fragment = codec.tags_of(raw)
+        if fragment is None:
+            return True  # '"tags":' was part of the value: an untagged entry
+        stored = tags.parse_fragment(fragment)
+        names = tuple(stored)
+        tokens = await self.tag_tokens([keys.tag_key(self.settings.prefix, name) for name in names], site, None)
+        if tokens is not None and tokens == [stored[name] for name in names]:
+            return True
+        site.hits -= 1  # decoded as a hit, answered as a miss: a tag of it was invalidated
+        site.misses += 1
+        return False
+
+    async def tag_tokens(
+        self, tag_keys: list[str], site: Site, strict: bool | None, create: bool = False
+    ) -> list[bytes] | None:
+        """The current tokens under ``tag_keys``, in order, new ones drawn for absent keys when ``create`` (a fill
+        about to compute); ``None`` when one is absent (not ``create``), its invalidation is pending, or the
+        backend failed: a miss, and a computation that must not be stored."""
+        journal = self.journal
+        if journal.active and not (
+            await self._replayed(tag_keys[0], strict, site) and not any(journal.blocks(k) for k in tag_keys)
+        ):
+            return None
+        try:
+            found = await self.backend.get_many(tag_keys)
+            if create:
+                for i, token in enumerate(found):
+                    if token is None:  # first use, or invalidated since: draw a token. Two processes drawing at
+                        found[i] = drawn = tags.new_token()  # once both store: the last wins, the other's
+                        await self.backend.set(tag_keys[i], drawn, tags.TAG_TTL)  # entry is a miss (never stale)
+        except CacheUnavailableError as exc:
+            self.failed(exc, "get (tags)", tag_keys[0], strict, site)
+            return None
+        return None if None in found else typing.cast(list[bytes], found)
+
+    async def delete_tags(self, names: tuple[str, ...], site: Site, strict: bool | None = None) -> int:
+        """Drop the tokens of the tags ``names``: every entry stored under one of them becomes a miss everywhere.
+        The number that were in use; the rest journaled when the backend is down."""
+        tag_keys = [keys.tag_key(self.settings.prefix, name) for name in names]
+        site.invalidations += len(tag_keys)
+        if self.journal.active:
+            await self.replay()
+        removed = 0
+        for done, tag_key in enumerate(tag_keys):
+            try:
+                removed += await self.backend.delete(tag_key)
+            except CacheUnavailableError as exc:
+                for pending in tag_keys[done:]:
+                    self.journal.record_tag(pending)
+                self.failed(exc, "invalidate_tags", tag_key, strict, site)
+                break
+        return removed
 
     async def lookup(
         self, key: str, guard: str, reader: codec.Reader, strict: bool, site: Site, with_ttl: bool = False
@@ -180,6 +247,20 @@ class AsyncEngine(EngineCore):
             site.bytes_written += len(payload)
             if journal.active and journal.blocks(key):  # an older invalidation is still pending: it wins
                 journal.record_key(key, keys.guard_of(key))
+
+    async def store_tagged(
+        self, key: str, value: object, expiry: float | None, names: tuple[str, ...], site: Site
+    ) -> None:
+        """``set(..., tags=...)``: store ``value`` filed under the tags ``names``. When their tokens cannot be
+        read (backend down, or an invalidation of one pending) the write is journaled as an invalidation of ``key``,
+        like any failed ``set``: the old entry must not outlive it."""
+        tag_keys = [keys.tag_key(self.settings.prefix, name) for name in names]
+        tokens = await self.tag_tokens(tag_keys, site, None, create=True)
+        if tokens is None:
+            self.journal.record_key(key, keys.guard_of(key))
+            return
+        payload = self.payload(value, key, tags.fragment(dict(zip(names, tokens, strict=True))))
+        await self.store(key, payload, expiry, site)
 
     async def acquire(self, lock_key: str, owner: bytes, lease: float, site: Site, strict: bool | None) -> bool | None:
         """Take a stampede lock: ``True`` if taken, ``False`` if another holds it, ``None`` if the backend failed.

@@ -24,8 +24,8 @@ from .. import keys
 
 __all__ = ["Journal", "Kind", "Pending"]
 
-Kind: TypeAlias = Literal["key", "scan", "versioned"]
-"""What to replay: drop one key, remove a namespace's keys, or retire a namespace's generation."""
+Kind: TypeAlias = Literal["key", "scan", "versioned", "tag"]
+"""What to replay: drop one key, remove a namespace's keys, retire a namespace's generation, or drop a tag's token."""
 
 LIMIT = 10_000
 """Pending entries kept before the namespace with the most pending keys is escalated to one versioned flush."""
@@ -77,6 +77,14 @@ class Journal:
             self._subsume(head)
             self._entries.pop(head, None)
             self._entries[head] = Pending(mode, head, guard)
+            self.active = True
+
+    def record_tag(self, tag_key: str) -> None:
+        """Keep a tag's invalidation (its token to drop). Tags are few and never escalated: a tag's invalidation
+        already covers all its entries in one key."""
+        with self._lock:
+            self._entries.pop(tag_key, None)
+            self._entries[tag_key] = Pending("tag", tag_key, "")
             self.active = True
 
     def blocks(self, key: str) -> bool:
@@ -133,6 +141,8 @@ class Journal:
 
     def _escalate(self) -> None:
         """Over the limit: the namespace with the most pending keys becomes one versioned flush."""
+        if not self._heads:
+            return  # only tags and flushes pending: nothing to fold
         head = max(self._heads, key=self._heads.__getitem__)
         guard = next(p.guard for p in self._entries.values() if p.kind == "key" and p.target.startswith(head))
         self._subsume(head)

@@ -26,6 +26,7 @@ from .layout import (
     namespace_prefix,
     prefix_head,
     retired_head,
+    tag_key,
 )
 from .template import KeyTemplate
 
@@ -50,4 +51,5 @@ __all__ = [
     "prefix_head",
     "receiver_key",
     "retired_head",
+    "tag_key",
 ]

@@ -3,7 +3,8 @@
 Every key starts with the prefix and a colon (:func:`prefix_head`). An entry is ``<prefix>:<namespace>:<rest>``; for a
 decorated function ``<rest>`` is its :func:`function_name` and a digest of its arguments, or a rendered key template.
 The keys that keep a namespace's state sit outside every namespace, behind an empty segment no namespace can have
-(names are non-empty): ``<prefix>::guard:<namespace>``, ``<prefix>::gen:<namespace>`` and ``<prefix>::lock:<entry>``.
+(names are non-empty): ``<prefix>::guard:<namespace>``, ``<prefix>::gen:<namespace>``, ``<prefix>::lock:<entry>`` and
+``<prefix>::tag:<tag>``.
 On Redis Cluster the guard and lock carry a hash tag after the ``::`` (:mod:`stashly.keys.slots`).
 """
 
@@ -30,6 +31,7 @@ __all__ = [
     "namespace_prefix",
     "prefix_head",
     "retired_head",
+    "tag_key",
 ]
 
 
@@ -71,6 +73,11 @@ def guard_key(prefix: str, namespace: str) -> str:
     inside any namespace and never removed by a flush.
     """
     return f"{prefix}::guard:{namespace}"
+
+
+def tag_key(prefix: str, tag: str) -> str:
+    """The token of a tag: ``"stashly::tag:user:5"``, outside every namespace like the guard (tags span them)."""
+    return f"{prefix}::tag:{tag}"
 
 
 def lock_key(prefix: str, key: str) -> str:

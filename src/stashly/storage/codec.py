@@ -34,6 +34,8 @@ from ..sentinels import MISSING, Missing
 __all__ = [
     "FORMAT_VERSION",
     "JSON",
+    "TAGGED",
+    "TAGS_AT",
     "Reader",
     "Serializer",
     "Stale",
@@ -43,6 +45,7 @@ __all__ = [
     "encode",
     "reader_for",
     "schema_fingerprint",
+    "tags_of",
 ]
 
 FORMAT_VERSION = 1
@@ -74,9 +77,10 @@ class Stale:
         self.value: object = value
 
 
-def encode(value: object, key: str, fresh_until: int | None = None) -> bytes:
+def encode(value: object, key: str, fresh_until: int | None = None, tags: bytes | None = None) -> bytes:
     """The envelope bytes for ``value``; ``SerializationError`` names the type and ``key`` when it is not JSON.
-    ``fresh_until`` (Unix time in ms) is the logical expiry of a fail-safe entry.
+    ``fresh_until`` (Unix time in ms) is the logical expiry of a fail-safe entry; ``tags`` the fragment of its
+    tags' tokens (:func:`stashly.tags.core.fragment`).
 
     >>> encode({"id": 1}, "stashly:app:user:1")  # doctest: +ELLIPSIS
     b'{"stashly":1,"key":"7a0df810639b9f6f","at":...,"value":{"id":1}}'
@@ -92,13 +96,20 @@ def encode(value: object, key: str, fresh_until: int | None = None) -> bytes:
     if b"null" in body and _has_non_finite(value):
         raise SerializationError(f"cannot cache the value for key {key!r}: NaN and Infinity are not JSON numbers")
     at = time.time_ns() // 1_000_000
-    if fresh_until is not None:
-        return b'{"stashly":1,"key":"%b","at":%d,"fresh":%d,"value":%b}' % (binding(key), at, fresh_until, body)
-    return b'{"stashly":1,"key":"%b","at":%d,"value":%b}' % (binding(key), at, body)
+    if tags is None and fresh_until is None:
+        return b'{"stashly":1,"key":"%b","at":%d,"value":%b}' % (binding(key), at, body)
+    tagged = b"" if tags is None else b'"tags":%b,' % tags
+    fresh = b"" if fresh_until is None else b'"fresh":%d,' % fresh_until
+    return b'{"stashly":1,"key":"%b","at":%d,%b%b"value":%b}' % (binding(key), at, tagged, fresh, body)
 
 
 _HEAD = b'{"stashly":1,"key":"'
 _AT = len(_HEAD) + 16  # after the binding: '","at":'
+TAGGED: Final = b'"tags":'
+TAGS_AT: Final = _AT + 7 + 13 + 1
+"""Where a tagged entry's ``"tags"`` starts: after a 13-digit ``"at"`` (Unix ms until the year 2286) and its comma.
+One ``raw.startswith(TAGGED, TAGS_AT)`` tells a tagged entry from the rest on the hit path; :func:`tags_of` reads
+the fragment exactly."""
 
 
 def born(raw: bytes) -> int | None:
@@ -110,13 +121,37 @@ def born(raw: bytes) -> int | None:
     >>> born(b'{"stashly":1,"key":"7a0df810639b9f6f","value":1}') is None
     True
     """
-    head = raw.find(b"\0", 1) + 1 if raw[:1] == b"\0" else 0  # past a generation stamp (storage/stamps.py)
-    if not raw.startswith(_HEAD, head) or not raw.startswith(b'","at":', head + _AT):
+    start = _stamp_at(raw)
+    if start < 0:
         return None
-    start = head + _AT + 7
     end = raw.find(b",", start)
     digits = raw[start:end]
     return int(digits) if end > start and digits.isdigit() else None
+
+
+def _stamp_at(raw: bytes) -> int:
+    """Where the digits of ``"at"`` start in ``raw``, or -1."""
+    head = raw.find(b"\0", 1) + 1 if raw[:1] == b"\0" else 0  # past a generation stamp (storage/stamps.py)
+    if not raw.startswith(_HEAD, head) or not raw.startswith(b'","at":', head + _AT):
+        return -1
+    return head + _AT + 7
+
+
+def tags_of(raw: bytes) -> bytes | None:
+    """The fragment of an entry's tags' tokens, read from its fixed place after ``"at"``; ``None`` when the entry
+    has no tags (the common case: one bounded ``find``).
+
+    >>> tags_of(b'{"stashly":1,"key":"7a0df810639b9f6f","at":1,"tags":{"user:5":"9f"},"value":1}')
+    b'{"user:5":"9f"}'
+    """
+    start = _stamp_at(raw)
+    if start < 0:
+        return None
+    comma = raw.find(b",", start, start + 21)
+    if comma < 0 or not raw.startswith(b'"tags":{', comma + 1):
+        return None
+    end = raw.find(b"}", comma + 8)  # tag names and tokens hold no brace (stashly.tags.core.check_tag)
+    return raw[comma + 8 : end + 1] if end > 0 else None
 
 
 def _error(culprit: object, key: str, detail: str = "") -> SerializationError:
