@@ -25,6 +25,7 @@ from . import flow_async, flow_sync
 from .plan import Plan, check_duration, check_lease, check_refresh_ahead
 from .protocols import BoundCachedFunction, CachedClassMethod, CachedDecorator, CachedFunction, P, R, S
 from .remover import Remover
+from .tagging import TagSpec
 
 __all__ = ["Cached"]
 
@@ -87,6 +88,7 @@ class Cached:
         fail_safe_throttle: float | timedelta | None = 5.0,
         soft_timeout: float | timedelta | None = None,
         hard_timeout: float | timedelta | None = None,
+        tags: TagSpec | None = None,
     ) -> CachedDecorator: ...
 
     def cached(
@@ -105,6 +107,7 @@ class Cached:
         fail_safe_throttle: float | timedelta | None = 5.0,
         soft_timeout: float | timedelta | None = None,
         hard_timeout: float | timedelta | None = None,
+        tags: TagSpec | None = None,
     ) -> CachedFunction[P, R] | CachedDecorator:
         """Cache ``fn``'s results; use bare (``@cache.cached``) or with options (``@cache.cached(ttl=30)``).
 
@@ -124,6 +127,10 @@ class Cached:
         ``soft_timeout`` (with ``fail_safe``) returns that value when the function
         is slower than this, and ``hard_timeout`` raises :class:`~stashly.FactoryTimeoutError` when there is no such
         value; either way the computation finishes in the background and stores its result.
+
+        ``tags=["user:{user_id}", "users"]`` files each entry under tags (fixed, templates over the arguments, or
+        a callable of the call's arguments): :meth:`CacheManager.invalidate_tags` then drops all of a tag's entries,
+        across functions and namespaces (see :mod:`stashly.decorator.tagging`).
 
         >>> rates = Cached(namespace="rates", ttl=60, manager=CacheManager(url="memory://"))
         >>> @rates.cached(fail_safe=timedelta(minutes=10), soft_timeout=0.5)
@@ -149,6 +156,7 @@ class Cached:
                 lock_lease=check_lease(lock_lease, keys.function_name(fn)) if lock else None,
                 refresh_ahead=check_refresh_ahead(refresh_ahead, keys.function_name(fn)),
                 **_resilience(keys.function_name(fn), fail_safe, fail_safe_throttle, soft_timeout, hard_timeout),
+                tags=tags,
             )
             is_async = inspect.iscoroutinefunction(fn)
             if http:

@@ -17,24 +17,39 @@ from collections.abc import Callable
 from time import perf_counter_ns, sleep
 from typing import Any, TypeAlias
 
+from .. import keys
 from ..backends.base import Lock
-from ..engine import Lookup, Token
+from ..engine import Lookup, Token, current
 from ..errors import FactoryTimeoutError
-from ..sentinels import MISSING
+from ..sentinels import MISSING, Missing
 from ..storage import codec
+from ..tags import core as tag_names
+from ..tags import uncommitted
 from .plan import Binding, Plan, check_max_age
 from .refresh import LEASE, Refresher, refresh_failed
 from .singleflight import Overdue, SingleFlight
 from .stampede import Filled, Wait, lock_for
 
-__all__ = ["Compute", "computation", "fill", "invalidator", "limiter", "recomputer", "refresh", "resolve", "wrapper"]
+__all__ = [
+    "Compute",
+    "computation",
+    "fill",
+    "invalidator",
+    "limiter",
+    "recomputer",
+    "refresh",
+    "resolve",
+    "tag_fragment",
+    "wrapper",
+]
 
 Compute: TypeAlias = Callable[[Token, Lock], Filled]
 """A computation ready to run: given the guard token (and the lock, if held), it computes and stores."""
 
 
-def computation(plan: Plan, binding: Binding, key: str, call: Callable[[], Any]) -> Compute:
-    """Run ``call`` and store its result, guarded by a token (and a lock, if given), inside the fill hook."""
+def computation(plan: Plan, binding: Binding, key: str, call: Callable[[], Any], tags: bytes | None = None) -> Compute:
+    """Run ``call`` and store its result, guarded by a token (and a lock, if given), inside the fill hook;
+    ``tags`` is the fragment of its tags' tokens, read before the computation began."""
 
     def run(token: Token, lock: Lock) -> Filled:
         site = binding.site
@@ -47,7 +62,7 @@ def computation(plan: Plan, binding: Binding, key: str, call: Callable[[], Any])
             raise
         engine = binding.engine
         ttl = engine.jittered(binding.expiry)
-        payload = plan.payload(binding, result, key, ttl)
+        payload = plan.payload(binding, result, key, ttl, tags)
         if payload is not None:
             stored_for = None if ttl is None else ttl + binding.grace  # fail-safe: kept past its logical expiry
             engine.fill(key, payload, stored_for, binding.guard, token, binding.strict, site, lock)
@@ -71,6 +86,7 @@ def fill(
     found: Lookup,
     call: Callable[[], Any],
     reader: codec.Reader | None = None,
+    tags: bytes | None = None,
 ) -> Filled:
     """Compute (``call``) and store a missing entry; under the stampede lock when ``lock=True``.
 
@@ -79,7 +95,7 @@ def fill(
     :mod:`.stampede` for the lock's rules: the holder re-reads before computing, a waiter polls for at most one
     lease, and a lock the backend refuses means computing without it (the store still guarded).
     """
-    compute = computation(plan, binding, key, call)
+    compute = computation(plan, binding, key, call, tags)
     lease = plan.lock_lease
     if lease is None:
         return compute(found.token, None)
@@ -95,6 +111,7 @@ def fill(
         if taken:
             try:
                 found = engine.lookup(key, binding.guard, read, strict, site)  # stored just before our lock?
+                found = current(found, tags, site)
                 if found.value is not MISSING:
                     return found.value, found.raw
                 return compute(found.token, (lock_key, owner))
@@ -104,7 +121,7 @@ def fill(
         if delay is None:
             return compute(token, None)  # waited a whole lease: compute ourselves, the store still guarded
         sleep(delay)
-        found = engine.lookup(key, binding.guard, read, strict, site)
+        found = current(engine.lookup(key, binding.guard, read, strict, site), tags, site)
         if found.value is not MISSING:
             return found.value, found.raw
         token = found.token
@@ -118,6 +135,7 @@ def resolve(
     call: Callable[[], Any],
     flight: SingleFlight[Filled],
     reader: codec.Reader | None = None,
+    tags: bytes | None = None,
 ) -> tuple[Any, bytes | None, str]:
     """A miss answered: the value, its stored bytes, and ``"MISS"`` — or ``"STALE"`` for ``fail_safe``'s last
     good value when the recomputation raised or ran past ``soft_timeout``.
@@ -130,7 +148,7 @@ def resolve(
     wait_at_most = plan.hard_timeout if stale is MISSING else plan.soft_timeout
 
     def miss() -> Filled:
-        return fill(plan, binding, key, found, call, reader)
+        return fill(plan, binding, key, found, call, reader, tags)
 
     try:
         value, payload = flight.run((key, found.token), miss, wait_at_most)
@@ -146,12 +164,12 @@ def resolve(
         if stale is MISSING:
             raise
         plan.served_stale(binding, key, f"raised {type(exc).__name__}")
-        keep_serving(plan, binding, key, found, stale)
+        keep_serving(plan, binding, key, found, stale, tags)
         return stale, found.raw, "STALE"
     return value, payload, "MISS"
 
 
-def keep_serving(plan: Plan, binding: Binding, key: str, found: Lookup, value: Any) -> None:
+def keep_serving(plan: Plan, binding: Binding, key: str, found: Lookup, value: Any, tags: bytes | None = None) -> None:
     """After a failed recomputation, store the last good value as fresh for ``fail_safe_throttle`` seconds, so the
     failing source is asked again only then (guarded like any fill: an invalidation since wins). Never past the
     entry's own end (its remaining TTL, ``ttl + fail_safe`` after it was computed): the bound of fail-safe holds."""
@@ -163,7 +181,7 @@ def keep_serving(plan: Plan, binding: Binding, key: str, found: Lookup, value: A
     if stored_for <= 0:
         return
     engine = binding.engine
-    payload = engine.encode(value, key, min(throttle, stored_for))
+    payload = engine.encode(value, key, min(throttle, stored_for), tags)
     engine.fill(key, payload, stored_for, binding.guard, found.token, binding.strict, binding.site)
 
 
@@ -184,27 +202,52 @@ def refresh(binding: Binding, key: str, token: Token, compute: Compute) -> None:
         refresh_failed(key, exc)
 
 
+def tag_fragment(plan: Plan, binding: Binding, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes | Missing | None:
+    """The tokens of this call's tags (drawn where absent), read before anything is computed: what its entry must
+    carry to be current (``None``: this call has no tags). ``MISSING`` when they cannot be known (backend down, an
+    invalidation of one pending) or one was written by this context's open transaction: the call then bypasses
+    the cache."""
+    names = plan.tags_for(args, kwargs)
+    if not names:
+        return None
+    written = uncommitted.current()
+    if written and not written.isdisjoint(names):
+        return MISSING  # read-your-writes: the transaction's own change must be seen, and nothing stored from it
+    tag_keys = [keys.tag_key(binding.prefix, name) for name in names]
+    tokens = binding.engine.tag_tokens(tag_keys, binding.site, binding.strict, create=True)
+    return MISSING if tokens is None else tag_names.fragment(dict(zip(names, tokens, strict=True)))
+
+
 def wrapper(plan: Plan) -> Callable[..., Any]:
     """The decorated function: a hit returns the stored value, a miss computes once per key and stores it."""
     fn = plan.fn
     flight: SingleFlight[Filled] = SingleFlight()
     refresher = Refresher()
     with_ttl = plan.refresh_ahead is not None or plan.fail_safe is not None  # fail-safe: its bound
+    tagged = plan.tags is not None
 
     @functools.wraps(fn)
     def cached(*args: Any, **kwargs: Any) -> Any:
         binding = plan.binding()
         key = plan.key(binding, args, kwargs)
+        tags: bytes | None = None
+        if tagged:
+            tagging = tag_fragment(plan, binding, args, kwargs)
+            if tagging is MISSING:  # unprovable (backend down, invalidation pending) or uncommitted: no cache
+                return fn(*args, **kwargs)
+            tags = tagging
         found = binding.engine.lookup(key, binding.guard, binding.reader, binding.strict, binding.site, with_ttl)
+        if tagged:
+            found = current(found, tags, binding.site)
         if found.value is not MISSING:
             if plan.refresh_due(binding, found):
                 binding.site.stale += 1
-                compute = computation(plan, binding, key, functools.partial(fn, *args, **kwargs))
+                compute = computation(plan, binding, key, functools.partial(fn, *args, **kwargs), tags)
                 refresher.start(key, functools.partial(refresh, binding, key, found.token, compute))
             return found.value
 
         call = functools.partial(fn, *args, **kwargs)
-        return (resolve(plan, binding, key, found, call, flight))[0]
+        return (resolve(plan, binding, key, found, call, flight, tags=tags))[0]
 
     return cached
 
@@ -216,8 +259,14 @@ def recomputer(plan: Plan) -> Callable[..., Any]:
     def refresh_entry(*args: Any, **kwargs: Any) -> Any:
         binding = plan.binding()
         key = plan.key(binding, args, kwargs)
+        tags: bytes | None = None
+        if plan.tags is not None:
+            tagging = tag_fragment(plan, binding, args, kwargs)
+            if tagging is MISSING:
+                return plan.fn(*args, **kwargs)
+            tags = tagging
         found = binding.engine.lookup(key, binding.guard, binding.reader, binding.strict, binding.site)
-        compute = computation(plan, binding, key, functools.partial(plan.fn, *args, **kwargs))
+        compute = computation(plan, binding, key, functools.partial(plan.fn, *args, **kwargs), tags)
         return (compute(found.token, None))[0]
 
     return refresh_entry
@@ -237,7 +286,13 @@ def limiter(plan: Plan) -> Callable[[float], Callable[..., Any]]:
             binding = plan.binding()
             key = plan.key(binding, args, kwargs)
             engine, site = binding.engine, binding.site
-            found = engine.lookup(key, binding.guard, binding.reader, binding.strict, site)
+            tags: bytes | None = None
+            if plan.tags is not None:
+                tagging = tag_fragment(plan, binding, args, kwargs)
+                if tagging is MISSING:
+                    return plan.fn(*args, **kwargs)
+                tags = tagging
+            found = current(engine.lookup(key, binding.guard, binding.reader, binding.strict, site), tags, site)
             if found.value is not MISSING:
                 at = codec.born(found.raw)
                 if at is not None and at >= time.time() * 1000 - oldest:
@@ -246,7 +301,7 @@ def limiter(plan: Plan) -> Callable[[float], Callable[..., Any]]:
                 site.misses += 1
                 found = found._replace(value=MISSING)
             call = functools.partial(plan.fn, *args, **kwargs)
-            return (resolve(plan, binding, key, found._replace(stale=MISSING), call, flight))[0]
+            return (resolve(plan, binding, key, found._replace(stale=MISSING), call, flight, tags=tags))[0]
 
         return within
 

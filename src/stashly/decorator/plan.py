@@ -26,6 +26,7 @@ from ..stats import Site
 from ..storage import codec
 from ..ttl import TTL, check_ttl, resolve_ttl
 from .context import is_context
+from .tagging import CallTags, TagSpec
 
 if TYPE_CHECKING:
     from ..manager import CacheManager
@@ -92,6 +93,8 @@ class Binding:
                 f"@cached {plan.name}: fail_safe needs the JSON serializer (its entries carry their logical expiry "
                 "in the JSON envelope)"
             )
+        if plan.tags is not None and settings.serializer != "json":
+            raise ConfigError(f"@cached {plan.name}: tags need the JSON serializer (entries carry their tags)")
 
 
 class Plan:
@@ -114,6 +117,7 @@ class Plan:
         fail_safe_throttle: float | None = None,
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
+        tags: TagSpec | None = None,
     ) -> None:
         self.fn = fn
         self.fail_safe = fail_safe
@@ -137,6 +141,7 @@ class Plan:
         if unknown:
             raise ValueError(f"@cached {self.name}: ignore= names {sorted(unknown)}, not parameters of {self._names}")
         self._keyed = tuple(name not in ignored for name in self._names)
+        self.tags: CallTags | None = None if tags is None else CallTags(tags, self._names, self.name)
         self._receiver = (
             bool(params) and params[0].name in _RECEIVERS and params[0].kind <= params[0].POSITIONAL_OR_KEYWORD
         )
@@ -221,9 +226,17 @@ class Plan:
             pairs[0] = (self._names[0], keys.receiver_key(values[0], f"{self._names[0]} of {self.name}"))
         return f"{binding.head}{self.name}:{keys.digest(pairs, salt=binding.salt, where=self.name)}"
 
-    def payload(self, binding: Binding, result: object, key: str, ttl: float | None) -> bytes | None:
-        """The bytes to store for ``result`` (fresh for ``ttl`` seconds, for ``fail_safe``), or ``None`` when it
-        must not be stored (a framework response)."""
+    def tags_for(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
+        """The tags of a call (none without ``tags=``)."""
+        if self.tags is None:
+            return ()
+        return self.tags(self._names, self.bind(args, kwargs), args, kwargs)
+
+    def payload(
+        self, binding: Binding, result: object, key: str, ttl: float | None, tags: bytes | None = None
+    ) -> bytes | None:
+        """The bytes to store for ``result`` (fresh for ``ttl`` seconds, for ``fail_safe``; filed under the tag
+        tokens ``tags``), or ``None`` when it must not be stored (a framework response)."""
         if is_context(result):
             return None
         annotation = self._annotation
@@ -231,7 +244,7 @@ class Plan:
             _warn_unannotated(self.name, result)
         elif _is_model(annotation) and type(result) is not annotation and not isinstance(result, Serialized):
             result = _narrowed(annotation, result, key)  # store what the annotation declares, not extra fields
-        return binding.engine.encode(result, key, None if self.fail_safe is None else ttl)
+        return binding.engine.encode(result, key, None if self.fail_safe is None else ttl, tags)
 
     def refresh_due(self, binding: Binding, found: Lookup) -> bool:
         """Whether a hit is close enough to expiry to be recomputed in the background (``refresh_ahead``)."""

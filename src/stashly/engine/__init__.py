@@ -15,7 +15,7 @@ from ..failures import FailurePolicy
 from ..storage import codec
 from ..storage.codec import Serializer
 from ..storage.pickle import SignedPickle
-from .core import FAILED, EngineCore, FillSpan, FlushMode, Hooks, Lookup, Token, flush_mode
+from .core import FAILED, EngineCore, FillSpan, FlushMode, Hooks, Lookup, Token, current, flush_mode
 from .engine_async import AsyncEngine
 from .engine_sync import Engine
 from .journal import Journal
@@ -32,6 +32,7 @@ __all__ = [
     "Lookup",
     "Token",
     "build",
+    "current",
     "flush_mode",
 ]
 

@@ -26,7 +26,7 @@ from ..storage import codec
 from ..storage.codec import Serializer, Stale
 from .journal import Journal
 
-__all__ = ["EngineCore", "FillSpan", "FlushMode", "Hooks", "Lookup", "Token", "flush_mode"]
+__all__ = ["EngineCore", "FillSpan", "FlushMode", "Hooks", "Lookup", "Token", "current", "flush_mode"]
 
 Token: TypeAlias = bytes | Missing | None
 """A guard's value read before a computation; MISSING when the read failed (then nothing is stored)."""
@@ -51,6 +51,17 @@ class Lookup(NamedTuple):
     token: Token
     ttl: float | None
     stale: Any = MISSING
+
+
+def current(found: Lookup, tags: bytes | None, site: Site) -> Lookup:
+    """``found``, or a miss when its entry does not carry ``tags`` — the tokens the caller's tags have now (read
+    before it looks up): one of them was invalidated since the entry was stored. Its fail-safe copy goes too."""
+    if tags is None or (found.value is MISSING and found.stale is MISSING) or codec.tags_of(found.raw) == tags:
+        return found
+    if found.value is not MISSING:
+        site.hits -= 1  # decoded as a hit, answered as a miss
+        site.misses += 1
+    return found._replace(value=MISSING, stale=MISSING)
 
 
 FAILED = Lookup(MISSING, b"", MISSING, None)

@@ -26,6 +26,7 @@ from ..stats import SAMPLED, Site
 from ..storage import codec
 from ..storage.codec import Serializer, Stale
 from ..tags import core as tags
+from ..tags import uncommitted
 from .core import FAILED, EngineCore, Hooks, Lookup, Token
 from .journal import Journal, Pending
 
@@ -136,6 +137,10 @@ class AsyncEngine(EngineCore):
             return True  # '"tags":' was part of the value: an untagged entry
         stored = tags.parse_fragment(fragment)
         names = tuple(stored)
+        if not names:
+            return True
+        if not uncommitted.current().isdisjoint(names):
+            return False  # read-your-writes: written by this context's open transaction
         tokens = await self.tag_tokens([keys.tag_key(self.settings.prefix, name) for name in names], site, None)
         if tokens is not None and tokens == [stored[name] for name in names]:
             return True

@@ -20,7 +20,7 @@ __all__ = ["TAG_TTL", "check_tag", "checked_tags", "fragment", "new_token", "par
 TAG_TTL = 30 * 86400.0
 """How long an unused tag's token lives (seconds). Past it, the next use draws a new one: its entries miss once."""
 
-_MAX_TAG = 200
+_MAX_TAG = 256
 # Printable ASCII without space, quote, backslash and braces: a tag never needs JSON escaping, and the fragment
 # in an entry's bytes ends at its first '}'.
 _TAG = re.compile(r"[!#-\[\]-z|~]+")

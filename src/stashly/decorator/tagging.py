@@ -1,0 +1,62 @@
+"""``@cached(tags=...)``: which tags a call's entry is filed under, checked when decorating.
+
+``tags`` is a list of strings — fixed tags (``"users"``) or templates over the arguments (``"user:{user_id}"``,
+``"org:{user.org_id}"``, checked and rendered like key templates: :class:`~stashly.keys.KeyTemplate`) — or a
+callable taking the call's arguments and returning the tags (``lambda user_id, db: [f"user:{user_id}"]``).
+
+Tags come from the arguments, not from the result: a call must read its tags' tokens *before* it computes, so
+that a tag invalidated during the computation makes what it stores a miss (:mod:`stashly.tags.core`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeAlias
+
+from .. import keys
+from ..tags.core import check_tag, checked_tags, unique
+
+__all__ = ["CallTags", "TagSpec"]
+
+TagSpec: TypeAlias = Sequence[str] | Callable[..., Iterable[str]]
+"""What ``@cached(tags=...)`` takes: tags and templates, or a callable of the call's arguments."""
+
+_FIELD = re.compile(r"\{[^{}]*\}")
+
+
+class CallTags:
+    """The tags of one cached function's calls."""
+
+    __slots__ = ("_fixed", "_function", "_templates", "_where")
+
+    def __init__(self, spec: TagSpec, parameters: tuple[str, ...], where: str) -> None:
+        self._where = f"@cached {where}"
+        self._function: Callable[..., Iterable[str]] | None = None
+        fixed: list[str] = []
+        templates: list[keys.KeyTemplate] = []
+        if callable(spec):
+            self._function = spec
+        elif isinstance(spec, str | bytes) or not isinstance(spec, Sequence):
+            raise TypeError(f"{self._where}: tags is a list of tags or a callable, not {spec!r}")
+        else:
+            for tag in spec:
+                if not isinstance(tag, str) or "{" not in tag:
+                    fixed.append(check_tag(tag, self._where))
+                    continue
+                check_tag(_FIELD.sub("x", tag), self._where)  # the literal text, as any value renders
+                templates.append(keys.KeyTemplate(tag, parameters, self._where))
+        self._fixed = unique(fixed)
+        self._templates = tuple(templates)
+
+    def __call__(
+        self, names: tuple[str, ...], values: Sequence[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, ...]:
+        """The tags of the call with ``args``/``kwargs`` (``values``: its bound arguments, by ``names``)."""
+        if self._function is not None:
+            return checked_tags(self._function(*args, **kwargs), self._where)
+        if not self._templates:
+            return self._fixed
+        bound = dict(zip(names, values, strict=True))
+        rendered = [check_tag(template.render(bound), self._where) for template in self._templates]
+        return unique([*self._fixed, *rendered])
