@@ -45,6 +45,7 @@ async def test_invalidating_a_tag_drops_exactly_its_entries_in_any_namespace(man
     assert await api.get_many(["user:5", "user:6", "plain"]) == {"user:6": {"id": 6}, "plain": 1}
 
     assert await api.invalidate_tags("org:1", "never-used") == 1
+    assert manager.stats().tag_invalidations == 3  # one per tag named
     assert await api.get("user:6") is None
     await api.set("user:6", {"id": 6, "v": 2}, tags=["org:1"])  # a write after the invalidation is current
     assert await api.get("user:6") == {"id": 6, "v": 2}

@@ -45,6 +45,7 @@ _COUNTS = (
     "bytes_read",
     "bytes_written",
     "stale_serves",
+    "tag_invalidations",
 )
 
 OTHER = "(all others)"
@@ -113,6 +114,8 @@ class SiteStats:
     stale_serves: int = 0
     """``fail_safe``: calls answered with the last good value, past its TTL, because the recomputation raised or
     ran past ``soft_timeout``."""
+    tag_invalidations: int = 0
+    """Tags invalidated (``invalidate_tags``: one per tag), counted in the manager's namespace."""
     hit_latency: Histogram = field(default_factory=Histogram)
     fill_latency: Histogram = field(default_factory=Histogram)
 
@@ -201,6 +204,7 @@ class Site:
         self.function = function
         self.hits = self.misses = self.stale = self.fills = self.fill_errors = self.stores = 0
         self.invalidations = self.errors = self.bytes_read = self.bytes_written = self.stale_serves = 0
+        self.tag_invalidations = 0
         # On the hot path: ``site.hit_ns[ns.bit_length()] += 1`` (no call, no min(): 64 buckets hold any int64).
         self.hit_ns: list[int] = [0] * BUCKETS
         self.fill_ns: list[int] = [0] * BUCKETS

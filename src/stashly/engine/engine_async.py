@@ -175,7 +175,7 @@ class AsyncEngine(EngineCore):
         """Drop the tokens of the tags ``names``: every entry stored under one of them becomes a miss everywhere.
         The number that were in use; the rest journaled when the backend is down."""
         tag_keys = [keys.tag_key(self.settings.prefix, name) for name in names]
-        site.invalidations += len(tag_keys)
+        site.tag_invalidations += len(tag_keys)
         if self.journal.active:
             await self.replay()
         removed = 0

@@ -64,6 +64,7 @@ COUNTERS: tuple[tuple[str, str, str, str], ...] = (
     ("bytes_read", "stashly.bytes_read", "By", "Bytes of entries read from the backend."),
     ("bytes_written", "stashly.bytes_written", "By", "Bytes of entries written to the backend."),
     ("stale_serves", "stashly.stale_serves", "{hit}", "fail_safe answers with the last good value past its TTL."),
+    ("tag_invalidations", "stashly.tag_invalidations", "{tag}", "Tags invalidated by invalidate_tags."),
 )
 FUNCTION_COUNTERS: tuple[tuple[str, str], ...] = (
     ("hits", "{hit}"),

@@ -51,6 +51,7 @@ COUNTERS: tuple[tuple[str, str, str, str], ...] = (
     ("bytes_read", "stashly_read_bytes", "bytes", "Bytes of entries read from the backend."),
     ("bytes_written", "stashly_written_bytes", "bytes", "Bytes of entries written to the backend."),
     ("stale_serves", "stashly_stale_serves", "", "fail_safe answers with the last good value past its TTL."),
+    ("tag_invalidations", "stashly_tag_invalidations", "", "Tags invalidated by invalidate_tags."),
 )
 FUNCTION_COUNTERS = ("hits", "misses", "fills", "fill_errors")
 """The per-function families: ``stashly_function_<field>_total``, label ``function``."""
