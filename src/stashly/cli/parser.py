@@ -10,10 +10,12 @@ from typing import Final, NoReturn
 from .. import __version__
 from ..config.settings import parse_name
 from ..errors import ConfigError
+from ..tags.core import check_tag
 from .commands import flush, get, list_keys
 from .ping import ping
 from .session import Session
 from .stats import stats
+from .tags import tags
 
 __all__ = ["EXIT_CODES", "Parser", "UsageError", "build_parser", "wants_json"]
 
@@ -62,6 +64,13 @@ def _key(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("expected a non-empty key")
     return text
+
+
+def _tag(text: str) -> str:
+    try:
+        return check_tag(text, "tag")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("tag: ")) from None
 
 
 def _seconds(text: str) -> float:
@@ -128,4 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     for_keys = command("keys", list_keys, "list the keys of a namespace (SCAN)")
     for_keys.add_argument("namespace", metavar="NAMESPACE", type=_name)
     for_keys.add_argument("--limit", type=_count, default=100, help="at most this many keys (default 100; 0: all)")
+    for_tags = command("tags", tags, "the current token of each tag (--invalidate: drop them, as invalidate_tags)")
+    for_tags.add_argument("tag", metavar="TAG", nargs="+", type=_tag, help="a tag, e.g. user:5")
+    for_tags.add_argument("--invalidate", action="store_true", help="invalidate the tags: their entries miss")
     return parser
