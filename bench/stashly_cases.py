@@ -16,7 +16,7 @@ from stashly import Cached, CacheManager
 from . import values
 from .cases import Case, Entry, Env, Scenario, Storage, Unavailable
 
-__all__ = ["DECORATOR", "GET", "GET_MANY", "LOCAL", "LOCAL_GET", "MEMORY", "MEMORY_GET", "cases"]
+__all__ = ["DECORATOR", "GET", "GET_MANY", "LOCAL", "LOCAL_GET", "MEMORY", "MEMORY_GET", "TAGGED", "cases"]
 
 DECORATOR = "stashly @cached"
 GET = "stashly manager.get"
@@ -25,6 +25,7 @@ MEMORY_GET = "stashly manager.get memory://"
 LOCAL = "stashly @cached local tier"
 LOCAL_GET = "stashly manager.get local tier"
 GET_MANY = "stashly manager.get_many"
+TAGGED = "stashly @cached 3 tags"
 
 
 def cases(scenario: Scenario, env: Env) -> list[Entry]:
@@ -36,6 +37,8 @@ def cases(scenario: Scenario, env: Env) -> list[Entry]:
         _decorated(MEMORY, scenario, managers["memory"], "memory"),
     ]
     if scenario.op == "hit":
+        if scenario.size == "300B" and scenario.shape == "dict":  # tags=["user:{n}", "users", "tenant:1"]
+            found.append(_decorated(TAGGED, scenario, managers["redis"], "redis", tagged=True))
         found.append(_by_key(GET, scenario, managers["redis"], "redis"))
         found.append(_by_key(MEMORY_GET, scenario, managers["memory"], "memory"))
     if scenario.op in ("hit", "tasks"):
@@ -76,8 +79,10 @@ def _managers(env: Env, group: str) -> dict[str, CacheManager]:
     return managers
 
 
-def _decorated(name: str, scenario: Scenario, manager: CacheManager, storage: Storage) -> Case:
-    cache = Cached(namespace=f"{scenario.slug}-{storage}", ttl=scenario.ttl, manager=manager)
+def _decorated(name: str, scenario: Scenario, manager: CacheManager, storage: Storage, tagged: bool = False) -> Case:
+    cache = Cached(
+        namespace=f"{scenario.slug}-{storage}{'-tagged' if tagged else ''}", ttl=scenario.ttl, manager=manager
+    )
     compute = values.compute(scenario.size, scenario.shape)
     if scenario.mode == "sync":
 
@@ -92,7 +97,8 @@ def _decorated(name: str, scenario: Scenario, manager: CacheManager, storage: St
 
         call = aget_profile
     call.__annotations__["return"] = values.return_type(scenario.size, scenario.shape)
-    return Case(name, "stashly", cache.cached(call), expected=compute, storage=storage)
+    decorate = cache.cached(tags=["user:{n}", "users", "tenant:1"]) if tagged else cache.cached
+    return Case(name, "stashly", decorate(call), expected=compute, storage=storage)
 
 
 def _by_key(name: str, scenario: Scenario, manager: CacheManager, storage: Storage) -> Case:

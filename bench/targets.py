@@ -16,7 +16,7 @@ from .values import Shape
 
 __all__ = ["Outcome", "Target", "evaluate", "render", "targets"]
 
-Measure = Literal["ratio", "p99_ratio", "median_us", "ops", "ops_ratio", "commands", "peer_speedup"]
+Measure = Literal["ratio", "p99_ratio", "median_us", "ops", "ops_ratio", "commands", "peer_speedup", "untagged_ratio"]
 UNITS: dict[Measure, str] = {
     "ratio": "x baseline",
     "p99_ratio": "x baseline p99",
@@ -25,6 +25,7 @@ UNITS: dict[Measure, str] = {
     "ops_ratio": "x baseline ops/s",
     "commands": " Redis commands",
     "peer_speedup": "x faster than the fastest Redis peer",
+    "untagged_ratio": "x the untagged @cached hit",
 }
 
 
@@ -96,6 +97,9 @@ def targets() -> list[Target]:
         found.append(Target(f"stashly local tier {mode} HIT Pydantic", model_hit, st.LOCAL, "median_us", 5.0))
     for mode in modes:
         found.append(Target(f"stashly {mode} get_many 100 keys", Scenario("get_many", mode), st.GET_MANY, "ratio", 1.2))
+    for mode in modes:
+        label = f"stashly {mode} HIT 300B dict with 3 tags"
+        found.append(Target(label, Scenario("hit", mode), st.TAGGED, "untagged_ratio", 1.1))
     return found
 
 
@@ -140,6 +144,13 @@ def _peer_speedup(row: Row, table: Table) -> tuple[float | None, str]:
     return fastest.summary.median / row.summary.median, f"fastest Redis peer: {fastest.name}"
 
 
+def _untagged_ratio(row: Row, table: Table) -> tuple[float | None, str]:
+    untagged = table.row(st.DECORATOR)
+    if untagged is None or untagged.summary is None or row.summary is None:
+        return None, "no untagged @cached row"
+    return row.summary.median / untagged.summary.median, ""
+
+
 _MEASURES: dict[Measure, Callable[[Row, Table], tuple[float | None, str]]] = {
     "ratio": _ratio,
     "p99_ratio": _p99_ratio,
@@ -148,6 +159,7 @@ _MEASURES: dict[Measure, Callable[[Row, Table], tuple[float | None, str]]] = {
     "ops_ratio": _ratio,
     "commands": _commands,
     "peer_speedup": _peer_speedup,
+    "untagged_ratio": _untagged_ratio,
 }
 
 
