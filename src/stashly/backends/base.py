@@ -45,6 +45,13 @@ class Backend(Protocol):
         """The entry, the guard's current value and (if asked) the entry's remaining TTL, in one round trip."""
         ...
 
+    def read_with(
+        self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]
+    ) -> tuple[Read, list[bytes | None]]:
+        """:meth:`read`, and the values of the ``extra`` keys (a tagged entry's tag tokens): in one round trip
+        where the keys share a server, else one per server."""
+        ...
+
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds (fractions honoured); ``None`` never expires."""
         ...
@@ -97,6 +104,10 @@ class AsyncBackend(Protocol):
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
 
     async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read: ...
+
+    async def read_with(
+        self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]
+    ) -> tuple[Read, list[bytes | None]]: ...
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None: ...
 

@@ -82,6 +82,14 @@ class MemoryStore:
         ttl = None if deadline is None or not with_ttl else deadline - now
         return value, None if token is None else b"%d" % token, ttl
 
+    def read_with(
+        self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]
+    ) -> tuple[Read, list[bytes | None]]:
+        read = self.read(key, guard, with_ttl)
+        now = self._clock()
+        with self._lock:
+            return read, [self._live(other, now)[0] for other in extra]
+
     def _live(self, key: str, now: float) -> tuple[bytes | None, float | None]:
         """The entry and its deadline, dropping it if expired; the caller holds the lock."""
         entry = self._entries.get(key)
@@ -220,6 +228,11 @@ class AsyncMemoryBackend:
 
     async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
         return self.store.read(key, guard, with_ttl)
+
+    async def read_with(
+        self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]
+    ) -> tuple[Read, list[bytes | None]]:
+        return self.store.read_with(key, guard, with_ttl, extra)
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         self.store.set(key, value, ttl)

@@ -38,6 +38,11 @@ class AsyncProxyBackend:
     async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
         return await self.backend.read(key, guard, with_ttl)
 
+    async def read_with(
+        self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]
+    ) -> tuple[Read, list[bytes | None]]:
+        return await self.backend.read_with(key, guard, with_ttl, extra)
+
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         await self.backend.set(key, value, ttl)
 

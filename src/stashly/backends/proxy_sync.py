@@ -40,6 +40,11 @@ class ProxyBackend:
     def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
         return self.backend.read(key, guard, with_ttl)
 
+    def read_with(
+        self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]
+    ) -> tuple[Read, list[bytes | None]]:
+        return self.backend.read_with(key, guard, with_ttl, extra)
+
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         self.backend.set(key, value, ttl)
 

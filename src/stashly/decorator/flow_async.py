@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
+import typing
 from asyncio import sleep  # unasync: from time import sleep
 from collections.abc import Awaitable, Callable
 from time import perf_counter_ns
@@ -20,7 +21,7 @@ from .. import keys
 from ..backends.base import Lock
 from ..engine import Lookup, Token, current
 from ..errors import FactoryTimeoutError
-from ..sentinels import MISSING, Missing
+from ..sentinels import MISSING
 from ..storage import codec
 from ..tags import core as tag_names
 from ..tags import uncommitted
@@ -38,7 +39,7 @@ __all__ = [
     "recomputer",
     "refresh",
     "resolve",
-    "tag_fragment",
+    "tagged_lookup",
     "wrapper",
 ]
 
@@ -205,22 +206,38 @@ async def refresh(binding: Binding, key: str, token: Token, compute: Compute) ->
         refresh_failed(key, exc)
 
 
-async def tag_fragment(
-    plan: Plan, binding: Binding, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> bytes | Missing | None:
-    """The tokens of this call's tags (drawn where absent), read before anything is computed: what its entry must
-    carry to be current (``None``: this call has no tags). ``MISSING`` when they cannot be known (backend down, an
-    invalidation of one pending) or one was written by this context's open transaction: the call then bypasses
-    the cache."""
+async def tagged_lookup(
+    plan: Plan,
+    binding: Binding,
+    key: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    reader: codec.Reader,
+    with_ttl: bool = False,
+) -> tuple[Lookup, bytes | None] | None:
+    """The lookup of a tagged function's call, with the tokens its tags have now (read with the entry, before
+    anything is computed), as the fragment a fill stores; the entry counts only if it carries the same. ``None``
+    when the call must bypass the cache: the tokens cannot be known (backend down, an invalidation of the entry
+    or a tag pending) or a tag was written by this context's open transaction (read-your-writes)."""
+    engine, site, strict = binding.aengine, binding.site, binding.strict
     names = plan.tags_for(args, kwargs)
     if not names:
-        return None
+        return await engine.lookup(key, binding.guard, reader, strict, site, with_ttl), None
     written = uncommitted.current()
     if written and not written.isdisjoint(names):
-        return MISSING  # read-your-writes: the transaction's own change must be seen, and nothing stored from it
+        return None  # its own change must be seen, and nothing computed from uncommitted rows stored
     tag_keys = [keys.tag_key(binding.prefix, name) for name in names]
-    tokens = await binding.aengine.tag_tokens(tag_keys, binding.site, binding.strict, create=True)
-    return MISSING if tokens is None else tag_names.fragment(dict(zip(names, tokens, strict=True)))
+    looked = await engine.lookup_tagged(key, binding.guard, reader, strict, site, with_ttl, tag_keys)
+    if looked is None:
+        return None
+    found, tokens = looked
+    if None in tokens:  # a tag without a token (first use, invalidated, expired): no entry can be current
+        drawn = await engine.tag_tokens(tag_keys, site, strict, create=True)
+        if drawn is None:
+            return None
+        tokens = list(drawn)
+    fragment = tag_names.fragment(dict(zip(names, typing.cast(list[bytes], tokens), strict=True)))
+    return current(found, fragment, site), fragment
 
 
 def wrapper(plan: Plan) -> Callable[..., Any]:
@@ -237,13 +254,14 @@ def wrapper(plan: Plan) -> Callable[..., Any]:
         key = plan.key(binding, args, kwargs)
         tags: bytes | None = None
         if tagged:
-            tagging = await tag_fragment(plan, binding, args, kwargs)
-            if tagging is MISSING:  # unprovable (backend down, invalidation pending) or uncommitted: no cache
+            looked = await tagged_lookup(plan, binding, key, args, kwargs, binding.reader, with_ttl)
+            if looked is None:  # unprovable (backend down, invalidation pending) or uncommitted: no cache
                 return await fn(*args, **kwargs)
-            tags = tagging
-        found = await binding.aengine.lookup(key, binding.guard, binding.reader, binding.strict, binding.site, with_ttl)
-        if tagged:
-            found = current(found, tags, binding.site)
+            found, tags = looked
+        else:
+            found = await binding.aengine.lookup(
+                key, binding.guard, binding.reader, binding.strict, binding.site, with_ttl
+            )
         if found.value is not MISSING:
             if plan.refresh_due(binding, found):
                 binding.site.stale += 1
@@ -264,13 +282,10 @@ def recomputer(plan: Plan) -> Callable[..., Awaitable[Any]]:
     async def refresh_entry(*args: Any, **kwargs: Any) -> Any:
         binding = plan.binding()
         key = plan.key(binding, args, kwargs)
-        tags: bytes | None = None
-        if plan.tags is not None:
-            tagging = await tag_fragment(plan, binding, args, kwargs)
-            if tagging is MISSING:
-                return await plan.fn(*args, **kwargs)
-            tags = tagging
-        found = await binding.aengine.lookup(key, binding.guard, binding.reader, binding.strict, binding.site)
+        looked = await tagged_lookup(plan, binding, key, args, kwargs, binding.reader)
+        if looked is None:
+            return await plan.fn(*args, **kwargs)
+        found, tags = looked
         compute = computation(plan, binding, key, functools.partial(plan.fn, *args, **kwargs), tags)
         return (await compute(found.token, None))[0]
 
@@ -290,14 +305,11 @@ def limiter(plan: Plan) -> Callable[[float], Callable[..., Awaitable[Any]]]:
         async def within(*args: Any, **kwargs: Any) -> Any:
             binding = plan.binding()
             key = plan.key(binding, args, kwargs)
-            engine, site = binding.aengine, binding.site
-            tags: bytes | None = None
-            if plan.tags is not None:
-                tagging = await tag_fragment(plan, binding, args, kwargs)
-                if tagging is MISSING:
-                    return await plan.fn(*args, **kwargs)
-                tags = tagging
-            found = current(await engine.lookup(key, binding.guard, binding.reader, binding.strict, site), tags, site)
+            site = binding.site
+            looked = await tagged_lookup(plan, binding, key, args, kwargs, binding.reader)
+            if looked is None:
+                return await plan.fn(*args, **kwargs)
+            found, tags = looked
             if found.value is not MISSING:
                 at = codec.born(found.raw)
                 if at is not None and at >= time.time() * 1000 - oldest:

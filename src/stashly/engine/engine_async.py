@@ -207,6 +207,30 @@ class AsyncEngine(EngineCore):
             return FAILED
         return self.looked_up(read, key, reader, site, started)
 
+    async def lookup_tagged(
+        self,
+        key: str,
+        guard: str,
+        reader: codec.Reader,
+        strict: bool,
+        site: Site,
+        with_ttl: bool,
+        tag_keys: list[str],
+    ) -> tuple[Lookup, list[bytes | None]] | None:
+        """:meth:`lookup`, and the tokens under ``tag_keys``, in the same round trip where the backend can;
+        ``None`` when the entry or a tag has an invalidation pending, or the read failed: the call bypasses the
+        cache."""
+        journal = self.journal
+        if journal.active and not (await self._settled(key, strict, site) and not any(map(journal.blocks, tag_keys))):
+            return None
+        started = 0 if site.hits & SAMPLED else perf_counter_ns()
+        try:
+            read, tokens = await self.backend.read_with(key, guard, with_ttl, tag_keys)
+        except CacheUnavailableError as exc:
+            self.failed(exc, "get", key, strict, site)
+            return None
+        return self.looked_up(read, key, reader, site, started), tokens
+
     async def fill(
         self,
         key: str,

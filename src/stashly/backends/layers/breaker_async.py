@@ -55,6 +55,11 @@ class AsyncGuardedBackend(AsyncProxyBackend):
         breaker.succeeded(epoch)
         return result
 
+    async def read_with(
+        self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]
+    ) -> tuple[Read, list[bytes | None]]:
+        return await self._call(lambda: self.backend.read_with(key, guard, with_ttl, extra))
+
     async def get(self, key: str) -> bytes | None:
         return await self._call(lambda: self.backend.get(key))
 

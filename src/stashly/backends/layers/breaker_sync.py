@@ -57,6 +57,11 @@ class GuardedBackend(ProxyBackend):
         breaker.succeeded(epoch)
         return result
 
+    def read_with(
+        self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]
+    ) -> tuple[Read, list[bytes | None]]:
+        return self._call(lambda: self.backend.read_with(key, guard, with_ttl, extra))
+
     def get(self, key: str) -> bytes | None:
         return self._call(lambda: self.backend.get(key))
 

@@ -49,6 +49,12 @@ class AsyncTieredBackend(AsyncProxyBackend):
         tier.offer(key, ticket, raw, token, ttl)
         return raw, token, ttl if with_ttl else None
 
+    async def read_with(
+        self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]
+    ) -> tuple[Read, list[bytes | None]]:
+        # Each through the tier: tag tokens are tracked like entries, so a tagged local hit stays in process.
+        return await self.read(key, guard, with_ttl), [await self.get(other) for other in extra]
+
     async def get(self, key: str) -> bytes | None:
         tier = self._tier
         entry = tier.lookup(key)

@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncClusterBackend", "ClusterBackend", "check_prefix", "client_arguments"]
 
+Others = list[bytes | None]
+
 _Failure = (RedisError, OSError, TimeoutError)
 
 
@@ -169,6 +171,9 @@ class ClusterBackend:
         commands = cluster_read_plan(key, guard, with_ttl)
         batches = ((slot_of(key), commands[:-1]), (slot_of(commands[-1][1]), commands[-1:]))
         return cluster_read_result(self._fetch(batches, "GET" if guard is None else "MGET"), guard, with_ttl)
+
+    def read_with(self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]) -> tuple[Read, Others]:
+        return self.read(key, guard, with_ttl), self.get_many(extra)  # other slots: other round trips
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         generation = self._call(("GET", generation_key(key)), "GET (generation)")
@@ -285,6 +290,9 @@ class AsyncClusterBackend:
     async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
         replies = await self._pipeline(cluster_read_plan(key, guard, with_ttl), "GET" if guard is None else "MGET")
         return cluster_read_result(replies, guard, with_ttl)
+
+    async def read_with(self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]) -> tuple[Read, Others]:
+        return await self.read(key, guard, with_ttl), await self.get_many(extra)
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         generation = await self._call(("GET", generation_key(key)), "GET (generation)")

@@ -44,6 +44,7 @@ __all__ = [
     "many_result",
     "read_commands",
     "read_result",
+    "read_with_result",
     "ttl_seconds",
     "unavailable",
 ]
@@ -135,9 +136,14 @@ def batches_of(keys: Iterable[bytes]) -> Iterable[list[bytes]]:
 # -- one server (or the primary Sentinel names) ------------------------------------------------------------------------
 
 
-def read_commands(key: str, guard: str | None, with_ttl: bool) -> tuple[tuple[str, ...], ...]:
-    """``read`` in one round trip: the entry with its generation and guard (``MGET``), then maybe ``PTTL``."""
+def read_commands(
+    key: str, guard: str | None, with_ttl: bool, extra: Sequence[str] = ()
+) -> tuple[tuple[str, ...], ...]:
+    """``read`` in one round trip: the entry with its generation and guard (``MGET``, then the ``extra`` keys:
+    ``read_with``), then maybe ``PTTL``."""
     first = ("MGET", key, generation_key(key)) if guard is None else ("MGET", key, generation_key(key), guard)
+    if extra:
+        first = (*first, *extra)
     return (first, ("PTTL", key)) if with_ttl else (first,)
 
 
@@ -150,6 +156,15 @@ def read_result(replies: list[Any], guard: str | None, with_ttl: bool) -> Read:
         fill_token(rest[0] if rest else None, generation),
         ttl_seconds(value, replies[1]) if with_ttl else None,
     )
+
+
+def read_with_result(
+    replies: list[Any], guard: str | None, with_ttl: bool, extra: int
+) -> tuple[Read, list[bytes | None]]:
+    """``read_result``, and the values of the ``extra`` keys that ended the ``MGET``."""
+    values = replies[0]
+    head = [values[:-extra], *replies[1:]] if extra else replies
+    return read_result(head, guard, with_ttl), list(values[-extra:]) if extra else []
 
 
 def many_command(keys: Sequence[str]) -> tuple[tuple[str, ...], list[str] | str]:

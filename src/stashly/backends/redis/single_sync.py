@@ -38,6 +38,7 @@ from .commands import (
     many_result,
     read_commands,
     read_result,
+    read_with_result,
     unavailable,
 )
 from .direct import ThreadConnections
@@ -101,6 +102,15 @@ class RedisBackend:
         except _FAILURES as exc:
             raise unavailable("MGET", exc) from exc
         return read_result(replies, guard, with_ttl)
+
+    def read_with(
+        self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]
+    ) -> tuple[Read, list[bytes | None]]:
+        try:
+            replies = (self._client.get()).reads.execute(*read_commands(key, guard, with_ttl, extra))
+        except _FAILURES as exc:
+            raise unavailable("MGET", exc) from exc
+        return read_with_result(replies, guard, with_ttl, len(extra))
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         arguments = [value, "" if ttl is None else expiry_ms(ttl)]

@@ -17,7 +17,6 @@ from ...decorator import flow_sync as flow
 from ...decorator.plan import Plan
 from ...decorator.singleflight import SingleFlight
 from ...decorator.stampede import Filled
-from ...engine import current
 from ...sentinels import MISSING
 from .http import HttpEndpoint, fresh_for
 
@@ -35,14 +34,10 @@ def endpoint(plan: Plan) -> Callable[..., Any]:
         binding = plan.binding()
         key = plan.key(binding, args, kwargs)
         reader = http.reader_for(binding, route)
-        tags: bytes | None = None
-        if plan.tags is not None:
-            tagging = flow.tag_fragment(plan, binding, args, kwargs)
-            if tagging is MISSING:  # tags unprovable or uncommitted: answered without the cache
-                return fn(*args, **kwargs)
-            tags = tagging
-        found = binding.engine.lookup(key, binding.guard, reader, binding.strict, binding.site, True)
-        found = current(found, tags, binding.site)
+        looked = flow.tagged_lookup(plan, binding, key, args, kwargs, reader, True)
+        if looked is None:  # tags unprovable or uncommitted: answered without the cache
+            return fn(*args, **kwargs)
+        found, tags = looked
         if found.value is not MISSING:
             ttl = None if found.ttl is None else found.ttl - binding.grace
             return http.respond(request, response, kwargs, route, key, (found.value, found.raw, ttl, "HIT"))
