@@ -198,6 +198,8 @@ class Site:
     """The live counters of one namespace (``function`` is ``None``) or one cached function."""
 
     __slots__ = ("function", "namespace", *_COUNTS, "fill_ns", "hit_ns")
+    hits: int
+    misses: int
 
     def __init__(self, namespace: str, function: str | None = None) -> None:
         self.namespace = namespace
@@ -208,6 +210,11 @@ class Site:
         # On the hot path: ``site.hit_ns[ns.bit_length()] += 1`` (no call, no min(): 64 buckets hold any int64).
         self.hit_ns: list[int] = [0] * BUCKETS
         self.fill_ns: list[int] = [0] * BUCKETS
+
+    def unhit(self) -> None:
+        """Recount a lookup decoded as a hit but answered as a miss (too old for ``max_age``, a tag invalidated)."""
+        self.hits -= 1
+        self.misses += 1
 
 
 def _histogram(buckets: list[int]) -> Histogram:

@@ -232,7 +232,7 @@ async def tagged_lookup(
         return None
     found, tokens = looked
     if None in tokens:  # a tag without a token (first use, invalidated, expired): no entry can be current
-        drawn = await engine.tag_tokens(tag_keys, site, strict, create=True)
+        drawn = await engine.draw_tokens(tag_keys, tokens, site, strict)
         if drawn is None:
             return None
         tokens = list(drawn)
@@ -314,8 +314,7 @@ def limiter(plan: Plan) -> Callable[[float], Callable[..., Awaitable[Any]]]:
                 at = codec.born(found.raw)
                 if at is not None and at >= time.time() * 1000 - oldest:
                     return found.value
-                site.hits -= 1  # decoded as a hit, answered as a miss
-                site.misses += 1
+                site.unhit()
                 found = found._replace(value=MISSING)
             call = functools.partial(plan.fn, *args, **kwargs)
             return (await resolve(plan, binding, key, found._replace(stale=MISSING), call, flight, tags=tags))[0]

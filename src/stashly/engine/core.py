@@ -59,8 +59,7 @@ def current(found: Lookup, tags: bytes | None, site: Site) -> Lookup:
     if tags is None or (found.value is MISSING and found.stale is MISSING) or codec.tags_of(found.raw) == tags:
         return found
     if found.value is not MISSING:
-        site.hits -= 1  # decoded as a hit, answered as a miss
-        site.misses += 1
+        site.unhit()
     return found._replace(value=MISSING, stale=MISSING)
 
 

@@ -144,8 +144,7 @@ class AsyncEngine(EngineCore):
         tokens = await self.tag_tokens([keys.tag_key(self.settings.prefix, name) for name in names], site, None)
         if tokens is not None and tokens == [stored[name] for name in names]:
             return True
-        site.hits -= 1  # decoded as a hit, answered as a miss: a tag of it was invalidated
-        site.misses += 1
+        site.unhit()  # a tag of it was invalidated
         return False
 
     async def tag_tokens(
@@ -161,15 +160,28 @@ class AsyncEngine(EngineCore):
             return None
         try:
             found = await self.backend.get_many(tag_keys)
-            if create:
-                for i, token in enumerate(found):
-                    if token is None:  # first use, or invalidated since: draw a token. Two processes drawing at
-                        found[i] = drawn = tags.new_token()  # once both store: the last wins, the other's
-                        await self.backend.set(tag_keys[i], drawn, tags.TAG_TTL)  # entry is a miss (never stale)
         except CacheUnavailableError as exc:
             self.failed(exc, "get (tags)", tag_keys[0], strict, site)
             return None
+        if create:
+            return await self.draw_tokens(tag_keys, found, site, strict)
         return None if None in found else typing.cast(list[bytes], found)
+
+    async def draw_tokens(
+        self, tag_keys: list[str], found: list[bytes | None], site: Site, strict: bool | None
+    ) -> list[bytes] | None:
+        """``found`` (the tokens just read under ``tag_keys``) with a new token drawn and stored for each absent one
+        (first use, or invalidated since); ``None`` when the backend failed."""
+        drawn = list(found)
+        try:
+            for i, token in enumerate(drawn):
+                if token is None:  # two processes drawing at once both store: the last wins, the other's entry
+                    drawn[i] = fresh = tags.new_token()  # is a miss (never stale)
+                    await self.backend.set(tag_keys[i], fresh, tags.TAG_TTL)
+        except CacheUnavailableError as exc:
+            self.failed(exc, "set (tags)", tag_keys[0], strict, site)
+            return None
+        return typing.cast(list[bytes], drawn)
 
     async def delete_tags(self, names: tuple[str, ...], site: Site, strict: bool | None = None) -> int:
         """Drop the tokens of the tags ``names``: every entry stored under one of them becomes a miss everywhere.
