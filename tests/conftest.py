@@ -26,7 +26,8 @@ from tests.harness.sentinel import LocalSentinel
 from tests.harness.server import ACL_PASSWORD, ACL_USER, RedisServer
 from tests.support import GENEROUS_ENV, REPORTS
 
-pytest_plugins = ["tests.topology_fixtures"]  # redis_cluster, redis_sentinel: session fixtures, started on first use
+# redis_cluster, redis_sentinel: session fixtures, started on first use; postgres_url: an optional variant
+pytest_plugins = ["tests.topology_fixtures", "tests.postgres_fixtures"]
 
 # Read once at import: the autouse fixture below removes STASHLY_* variables before every test.
 ACL_MODE = os.environ.get("STASHLY_TEST_ACL") == "1"

@@ -31,7 +31,7 @@ LAYERS = {
 }
 LAZY_UPWARD = {
     # (importer, imported): imported inside a function, on purpose
-    ("stashly.keys", "stashly.integrations.sqlalchemy"): "only once the application passes an ORM row",
+    ("stashly.keys", "stashly.integrations.sqlalchemy.identity"): "only once the application passes an ORM row",
     ("stashly.decorator.cached", "stashly.integrations.fastapi.endpoints"): "only for http=True (needs FastAPI)",
 }
 

@@ -9,12 +9,10 @@ of the cached endpoint. "Served from cache" is proved by counting the SQL statem
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import re
 import sys
 import threading
-import uuid
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,11 +20,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import Engine, delete, event
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from stashly import CacheManager
@@ -396,39 +391,6 @@ def services_session(service: Service) -> Iterator[Any]:
 
 
 # -- 7. PostgreSQL ----------------------------------------------------------------------------------------------------
-
-_LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def _postgres_url() -> tuple[str | None, str]:
-    """The server to use and why: ``DATABASE_URL`` when set (it must work), else a local server if one answers."""
-    configured = os.environ.get("DATABASE_URL")
-    if configured:
-        return configured, "DATABASE_URL"
-    try:
-        psycopg.connect(_LOCAL_POSTGRES, connect_timeout=2).close()
-    except psycopg.Error as exc:
-        return None, f"no DATABASE_URL and no PostgreSQL answering on 127.0.0.1:5432 ({type(exc).__name__})"
-    return _LOCAL_POSTGRES, "local server"
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A psycopg 3 URL whose ``search_path`` is a schema of this test's own, dropped afterwards."""
-    url, reason = _postgres_url()
-    if url is None:
-        pytest.skip(reason)
-    base = make_url(url).set(drivername="postgresql")
-    admin = base.render_as_string(hide_password=False)
-    schema = f"auth_app_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
-        app_url = base.set(drivername="postgresql+psycopg").update_query_dict({"options": f"-csearch_path={schema}"})
-        yield app_url.render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 async def test_postgres_second_me_from_cache_and_update_visible(postgres_url: str) -> None:

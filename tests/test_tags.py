@@ -239,14 +239,14 @@ def test_read_your_writes_bypasses_the_tags_an_open_transaction_wrote(manager: C
 
     profile(5)
     manager.set("direct", 1, tags=["user:5"])
-    token = uncommitted.add(["user:5"])
+    mark = uncommitted.add(["user:5"])
     try:
         users.rows[5]["name"] = "uncommitted"
         assert profile(5)["name"] == "uncommitted"  # this context sees its own write
         assert manager.get("direct") is None  # and no entry filed under the tag
         assert profile(6)["name"] == "bob"  # other tags are cached as usual
     finally:
-        uncommitted.reset(token)
+        mark.release()
     users.rows[5]["name"] = "ada"  # rolled back: the cache never stored the uncommitted value
     assert profile(5)["name"] == "ada"
     assert manager.get("direct") == 1

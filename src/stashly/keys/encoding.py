@@ -282,7 +282,7 @@ def encode_other(value: object, depth: int) -> bytes:
     if isinstance(value, type):
         return EXACT[type](value, depth)
     if getattr(cls, "__mapper__", None) is not None and "sqlalchemy" in sys.modules:
-        from ..integrations.sqlalchemy import row_identity  # only once the application uses SQLAlchemy
+        from ..integrations.sqlalchemy.identity import row_identity  # only once the application uses SQLAlchemy
 
         identity = row_identity(value)
         if identity is None:
