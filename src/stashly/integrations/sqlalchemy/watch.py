@@ -35,6 +35,7 @@ __all__ = ["UntrackedWriteError", "Watch", "invalidate_on_commit"]
 _log = logging.getLogger("stashly.sqlalchemy")
 _await: Callable[[Any], Any] = getattr(concurrency, "await_", None) or concurrency.await_only
 
+
 class UntrackedWriteError(StashlyError, RuntimeError):
     """A bulk statement writes rows of a watched model that cannot be read, and its rule has no ``model_tag``.
 
