@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from stashly import CacheManager
 
 from tests.harness.server import RedisServer
+from tests.support import aeventually
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the example is a package of the checkout, not of the installed distribution
@@ -35,12 +36,14 @@ if str(ROOT) not in sys.path:  # the example is a package of the checkout, not o
 from examples.auth_app import accounts, models  # noqa: E402
 from examples.auth_app.app import create_app  # noqa: E402
 from examples.auth_app.config import AppSettings  # noqa: E402
+from examples.auth_app.db import Database  # noqa: E402
 from examples.auth_app.dependencies import services_of  # noqa: E402
 from examples.auth_app.server import BackgroundServer  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
 AUTH_TTL = 60
+ADMIN_KEY = "test-admin-key"
 ME_PATHS = pytest.mark.parametrize("path", ["/auth/me", "/auth/async/me"], ids=["sync", "async"])
 _USERS_TABLE = re.compile(r"\busers\b", re.IGNORECASE)
 
@@ -79,6 +82,7 @@ class Service:
     accounts: list[Account]
     queries: QueryCounter
     engine: Engine
+    database: Database
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, timeout=30)
@@ -101,7 +105,9 @@ class Service:
 @contextmanager
 def running(manager: CacheManager, database_url: str, users: int = 3) -> Iterator[Service]:
     """Build an app on ``database_url`` with ``users`` accounts and serve it until the block ends."""
-    settings = AppSettings(secret_key="test-secret-key", password_iterations=1_000, auth_cache_ttl=AUTH_TTL)
+    settings = AppSettings(
+        secret_key="test-secret-key", password_iterations=1_000, auth_cache_ttl=AUTH_TTL, admin_key=ADMIN_KEY
+    )
     app = create_app(manager=manager, database_url=database_url, settings=settings)
     services = services_of(app)
     seeded = []
@@ -113,7 +119,7 @@ def running(manager: CacheManager, database_url: str, users: int = 3) -> Iterato
     queries = QueryCounter(services.database.engine)
     try:
         with BackgroundServer(app) as server:
-            yield Service(server.url, manager, seeded, queries, services.database.engine)
+            yield Service(server.url, manager, seeded, queries, services.database.engine, services.database)
     finally:
         queries.close()
         services.database.close()
@@ -139,8 +145,8 @@ def service(manager: CacheManager, sqlite_url: str) -> Iterator[Service]:
 
 @contextmanager
 def app_session(service: Service) -> Iterator[Session]:
-    """A session on the app's database, outside any request."""
-    with Session(service.engine) as db:
+    """A session of the app's own (its sessionmaker: the one whose commits invalidate), outside any request."""
+    with service.database.session() as db:
         yield db
 
 
@@ -193,6 +199,60 @@ async def check_update_is_visible(service: Service) -> None:
         assert public.json() == {"id": alice.id, "full_name": "Alice Liddell"}
 
 
+async def check_every_write_path_is_visible(service: Service) -> None:
+    """No route invalidates by hand: the admin's bulk UPDATE, a background task and a worker's own session all
+    reach /auth/me and the public profile through the commit, and leave other users' entries cached."""
+    alice, bob = service.accounts[2], service.accounts[1]  # the third account: other checks change the first
+    admin = {"X-Admin-Key": ADMIN_KEY}
+    paths = ("/auth/me", "/auth/async/me")
+    async with service.client() as http:
+        alice_auth, bob_auth = await service.login(http, alice), await service.login(http, bob)
+
+        async def fill() -> None:
+            for path in paths:
+                for auth in (alice_auth, bob_auth):
+                    assert (await http.get(path, headers=auth)).status_code == 200
+            await http.get(f"/users/{alice.id}")  # 404 while the account is inactive (never cached)
+
+        async def seen(**changes: Any) -> None:
+            for path in paths:
+                response = await http.get(path, headers=alice_auth)
+                assert response.json() == expected_me(alice, **changes), path
+                assert response.headers["x-cache"] == "MISS"
+                untouched = await http.get(path, headers=bob_auth)
+                assert (untouched.json(), untouched.headers["x-cache"]) == (expected_me(bob), "HIT"), path
+            public = await http.get(f"/users/{alice.id}")
+            if changes.get("is_active", True):
+                assert public.json() == {"id": alice.id, "full_name": changes.get("full_name", alice.full_name)}
+            else:
+                assert public.status_code == 404  # an inactive account has no public profile
+
+        await fill()
+        patched = await http.patch(f"/admin/users/{alice.id}", headers=admin, json={"full_name": "By Admin"})
+        assert patched.status_code == 204, patched.text
+        await seen(full_name="By Admin")
+
+        await fill()
+        invalidated = service.manager.stats().tag_invalidations
+        accepted = await http.post(f"/admin/users/{alice.id}/deactivate", headers=admin)
+        assert accepted.status_code == 202
+        # The job runs after the response; wait until its commit has invalidated, then read.
+        assert await aeventually(lambda: service.manager.stats().tag_invalidations > invalidated)
+        await seen(full_name="By Admin", is_active=False)
+
+        await fill()
+
+        def worker() -> None:
+            with app_session(service) as db:
+                user = db.get(models.User, alice.id)
+                assert user is not None
+                user.full_name, user.is_active = "By Worker", True
+                db.commit()
+
+        await asyncio.to_thread(worker)
+        await seen(full_name="By Worker")
+
+
 # -- 1. a second /auth/me is served from the cache ----------------------------------------------------------------
 
 
@@ -229,6 +289,22 @@ async def test_fifty_users_interleaved_concurrently_each_see_only_their_own_data
 
 async def test_update_then_read_shows_the_new_value_and_leaves_other_users_cached(service: Service) -> None:
     await check_update_is_visible(service)
+
+
+async def test_a_write_by_any_code_path_is_visible_on_the_next_read(service: Service) -> None:
+    await check_every_write_path_is_visible(service)
+
+
+async def test_admin_routes_need_the_admin_key(service: Service) -> None:
+    alice = service.accounts[0]
+    async with service.client() as http:
+        for headers in ({}, {"X-Admin-Key": "wrong-admin-key"}):
+            response = await http.patch(f"/admin/users/{alice.id}", headers=headers, json={"full_name": "X"})
+            assert response.status_code == 403
+        missing = await http.patch("/admin/users/999", headers={"X-Admin-Key": ADMIN_KEY}, json={"full_name": "X"})
+        assert missing.status_code == 404
+        auth = await service.login(http, alice)
+        assert (await http.get("/auth/me", headers=auth)).json() == expected_me(alice)
 
 
 async def test_update_to_a_taken_email_is_a_conflict_and_changes_nothing(service: Service) -> None:
@@ -381,15 +457,6 @@ async def test_a_deleted_account_is_401_on_a_miss(service: Service, path: str) -
     assert service.manager.count("auth") == 0
 
 
-@contextmanager
-def services_session(service: Service) -> Iterator[Any]:
-    """A session on the app's database, outside any request."""
-    from sqlalchemy.orm import Session
-
-    with Session(service.engine) as db:
-        yield db
-
-
 # -- 7. PostgreSQL ----------------------------------------------------------------------------------------------------
 
 
@@ -399,3 +466,4 @@ async def test_postgres_second_me_from_cache_and_update_visible(postgres_url: st
         for path in ("/auth/me", "/auth/async/me"):
             await check_served_from_cache(service, path)
         await check_update_is_visible(service)
+        await check_every_write_path_is_visible(service)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import models, schemas, security
 
-__all__ = ["EmailTakenError", "authenticate", "create_user", "update_profile"]
+__all__ = ["EmailTakenError", "admin_update", "authenticate", "create_user", "deactivate", "update_profile"]
 
 
 class EmailTakenError(ValueError):
@@ -46,6 +46,29 @@ def update_profile(db: Session, user: models.User, update: schemas.UserUpdate) -
     if changes:
         _commit(db, changes.get("email", ""))
     return schemas.UserRead(id=user.id, email=user.email, full_name=user.full_name, is_active=user.is_active)
+
+
+def admin_update(db: Session, user_id: int, changes: schemas.AdminUserUpdate) -> bool:
+    """Apply ``changes`` to account ``user_id`` with one ``UPDATE`` statement (no ORM load) and commit; whether
+    the account exists. A bulk statement: ``invalidate_on_commit`` reads the row it matches, before and after."""
+    values = changes.model_dump(exclude_unset=True, exclude_none=True)
+    exists = db.scalar(select(models.User.id).where(models.User.id == user_id)) is not None
+    if exists and values:
+        try:
+            db.execute(update(models.User).where(models.User.id == user_id).values(**values))
+        except IntegrityError:
+            db.rollback()
+            raise EmailTakenError(f"email {values.get('email')!r} is already in use") from None
+        _commit(db, values.get("email", ""))
+    return exists
+
+
+def deactivate(db: Session, user_id: int) -> None:
+    """Mark account ``user_id`` inactive through the unit of work, and commit (a no-op for a missing one)."""
+    user = db.get(models.User, user_id)
+    if user is not None:
+        user.is_active = False
+        db.commit()
 
 
 def _commit(db: Session, email: str) -> None:

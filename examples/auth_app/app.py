@@ -16,11 +16,13 @@ from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from stashly import Cached, CacheManager
 from stashly.integrations.fastapi import stats_router
+from stashly.integrations.sqlalchemy import invalidate_on_commit
 
 from .config import AppSettings, load_settings
 from .db import Database
 from .dependencies import Services, unauthorized
-from .routers import auth, cache, users
+from .models import User
+from .routers import admin, auth, cache, users
 
 __all__ = ["AUTH_NAMESPACE", "USERS_NAMESPACE", "build_manager", "create_app"]
 
@@ -56,10 +58,15 @@ def create_app(
     database = Database(database_url or settings.database_url, settings.data_dir)
     database.create_tables()
     services = Services(settings, database, manager, (AUTH_NAMESPACE, USERS_NAMESPACE))
+    # Every cached read of a user is filed under "user:<id>". Any commit through the app's sessions that
+    # inserts, updates or deletes a user row invalidates that tag, after the commit: the routes, the admin's
+    # bulk UPDATE and background jobs need no invalidation code of their own.
+    watch = invalidate_on_commit(User, tags="user:{id}", manager=manager, sessions=database.sessions)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        watch.remove()
         database.close()
         if owns_manager:
             await services.manager.aclose()
@@ -69,9 +76,9 @@ def create_app(
     app.state.services = services
     users_cache = Cached(namespace=USERS_NAMESPACE, manager=manager)  # the manager's default TTL (config "ttl")
     auth_cache = Cached(namespace=AUTH_NAMESPACE, ttl=settings.auth_cache_ttl, manager=manager)
-    users_router, get_user = users.build_router(users_cache)
-    app.include_router(auth.build_router(auth_cache, public_profile=get_user))
-    app.include_router(users_router)
+    app.include_router(auth.build_router(auth_cache))
+    app.include_router(users.build_router(users_cache))
+    app.include_router(admin.build_router())
     app.include_router(cache.build_router())
     # The dashboard at /cache/ (data at /cache/stats.json). Open here for the demo: a production app mounts it
     # behind its own authentication, e.g. include_router(..., dependencies=[Depends(require_admin)]).

@@ -12,6 +12,7 @@ in-memory cache.
 | token lifetime, s | ``AUTH_APP_TOKEN_TTL`` | ``token_ttl`` | ``3600`` |
 | PBKDF2 iterations | ``AUTH_APP_PASSWORD_ITERATIONS`` | ``password_iterations`` | ``600000`` |
 | ``/auth/me`` cache TTL, s | ``AUTH_APP_CACHE_TTL`` | ``auth_cache_ttl`` | ``60`` |
+| admin key (``X-Admin-Key``) | ``AUTH_APP_ADMIN_KEY`` | ``admin_key`` | none: ``/admin`` answers 404 |
 | database | ``DATABASE_URL`` | — | SQLite in ``AUTH_APP_DATA_DIR`` or a temp dir |
 """
 
@@ -45,6 +46,8 @@ class AppSettings:
     token_ttl: int = 3600
     password_iterations: int = PRODUCTION_ITERATIONS
     auth_cache_ttl: float = 60.0
+    admin_key: str | None = field(default=None, repr=False)
+    """The key ``/admin`` requests send in ``X-Admin-Key``; ``None`` turns the admin routes off."""
     database_url: str | None = None
     data_dir: Path | None = None
     config_path: Path | None = None
@@ -57,6 +60,8 @@ class AppSettings:
         _positive_int(self.token_ttl, "AppSettings(token_ttl=...)")
         _positive_int(self.password_iterations, "AppSettings(password_iterations=...)")
         _positive_number(self.auth_cache_ttl, "AppSettings(auth_cache_ttl=...)")
+        if self.admin_key is not None:
+            _check_secret(self.admin_key, "AppSettings(admin_key=...)")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> AppSettings:
@@ -138,10 +143,12 @@ _PARSERS: dict[str, Callable[[object, str], object]] = {
     "token_ttl": _positive_int,
     "password_iterations": _positive_int,
     "auth_cache_ttl": _positive_number,
+    "admin_key": _check_secret,
 }
 _ENVIRONMENT = {
     "secret_key": "AUTH_APP_SECRET_KEY",
     "token_ttl": "AUTH_APP_TOKEN_TTL",
     "password_iterations": "AUTH_APP_PASSWORD_ITERATIONS",
     "auth_cache_ttl": "AUTH_APP_CACHE_TTL",
+    "admin_key": "AUTH_APP_ADMIN_KEY",
 }

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-__all__ = ["CacheStatsRead", "Email", "Token", "UserPublic", "UserRead", "UserUpdate"]
+__all__ = ["AdminUserUpdate", "CacheStatsRead", "Email", "Token", "UserPublic", "UserRead", "UserUpdate"]
 
 Email = Annotated[
     str,
@@ -39,6 +39,12 @@ class UserUpdate(BaseModel):
 
     full_name: FullName | None = None
     email: Email | None = None
+
+
+class AdminUserUpdate(UserUpdate):
+    """The body of ``PATCH /admin/users/{id}``: what a user may change, and whether the account is active."""
+
+    is_active: bool | None = None
 
 
 class Token(BaseModel):

@@ -1,26 +1,27 @@
-"""``/auth``: log in, read your account (cached per user, sync and async variants), update it (invalidates)."""
+"""``/auth``: log in, read your account (cached per user, sync and async variants), update it.
+
+The cached reads are filed under the tag ``user:<id>``; nothing here invalidates them by hand: the app's
+``invalidate_on_commit(User, tags="user:{id}")`` does, after any commit that changes the row (see ``app.py``).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from stashly import Cached, CachedFunction
+from stashly import Cached
 
 from .. import accounts, dependencies, models, schemas, security
 
 __all__ = ["build_router"]
 
 
-def build_router(auth_cache: Cached, public_profile: CachedFunction[..., Any]) -> APIRouter:
-    """The ``/auth`` routes, caching in ``auth_cache``; ``public_profile`` is ``GET /users/{id}``'s function.
-
-    A profile update changes what ``public_profile`` returns too, so ``PATCH /auth/me`` drops that entry.
-    """
+def build_router(auth_cache: Cached) -> APIRouter:
+    """The ``/auth`` routes, caching in ``auth_cache``."""
     router = APIRouter(prefix="/auth", tags=["auth"])
 
     @router.post("/token", response_model=schemas.Token)
@@ -40,7 +41,7 @@ def build_router(auth_cache: Cached, public_profile: CachedFunction[..., Any]) -
         return schemas.Token(access_token=token, expires_in=settings.token_ttl)
 
     @router.get("/me", response_model=schemas.UserRead)
-    @auth_cache.cached(http=True)
+    @auth_cache.cached(http=True, tags=["user:{current_user.id}"])
     def get_me(current_user: models.User = Depends(dependencies.get_current_user)) -> schemas.UserRead:
         """The caller's account, cached per user: a hit runs no query at all."""
         return schemas.UserRead(
@@ -51,34 +52,24 @@ def build_router(auth_cache: Cached, public_profile: CachedFunction[..., Any]) -
         )
 
     @router.get("/async/me", response_model=schemas.UserRead)
-    @auth_cache.cached(http=True)
+    @auth_cache.cached(http=True, tags=["user:{current_user.id}"])
     async def get_me_async(current_user: models.User = Depends(dependencies.get_current_user)) -> schemas.UserRead:
         """:func:`get_me` as an ``async def`` endpoint: its own entry, the same data."""
         # Reading the attributes queries through the sync session: in a worker thread, never on the event loop.
         return await run_in_threadpool(_user_read, current_user)
 
     @router.patch("/me", response_model=schemas.UserRead)
-    @auth_cache.remove(get_me_async)
-    async def update_me(
+    def update_me(
         update: schemas.UserUpdate,
         current_user: models.User = Depends(dependencies.get_current_user),
         db: Session = Depends(dependencies.get_db),
     ) -> schemas.UserRead:
-        """Change your name or email; your cached ``/auth/me`` entries and public profile are dropped after it.
-
-        ``@auth_cache.remove(get_me_async)`` drops the async variant's entry for the same ``current_user``;
-        the sync variant and the public profile are invalidated explicitly, after the commit.
-        """
-        return await run_in_threadpool(_update, db, current_user, update)
-
-    def _update(db: Session, user: models.User, update: schemas.UserUpdate) -> schemas.UserRead:
+        """Change your name or email. The commit invalidates ``user:<id>``: your ``/auth/me`` entries (both
+        variants) and your public profile are recomputed on their next request."""
         try:
-            updated = accounts.update_profile(db, user, update)
+            return accounts.update_profile(db, current_user, update)
         except accounts.EmailTakenError:
             raise HTTPException(status.HTTP_409_CONFLICT, "this email is already in use") from None
-        get_me.invalidate(current_user=user)
-        public_profile.invalidate(user_id=user.id, db=db)
-        return updated
 
     return router
 

@@ -15,7 +15,8 @@ dependencies. ``@cache.cached(http=True)`` adds HTTP caching semantics:
 - under a route, the entry is what the client receives: the result validated and serialized through the
   response model with every ``response_model_*`` option (never a field the model filters out), and the
   status and headers the endpoint set (never a cookie); a hit sends it as it is;
-- ``X-Cache: HIT`` or ``MISS``.
+- ``X-Cache: HIT`` or ``MISS``; ``BYPASS`` (with ``no-store``) when a tagged call skips the cache: its tags
+  cannot be proved current (the backend is down) or the request's open transaction wrote one of them.
 
 A client's ``Cache-Control: no-cache`` revalidates (the ``ETag`` dance); it never forces a recomputation or
 an invalidation. Values of the types named in :data:`CONTEXT_TYPES` (request, response, background tasks,

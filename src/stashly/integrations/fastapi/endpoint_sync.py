@@ -36,7 +36,7 @@ def endpoint(plan: Plan) -> Callable[..., Any]:
         reader = http.reader_for(binding, route)
         looked = flow.tagged_lookup(plan, binding, key, args, kwargs, reader, True)
         if looked is None:  # tags unprovable or uncommitted: answered without the cache
-            return fn(*args, **kwargs)
+            return http.bypass(response, fn(*args, **kwargs))
         found, tags = looked
         if found.value is not MISSING:
             ttl = None if found.ttl is None else found.ttl - binding.grace

@@ -367,6 +367,15 @@ class HttpEndpoint:
         before = (response.status_code, list(response.headers.raw))  # what the dependencies set
         return lambda result: route.entry(result, response, before)
 
+    @staticmethod
+    def bypass(response: Response | None, value: Any) -> Any:
+        """``value``, answered without the cache (its tags could not be proved current, or this request's open
+        transaction wrote one of them): ``X-Cache: BYPASS``, and ``no-store``, as it may be uncommitted data."""
+        if response is not None:
+            response.headers["X-Cache"] = "BYPASS"
+            response.headers["Cache-Control"] = "no-store"
+        return value
+
     def respond(
         self,
         request: Request | None,
