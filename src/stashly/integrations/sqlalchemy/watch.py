@@ -78,12 +78,12 @@ def invalidate_on_commit(
     Until the transaction ends, cached reads in the context (thread or task) that wrote a tag bypass the cache
     for it: the transaction sees its own writes, and nothing computed from uncommitted rows is stored.
 
-    >>> from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+    >>> from sqlalchemy import Integer
+    >>> from sqlalchemy.orm import DeclarativeBase, mapped_column, sessionmaker
     >>> class Base(DeclarativeBase): pass
     >>> class User(Base):
     ...     __tablename__ = "users"
-    ...     id: Mapped[int] = mapped_column(primary_key=True)
-    ...     name: Mapped[str]
+    ...     id = mapped_column(Integer, primary_key=True)
     >>> cm = CacheManager("memory://")
     >>> Sessions = sessionmaker()
     >>> watch = invalidate_on_commit(User, tags="user:{id}", manager=cm, sessions=Sessions)
