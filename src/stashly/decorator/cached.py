@@ -18,6 +18,7 @@ from typing import Any, Concatenate, overload
 
 from .. import keys
 from ..config.settings import parse_name
+from ..errors import ConfigError
 from ..manager import CacheManager, default_manager
 from ..sentinels import NOT_SET, NotSet
 from ..ttl import check_ttl
@@ -89,6 +90,7 @@ class Cached:
         soft_timeout: float | timedelta | None = None,
         hard_timeout: float | timedelta | None = None,
         tags: TagSpec | None = None,
+        result_tags: Callable[[Any], Iterable[str]] | None = None,
     ) -> CachedDecorator: ...
 
     def cached(
@@ -108,6 +110,7 @@ class Cached:
         soft_timeout: float | timedelta | None = None,
         hard_timeout: float | timedelta | None = None,
         tags: TagSpec | None = None,
+        result_tags: Callable[[Any], Iterable[str]] | None = None,
     ) -> CachedFunction[P, R] | CachedDecorator:
         """Cache ``fn``'s results; use bare (``@cache.cached``) or with options (``@cache.cached(ttl=30)``).
 
@@ -130,7 +133,10 @@ class Cached:
 
         ``tags=["user:{user_id}", "users"]`` files each entry under tags (fixed, templates over the arguments, or
         a callable of the call's arguments): :meth:`CacheManager.invalidate_tags` then drops all of a tag's entries,
-        across functions and namespaces (see :mod:`stashly.decorator.tagging`).
+        across functions and namespaces (see :mod:`stashly.decorator.tagging`). ``result_tags=lambda user:
+        [f"org:{user.org_id}"]`` adds tags read from the result (not with ``http=True``); such an entry is stored only
+        if no tag invalidation ran while it was computed, and a hit reads its tags after the entry (one more round
+        trip on Redis).
 
         >>> rates = Cached(namespace="rates", ttl=60, manager=CacheManager(url="memory://"))
         >>> @rates.cached(fail_safe=timedelta(minutes=10), soft_timeout=0.5)
@@ -157,7 +163,13 @@ class Cached:
                 refresh_ahead=check_refresh_ahead(refresh_ahead, keys.function_name(fn)),
                 **_resilience(keys.function_name(fn), fail_safe, fail_safe_throttle, soft_timeout, hard_timeout),
                 tags=tags,
+                result_tags=result_tags,
             )
+            if http and result_tags is not None:
+                raise ConfigError(
+                    f"@cached {plan.name}: result_tags is not available with http=True (the entry is the response); "
+                    "tag the endpoint by its arguments, e.g. tags=['user:{current_user.id}']"
+                )
             is_async = inspect.iscoroutinefunction(fn)
             if http:
                 from ..integrations.fastapi.endpoints import http_endpoint  # the only path that needs FastAPI

@@ -40,7 +40,9 @@ __all__ = [
     "recomputer",
     "refresh",
     "resolve",
+    "still_current",
     "tagged_lookup",
+    "with_result_tags",
     "wrapper",
 ]
 
@@ -63,7 +65,8 @@ def computation(plan: Plan, binding: Binding, key: str, call: Callable[[], Any],
             raise
         engine = binding.engine
         ttl = engine.jittered(binding.expiry)
-        payload = plan.payload(binding, result, key, ttl, tags)
+        storable, filed = (True, tags) if plan.result_tags is None else with_result_tags(plan, binding, result, tags)
+        payload = plan.payload(binding, result, key, ttl, filed) if storable else None
         if payload is not None:
             stored_for = None if ttl is None else ttl + binding.grace  # fail-safe: kept past its logical expiry
             engine.fill(key, payload, stored_for, binding.guard, token, binding.strict, site, lock)
@@ -112,7 +115,7 @@ def fill(
         if taken:
             try:
                 found = engine.lookup(key, binding.guard, read, strict, site)  # stored just before our lock?
-                found = current(found, tags, site)
+                found = still_current(plan, binding, key, found, tags)
                 if found.value is not MISSING:
                     return found.value, found.raw
                 return compute(found.token, (lock_key, owner))
@@ -122,7 +125,8 @@ def fill(
         if delay is None:
             return compute(token, None)  # waited a whole lease: compute ourselves, the store still guarded
         sleep(delay)
-        found = current(engine.lookup(key, binding.guard, read, strict, site), tags, site)
+        found = engine.lookup(key, binding.guard, read, strict, site)
+        found = still_current(plan, binding, key, found, tags)
         if found.value is not MISSING:
             return found.value, found.raw
         token = found.token
@@ -181,8 +185,11 @@ def keep_serving(plan: Plan, binding: Binding, key: str, found: Lookup, value: A
     stored_for = throttle + binding.grace if left is None else min(throttle + binding.grace, left)
     if stored_for <= 0:
         return
+    storable, filed = (True, tags) if plan.result_tags is None else with_result_tags(plan, binding, value, tags)
+    if not storable:
+        return
     engine = binding.engine
-    payload = engine.encode(value, key, min(throttle, stored_for), tags)
+    payload = engine.encode(value, key, min(throttle, stored_for), filed)
     engine.fill(key, payload, stored_for, binding.guard, found.token, binding.strict, binding.site)
 
 
@@ -215,15 +222,21 @@ def tagged_lookup(
     """The lookup of a tagged function's call, with the tokens its tags have now (read with the entry, before
     anything is computed), as the fragment a fill stores; the entry counts only if it carries the same. ``None``
     when the call must bypass the cache: the tokens cannot be known (backend down, an invalidation of the entry
-    or a tag pending) or a tag was written by this context's open transaction (read-your-writes)."""
+    or a tag pending) or a tag was written by this context's open transaction (read-your-writes).
+
+    With ``result_tags`` the fragment also carries the tag epoch read with them (:data:`~stashly.tags.core.EPOCH`),
+    for :func:`with_result_tags`; an entry then counts when every tag it was stored with is current."""
     engine, site, strict = binding.engine, binding.site, binding.strict
     names = plan.tags_for(args, kwargs)
-    if not names:
+    by_result = plan.result_tags is not None
+    if not names and not by_result:
         return engine.lookup(key, binding.guard, reader, strict, site, with_ttl), None
     written = uncommitted.current()
     if written and not written.isdisjoint(names):
         return None  # its own change must be seen, and nothing computed from uncommitted rows stored
     tag_keys = [keys.tag_key(binding.prefix, name) for name in names]
+    if by_result:
+        names, tag_keys = (*names, tag_names.EPOCH), [*tag_keys, keys.tags_epoch_key(binding.prefix)]
     looked = engine.lookup_tagged(key, binding.guard, reader, strict, site, with_ttl, tag_keys)
     if looked is None:
         return None
@@ -234,7 +247,41 @@ def tagged_lookup(
             return None
         tokens = list(drawn)
     fragment = tag_names.fragment(dict(zip(names, typing.cast(list[bytes], tokens), strict=True)))
-    return current(found, fragment, site), fragment
+    return still_current(plan, binding, key, found, fragment), fragment
+
+
+def still_current(plan: Plan, binding: Binding, key: str, found: Lookup, tags: bytes | None) -> Lookup:
+    """``found``, or a miss when one of its tags was invalidated since it was stored: compared with the tokens
+    read for the call (``tags``), or, with ``result_tags``, read again for every tag the entry carries."""
+    if plan.result_tags is None or found.value is MISSING:
+        return current(found, tags, binding.site)
+    if binding.engine.tags_current(found.raw, key, binding.site):
+        return found
+    return found._replace(value=MISSING, stale=MISSING)
+
+
+def with_result_tags(plan: Plan, binding: Binding, result: object, tags: bytes | None) -> tuple[bool, bytes | None]:
+    """Whether ``result`` may be stored, and the fragment of its tags, from the arguments and from ``result``.
+    Not stored: a tag invalidation ran while it was computed (the tag epoch read before it has changed), a tag
+    of the result is uncommitted in this context, or the tokens cannot be read."""
+    assert plan.result_tags is not None
+    assert tags is not None  # tagged_lookup read the epoch into it
+    filed = tag_names.parse_fragment(tags)
+    epoch = filed.pop(tag_names.EPOCH)
+    named = plan.result_tags(result)
+    if isinstance(named, str | bytes):
+        raise TypeError(f"@cached {plan.name}: result_tags returned the single string {named!r}; return a list")
+    names = [name for name in tag_names.checked_tags(named, f"@cached {plan.name} result_tags") if name not in filed]
+    if not uncommitted.current().isdisjoint(names):
+        return False, None
+    engine, site, strict = binding.engine, binding.site, binding.strict
+    if names:
+        tokens = engine.tag_tokens([keys.tag_key(binding.prefix, n) for n in names], site, strict, True)
+        if tokens is None:
+            return False, None
+        filed.update(zip(names, tokens, strict=True))
+    now = engine.tag_tokens([keys.tags_epoch_key(binding.prefix)], site, strict)  # after the tokens
+    return now == [epoch], tag_names.fragment(filed) if filed else None
 
 
 def wrapper(plan: Plan) -> Callable[..., Any]:
@@ -243,7 +290,7 @@ def wrapper(plan: Plan) -> Callable[..., Any]:
     flight: SingleFlight[Filled] = SingleFlight()
     refresher = Refresher()
     with_ttl = plan.refresh_ahead is not None or plan.fail_safe is not None  # fail-safe: its bound
-    tagged = plan.tags is not None
+    tagged = plan.tags is not None or plan.result_tags is not None
 
     @functools.wraps(fn)
     def cached(*args: Any, **kwargs: Any) -> Any:

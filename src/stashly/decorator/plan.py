@@ -93,7 +93,7 @@ class Binding:
                 f"@cached {plan.name}: fail_safe needs the JSON serializer (its entries carry their logical expiry "
                 "in the JSON envelope)"
             )
-        if plan.tags is not None and settings.serializer != "json":
+        if (plan.tags is not None or plan.result_tags is not None) and settings.serializer != "json":
             raise ConfigError(f"@cached {plan.name}: tags need the JSON serializer (entries carry their tags)")
 
 
@@ -118,8 +118,14 @@ class Plan:
         soft_timeout: float | None = None,
         hard_timeout: float | None = None,
         tags: TagSpec | None = None,
+        result_tags: Callable[[Any], Iterable[str]] | None = None,
     ) -> None:
         self.fn = fn
+        if result_tags is not None and not callable(result_tags):
+            raise TypeError(
+                f"@cached {keys.function_name(fn)}: result_tags is a callable of the result, not {result_tags!r}"
+            )
+        self.result_tags = result_tags
         self.fail_safe = fail_safe
         self.fail_safe_throttle = fail_safe_throttle
         self.soft_timeout = soft_timeout

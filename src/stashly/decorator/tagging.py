@@ -4,8 +4,10 @@
 ``"org:{user.org_id}"``, checked and rendered like key templates: :class:`~stashly.keys.KeyTemplate`) — or a
 callable taking the call's arguments and returning the tags (``lambda user_id, db: [f"user:{user_id}"]``).
 
-Tags come from the arguments, not from the result: a call must read its tags' tokens *before* it computes, so
-that a tag invalidated during the computation makes what it stores a miss (:mod:`stashly.tags.core`).
+These come from the arguments: a call reads their tokens *before* it computes, so that a tag invalidated during
+the computation makes what it stores a miss (:mod:`stashly.tags.core`). Tags read from the result
+(``@cached(result_tags=...)``) are known only afterwards; for them the fill reads the tag epoch before it
+computes and stores nothing if any tag invalidation ran meanwhile (:func:`.flow_async.with_result_tags`).
 """
 
 from __future__ import annotations

@@ -73,6 +73,7 @@ class AsyncEngine(EngineCore):
         if pending.kind == "key":
             await self.backend.delete(pending.target, pending.guard)
         elif pending.kind == "tag":
+            await self.backend.set(keys.tags_epoch_key(self.settings.prefix), tags.new_token(), tags.TAG_TTL)
             await self.backend.delete(pending.target)
         elif pending.kind == "scan":
             await self.backend.delete_prefix(pending.target, pending.guard)
@@ -105,7 +106,7 @@ class AsyncEngine(EngineCore):
         if value is MISSING or type(value) is Stale:
             return MISSING
         tagged = raw is not None and raw.startswith(codec.TAGGED, codec.TAGS_AT)
-        if tagged and not await self._tags_current(raw, key, site):  # type: ignore[arg-type]  # not None: a hit
+        if tagged and not await self.tags_current(raw, key, site):  # type: ignore[arg-type]  # not None: a hit
             return MISSING
         if started:
             site.hit_ns[(perf_counter_ns() - started).bit_length()] += 1
@@ -126,11 +127,11 @@ class AsyncEngine(EngineCore):
         found = self.decode_many(names, full, raws, reader, site)
         for name, key, raw in zip(names, full, raws, strict=True):
             tagged = raw is not None and name in found and raw.startswith(codec.TAGGED, codec.TAGS_AT)
-            if tagged and not await self._tags_current(raw, key, site):  # type: ignore[arg-type]  # not None
+            if tagged and not await self.tags_current(raw, key, site):  # type: ignore[arg-type]  # not None
                 del found[name]
         return found
 
-    async def _tags_current(self, raw: bytes, key: str, site: Site) -> bool:
+    async def tags_current(self, raw: bytes, key: str, site: Site) -> bool:
         """Whether every tag of the entry in ``raw`` still has the token it was stored with (else: a miss)."""
         fragment = codec.tags_of(raw)
         if fragment is None:
@@ -193,6 +194,8 @@ class AsyncEngine(EngineCore):
         removed = 0
         for done, tag_key in enumerate(tag_keys):
             try:
+                if not done:  # the epoch first: a fill reading it after our deletes sees that it changed
+                    await self.backend.set(keys.tags_epoch_key(self.settings.prefix), tags.new_token(), tags.TAG_TTL)
                 removed += await self.backend.delete(tag_key)
             except CacheUnavailableError as exc:
                 for pending in tag_keys[done:]:

@@ -75,6 +75,7 @@ class Engine(EngineCore):
         if pending.kind == "key":
             self.backend.delete(pending.target, pending.guard)
         elif pending.kind == "tag":
+            self.backend.set(keys.tags_epoch_key(self.settings.prefix), tags.new_token(), tags.TAG_TTL)
             self.backend.delete(pending.target)
         elif pending.kind == "scan":
             self.backend.delete_prefix(pending.target, pending.guard)
@@ -107,7 +108,7 @@ class Engine(EngineCore):
         if value is MISSING or type(value) is Stale:
             return MISSING
         tagged = raw is not None and raw.startswith(codec.TAGGED, codec.TAGS_AT)
-        if tagged and not self._tags_current(raw, key, site):  # type: ignore[arg-type]  # not None: a hit
+        if tagged and not self.tags_current(raw, key, site):  # type: ignore[arg-type]  # not None: a hit
             return MISSING
         if started:
             site.hit_ns[(perf_counter_ns() - started).bit_length()] += 1
@@ -128,11 +129,11 @@ class Engine(EngineCore):
         found = self.decode_many(names, full, raws, reader, site)
         for name, key, raw in zip(names, full, raws, strict=True):
             tagged = raw is not None and name in found and raw.startswith(codec.TAGGED, codec.TAGS_AT)
-            if tagged and not self._tags_current(raw, key, site):  # type: ignore[arg-type]  # not None
+            if tagged and not self.tags_current(raw, key, site):  # type: ignore[arg-type]  # not None
                 del found[name]
         return found
 
-    def _tags_current(self, raw: bytes, key: str, site: Site) -> bool:
+    def tags_current(self, raw: bytes, key: str, site: Site) -> bool:
         """Whether every tag of the entry in ``raw`` still has the token it was stored with (else: a miss)."""
         fragment = codec.tags_of(raw)
         if fragment is None:
@@ -195,6 +196,8 @@ class Engine(EngineCore):
         removed = 0
         for done, tag_key in enumerate(tag_keys):
             try:
+                if not done:  # the epoch first: a fill reading it after our deletes sees that it changed
+                    self.backend.set(keys.tags_epoch_key(self.settings.prefix), tags.new_token(), tags.TAG_TTL)
                 removed += self.backend.delete(tag_key)
             except CacheUnavailableError as exc:
                 for pending in tag_keys[done:]:

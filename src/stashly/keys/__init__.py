@@ -27,6 +27,7 @@ from .layout import (
     prefix_head,
     retired_head,
     tag_key,
+    tags_epoch_key,
 )
 from .template import KeyTemplate
 
@@ -52,4 +53,5 @@ __all__ = [
     "receiver_key",
     "retired_head",
     "tag_key",
+    "tags_epoch_key",
 ]

@@ -80,6 +80,12 @@ def tag_key(prefix: str, tag: str) -> str:
     return f"{prefix}::tag:{tag}"
 
 
+def tags_epoch_key(prefix: str) -> str:
+    """The tag epoch: ``"stashly::tags-epoch"``, a token replaced by every tag invalidation before it drops the
+    tags' tokens, so that a fill whose tags come from its result can tell whether one happened while it ran."""
+    return f"{prefix}::tags-epoch"
+
+
 def lock_key(prefix: str, key: str) -> str:
     """The stampede lock of an entry: ``"stashly::lock:stashly:auth:…"``, outside every namespace like the guard."""
     return f"{prefix}::lock:{key}"

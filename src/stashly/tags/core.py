@@ -15,10 +15,14 @@ from collections.abc import Iterable, Mapping
 
 import orjson
 
-__all__ = ["TAG_TTL", "check_tag", "checked_tags", "fragment", "new_token", "parse_fragment", "unique"]
+__all__ = ["EPOCH", "TAG_TTL", "check_tag", "checked_tags", "fragment", "new_token", "parse_fragment", "unique"]
 
 TAG_TTL = 30 * 86400.0
 """How long an unused tag's token lives (seconds). Past it, the next use draws a new one: its entries miss once."""
+
+EPOCH = " epoch"
+"""The name under which a fill whose tags come from its result carries the tag epoch it read before computing
+(:func:`~stashly.keys.layout.tags_epoch_key`): never a tag (tags have no spaces), never stored in an entry."""
 
 _MAX_TAG = 256
 # Printable ASCII without space, quote, backslash and braces: a tag never needs JSON escaping, and the fragment
