@@ -85,10 +85,15 @@ class MemoryStore:
     def read_with(
         self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]
     ) -> tuple[Read, list[bytes | None]]:
-        read = self.read(key, guard, with_ttl)
+        if self._forked:
+            self._first_use_after_fork()
         now = self._clock()
-        with self._lock:
-            return read, [self._live(other, now)[0] for other in extra]
+        with self._lock:  # one lock for the entry and the extra keys: one consistent view, as one MGET gives
+            value, deadline = self._live(key, now)
+            token = None if guard is None else self._guards.get(guard)
+            others = [self._live(other, now)[0] for other in extra]
+        ttl = None if deadline is None or not with_ttl else deadline - now
+        return (value, None if token is None else b"%d" % token, ttl), others
 
     def _live(self, key: str, now: float) -> tuple[bytes | None, float | None]:
         """The entry and its deadline, dropping it if expired; the caller holds the lock."""

@@ -29,6 +29,7 @@ from .plan import Binding, Plan, check_max_age
 from .refresh import LEASE, Refresher, refresh_failed
 from .singleflight import AsyncSingleFlight, Overdue
 from .stampede import Filled, Wait, lock_for
+from .tagging import remember
 
 __all__ = [
     "Compute",
@@ -239,7 +240,10 @@ async def tagged_lookup(
     written = uncommitted.current()
     if written and not written.isdisjoint(names):
         return None  # its own change must be seen, and nothing computed from uncommitted rows stored
-    tag_keys = [keys.tag_key(binding.prefix, name) for name in names]
+    tag_keys = binding.tag_keys.get(names)
+    if tag_keys is None:
+        tag_keys = [keys.tag_key(binding.prefix, name) for name in names]
+        remember(binding.tag_keys, names, tag_keys)
     if by_result:
         names, tag_keys = (*names, tag_names.EPOCH), [*tag_keys, keys.tags_epoch_key(binding.prefix)]
     looked = await engine.lookup_tagged(key, binding.guard, reader, strict, site, with_ttl, tag_keys)

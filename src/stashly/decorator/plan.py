@@ -64,6 +64,7 @@ class Binding:
         "salt",
         "site",
         "strict",
+        "tag_keys",
     )
 
     def __init__(self, plan: Plan, manager: CacheManager) -> None:
@@ -86,6 +87,7 @@ class Binding:
             plan.ttl, settings.default_ttl, settings.allow_no_expiry, f"@cached {plan.name}"
         )
         self.keys: dict[tuple[Any, ...], str] = {}  # positional int/str arguments -> key, see Plan.key
+        self.tag_keys: dict[tuple[str, ...], list[str]] = {}  # a call's tags -> their keys, see tagged_lookup
         self.site: Site = manager.function_site(namespace, plan.name)
         self.grace: float = plan.fail_safe or 0.0  # a fail-safe entry outlives its logical expiry by this much
         if plan.fail_safe is not None and settings.serializer != "json":

@@ -12,6 +12,7 @@ computes and stores nothing if any tag invalidation ran meanwhile (:func:`.flow_
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeAlias
@@ -19,18 +20,20 @@ from typing import Any, TypeAlias
 from .. import keys
 from ..tags.core import check_tag, checked_tags, unique
 
-__all__ = ["CallTags", "TagSpec"]
+__all__ = ["CallTags", "TagSpec", "remember"]
 
 TagSpec: TypeAlias = Sequence[str] | Callable[..., Iterable[str]]
 """What ``@cached(tags=...)`` takes: tags and templates, or a callable of the call's arguments."""
 
 _FIELD = re.compile(r"\{[^{}]*\}")
+_MEMO_SIZE = 4096
+_MEMO_TEXT = 64  # longer strings are rendered every time rather than kept
 
 
 class CallTags:
     """The tags of one cached function's calls."""
 
-    __slots__ = ("_fixed", "_function", "_templates", "_where")
+    __slots__ = ("_fixed", "_function", "_memo", "_roots", "_templates", "_where")
 
     def __init__(self, spec: TagSpec, parameters: tuple[str, ...], where: str) -> None:
         self._where = f"@cached {where}"
@@ -50,6 +53,11 @@ class CallTags:
                 templates.append(keys.KeyTemplate(tag, parameters, self._where))
         self._fixed = unique(fixed)
         self._templates = tuple(templates)
+        fields = {field for template in templates for field in template.fields}
+        self._roots = tuple(i for i, name in enumerate(parameters) if name in fields)
+        # The tags rendered for recent values of the templates' parameters (ints and strings only: their rendering
+        # is a function of their value). Bounded; the oldest rendering goes first.
+        self._memo: dict[tuple[object, ...], tuple[str, ...]] = {}
 
     def __call__(
         self, names: tuple[str, ...], values: Sequence[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -59,6 +67,25 @@ class CallTags:
             return checked_tags(self._function(*args, **kwargs), self._where)
         if not self._templates:
             return self._fixed
+        memo = self._memo
+        roots = tuple([values[i] for i in self._roots])
+        if all(type(value) is int or (type(value) is str and len(value) <= _MEMO_TEXT) for value in roots):
+            found = memo.get(roots)
+            if found is not None:
+                return found
+        else:
+            roots = ()
         bound = dict(zip(names, values, strict=True))
         rendered = [check_tag(template.render(bound), self._where) for template in self._templates]
-        return unique([*self._fixed, *rendered])
+        tags = unique([*self._fixed, *rendered])
+        if roots:
+            remember(memo, roots, tags)
+        return tags
+
+
+def remember(memo: dict[Any, Any], key: object, value: object) -> None:
+    """Keep ``value`` under ``key`` in the bounded ``memo``, dropping its oldest entry when full (never all)."""
+    if len(memo) >= _MEMO_SIZE:
+        with contextlib.suppress(RuntimeError, StopIteration, KeyError):  # another thread evicted it first
+            del memo[next(iter(memo))]
+    memo[key] = value

@@ -53,7 +53,7 @@ def fragment(tokens: Mapping[str, bytes]) -> bytes:
     >>> fragment({"b": b"2", "a": b"1"})
     b'{"a":"1","b":"2"}'
     """
-    return orjson.dumps({tag: tokens[tag].decode() for tag in sorted(tokens)})
+    return orjson.dumps({tag: token.decode() for tag, token in tokens.items()}, option=orjson.OPT_SORT_KEYS)
 
 
 def parse_fragment(raw: bytes) -> dict[str, bytes]:
