@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from time import perf_counter_ns
 from typing import Any, Literal, NamedTuple, TypeAlias
 
+import orjson
 import pydantic
 
 from ..backends.base import Read
@@ -24,9 +25,21 @@ from ..sentinels import MISSING, Missing
 from ..stats import Site
 from ..storage import codec
 from ..storage.codec import Serializer, Stale
+from ..tags import core as tags
+from ..tags import uncommitted
 from .journal import Journal
 
-__all__ = ["EngineCore", "FillSpan", "FlushMode", "Hooks", "Lookup", "Token", "current", "flush_mode"]
+__all__ = [
+    "EngineCore",
+    "FillSpan",
+    "FlushMode",
+    "Hooks",
+    "Lookup",
+    "Token",
+    "current",
+    "flush_mode",
+    "stored_tags",
+]
 
 Token: TypeAlias = bytes | Missing | None
 """A guard's value read before a computation; MISSING when the read failed (then nothing is stored)."""
@@ -34,6 +47,15 @@ FlushMode: TypeAlias = Literal["scan", "versioned"]
 """How ``flush_namespace`` drops a namespace: remove its keys, or retire its generation in O(1)."""
 FillSpan: TypeAlias = Callable[[str, str], AbstractContextManager[object]]
 """A fill hook: called with the namespace and the function's name, it opens a context around one fill."""
+
+
+_VERSION: Any = codec.FORMAT_VERSION
+
+
+def stored_tags(raw: bytes) -> dict[str, bytes]:
+    """The tags an entry was stored with and their tokens then (none for an untagged entry)."""
+    fragment = codec.tags_of(raw)
+    return {} if fragment is None else tags.parse_fragment(fragment)
 
 
 def flush_mode(mode: object) -> FlushMode:
@@ -141,13 +163,98 @@ class EngineCore:
         return Lookup(value, raw or b"", token, ttl)
 
     def decode_many(
-        self, names: list[str], full: list[str], raws: list[bytes | None], reader: codec.Reader, site: Site
+        self,
+        names: list[str],
+        full: list[str],
+        raws: list[bytes | None],
+        reader: codec.Reader,
+        site: Site,
+        tagged: list[tuple[str, bytes]] | None = None,
+    ) -> dict[str, Any]:
+        """``{name: value}`` of the entries that decode, as :meth:`decode` would, in one loop: the common entry of the
+        JSON serializer takes an inlined path, anything else the full one. The tagged hits go to ``tagged``, as
+        ``(name, raw)``, for the caller to check their tags."""
+        if self.serializer is not codec.JSON:
+            return self._decode_each(names, full, raws, reader, site, tagged)
+        found = {}
+        loads, binding, limit, identity = orjson.loads, codec.binding_text, self._max_bytes, reader is codec.identity
+        hits = misses = size = 0
+        for name, key, raw in zip(names, full, raws, strict=True):
+            if raw is None:
+                misses += 1
+                continue
+            # codec.decode inlined for the common entry (this loop is get_many's cost); anything else: the full path
+            try:
+                document = loads(raw) if len(raw) <= limit else None
+            except orjson.JSONDecodeError:
+                document = None
+            if (
+                type(document) is not dict
+                or document.get("stashly") is not _VERSION  # the cached int 1 (never True, 1.0); else the full path
+                or "fresh" in document
+                or "value" not in document
+                or document.get("key") != binding(key)
+            ):
+                value = self.decode(raw, key, reader, site)  # counts, logs why, and keeps what it can
+                if value is not MISSING and type(value) is not Stale:
+                    found[name] = value
+                    if tagged is not None and raw.startswith(codec.TAGGED, codec.TAGS_AT):
+                        tagged.append((name, raw))
+                continue
+            value = document["value"]
+            if not identity:
+                try:
+                    value = reader(value)
+                except pydantic.ValidationError:
+                    self._validated(value, key, reader)  # logs it
+                    misses += 1
+                    continue
+            size += len(raw)
+            hits += 1
+            found[name] = value
+            if tagged is not None and "tags" in document:
+                tagged.append((name, raw))
+        site.hits += hits
+        site.misses += misses
+        site.bytes_read += size
+        return found
+
+    def drop_stale_tagged(
+        self,
+        found: dict[str, Any],
+        tagged: list[tuple[str, bytes]],
+        tokens: dict[str, bytes | None] | None,
+        site: Site,
+    ) -> None:
+        """Drop from ``found`` the tagged hits a tag of which has another token now (``tokens``: every tag's current
+        token, ``None`` when they could not be read) or was written by this context's open transaction."""
+        written = uncommitted.current()
+        for name, raw in tagged:
+            stored = stored_tags(raw)
+            if stored and (
+                tokens is None
+                or not written.isdisjoint(stored)
+                or any(tokens.get(tag) != token for tag, token in stored.items())
+            ):
+                del found[name]
+                site.unhit()
+
+    def _decode_each(
+        self,
+        names: list[str],
+        full: list[str],
+        raws: list[bytes | None],
+        reader: codec.Reader,
+        site: Site,
+        tagged: list[tuple[str, bytes]] | None,
     ) -> dict[str, Any]:
         found = {}
         for name, key, raw in zip(names, full, raws, strict=True):
             value = self.decode(raw, key, reader, site)
             if value is not MISSING and type(value) is not Stale:
                 found[name] = value
+                if tagged is not None and raw is not None and raw.startswith(codec.TAGGED, codec.TAGS_AT):
+                    tagged.append((name, raw))
         return found
 
     def jittered(self, expiry: float | None) -> float | None:

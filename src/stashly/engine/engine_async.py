@@ -27,7 +27,7 @@ from ..storage import codec
 from ..storage.codec import Serializer, Stale
 from ..tags import core as tags
 from ..tags import uncommitted
-from .core import FAILED, EngineCore, Hooks, Lookup, Token
+from .core import FAILED, EngineCore, Hooks, Lookup, Token, stored_tags
 from .journal import Journal, Pending
 
 __all__ = ["AsyncEngine"]
@@ -124,19 +124,19 @@ class AsyncEngine(EngineCore):
         except CacheUnavailableError as exc:
             self.failed(exc, "get_many", full[0] if full else "", None, site)
             return {}
-        found = self.decode_many(names, full, raws, reader, site)
-        for name, key, raw in zip(names, full, raws, strict=True):
-            tagged = raw is not None and name in found and raw.startswith(codec.TAGGED, codec.TAGS_AT)
-            if tagged and not await self.tags_current(raw, key, site):  # type: ignore[arg-type]  # not None
-                del found[name]
+        tagged: list[tuple[str, bytes]] = []
+        found = self.decode_many(names, full, raws, reader, site, tagged)
+        if tagged:  # every tag of every tagged hit in one more read
+            every = sorted({tag for _, raw in tagged for tag in stored_tags(raw)})
+            tag_keys = [keys.tag_key(self.settings.prefix, tag) for tag in every]
+            tokens = await self.read_tokens(tag_keys, site, None) if every else []
+            current = None if tokens is None else dict(zip(every, tokens, strict=True))
+            self.drop_stale_tagged(found, tagged, current, site)
         return found
 
     async def tags_current(self, raw: bytes, key: str, site: Site) -> bool:
         """Whether every tag of the entry in ``raw`` still has the token it was stored with (else: a miss)."""
-        fragment = codec.tags_of(raw)
-        if fragment is None:
-            return True  # '"tags":' was part of the value: an untagged entry
-        stored = tags.parse_fragment(fragment)
+        stored = stored_tags(raw)  # none: '"tags":' was part of the value, an untagged entry
         names = tuple(stored)
         if not names:
             return True
@@ -154,19 +154,26 @@ class AsyncEngine(EngineCore):
         """The current tokens under ``tag_keys``, in order, new ones drawn for absent keys when ``create`` (a fill
         about to compute); ``None`` when one is absent (not ``create``), its invalidation is pending, or the
         backend failed: a miss, and a computation that must not be stored."""
+        found = await self.read_tokens(tag_keys, site, strict)
+        if found is None:
+            return None
+        if create:
+            return await self.draw_tokens(tag_keys, found, site, strict)
+        return None if None in found else typing.cast(list[bytes], found)
+
+    async def read_tokens(self, tag_keys: list[str], site: Site, strict: bool | None) -> list[bytes | None] | None:
+        """The tokens under ``tag_keys`` (``None`` for an absent one); ``None`` when one's invalidation is pending
+        or the backend failed."""
         journal = self.journal
         if journal.active and not (
             await self._replayed(tag_keys[0], strict, site) and not any(journal.blocks(k) for k in tag_keys)
         ):
             return None
         try:
-            found = await self.backend.get_many(tag_keys)
+            return await self.backend.get_many(tag_keys)
         except CacheUnavailableError as exc:
             self.failed(exc, "get (tags)", tag_keys[0], strict, site)
             return None
-        if create:
-            return await self.draw_tokens(tag_keys, found, site, strict)
-        return None if None in found else typing.cast(list[bytes], found)
 
     async def draw_tokens(
         self, tag_keys: list[str], found: list[bytes | None], site: Site, strict: bool | None

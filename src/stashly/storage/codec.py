@@ -40,9 +40,11 @@ __all__ = [
     "Serializer",
     "Stale",
     "binding",
+    "binding_text",
     "born",
     "decode",
     "encode",
+    "identity",
     "reader_for",
     "schema_fingerprint",
     "tags_of",
@@ -185,7 +187,8 @@ def binding(key: str) -> bytes:
 
 
 @lru_cache(maxsize=8192)
-def _binding_text(key: str) -> str:
+def binding_text(key: str) -> str:
+    """:func:`binding` as the ``str`` a decoded envelope holds."""
     return binding(key).decode()
 
 
@@ -205,7 +208,7 @@ def decode(raw: bytes, key: str) -> object | Missing:
         or type(document.get("stashly")) is not int  # exactly: true and 1.0 compare equal to 1
         or document["stashly"] != FORMAT_VERSION
         or "value" not in document
-        or document.get("key") != _binding_text(key)
+        or document.get("key") != binding_text(key)
     ):
         return MISSING
     value: object = document["value"]
@@ -243,7 +246,8 @@ Reader = Callable[[object], object]
 """Turns a decoded JSON value into the type the caller expects; raises ``pydantic.ValidationError`` if it can't."""
 
 
-def _identity(value: object) -> object:
+def identity(value: object) -> object:
+    """The reader of untyped reads: the decoded JSON value as it is."""
     return value
 
 
@@ -251,7 +255,7 @@ def _identity(value: object) -> object:
 def reader_for(annotation: Any) -> Reader:
     """The validator for ``annotation`` (a Pydantic ``TypeAdapter``), or the identity for ``None``/``Any``."""
     if annotation is None or annotation is Any:
-        return _identity
+        return identity
     # Models are stored by field name (model_dump's default), so a field with an alias must validate by name too:
     # by alias alone, every hit of a model with Field(alias=...) failed validation and read as a miss.
     return partial(pydantic.TypeAdapter(annotation).validate_python, by_alias=True, by_name=True)
