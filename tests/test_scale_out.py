@@ -223,3 +223,58 @@ async def test_cluster_primary_fails_under_async_load(cluster: LocalCluster, fau
         f"promoted after {failover:.2f} s, "
         f"hits on its slots again {recovery - killed_at:.2f} s after the fault; {len(calls)} calls, no caller errors"
     )
+
+
+async def test_cluster_slots_move_under_async_load(cluster: LocalCluster) -> None:
+    """The asyncio hit path reads straight from the primaries: a moved slot answers MOVED there, the read goes
+    through redis-py (which follows it and updates the slot map), and the next reads go straight to the new node."""
+    manager = CacheManager(url=cluster.url, namespace="areshard", default_ttl=300, ttl_jitter=0, **DEFAULT_TIMEOUTS)
+    cache = Cached(manager=manager)
+    computed: list[int] = []
+
+    @cache.cached
+    async def item(key: int) -> int:
+        computed.append(key)
+        return key * 10
+
+    keys = 1000
+    on_moved: set[int] = set()
+    for key in range(keys):
+        await item(key)
+    source, target = cluster.primaries()[:2]
+    calls: list[tuple[float, int, bool]] = []
+    failures: list[BaseException] = []
+    stop = asyncio.Event()
+
+    async def worker(start: int) -> None:
+        index = start
+        while not stop.is_set():
+            key, index = index % keys, index + 7
+            before = len(computed)
+            try:
+                assert await item(key) == key * 10
+            except BaseException as exc:  # the assertion: nothing reaches the caller
+                failures.append(exc)
+            calls.append((time.monotonic(), key, len(computed) == before))
+            await asyncio.sleep(0.001)
+
+    workers = [asyncio.create_task(worker(index)) for index in range(20)]
+    try:
+        await asyncio.sleep(0.2)
+        moved = set(await asyncio.to_thread(cluster.reshard, source, target, 1000))
+        after = time.monotonic()
+        on_moved = {key for key in range(keys) if key_slot(item.cache_key(key).encode()) in moved}
+        assert len(on_moved) > 20  # about 1000 of 16384 slots: some 60 of the 1000 cached keys
+        deadline = time.monotonic() + 20
+        while _first_hit(calls, after, on_moved) is None:
+            assert time.monotonic() < deadline, "no hit on a moved key within 20 s"
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await asyncio.gather(*workers)
+        await manager.aclose()
+    assert not failures, failures[:3]
+    REPORTS.append(
+        f"cluster (asyncio): 1000 slots resharded under load ({len(on_moved)} cached keys moved with them); "
+        f"{len(calls)} calls, no caller errors, {manager.totals().errors} backend errors absorbed"
+    )

@@ -6,7 +6,8 @@ the hit path's own connections, and ``loops`` one asyncio client per event loop.
 
 from __future__ import annotations
 
-from .cluster import AsyncClusterBackend, ClusterBackend, check_prefix, client_arguments
+from .cluster import ClusterBackend, check_prefix, client_arguments
+from .cluster_async import AsyncClusterBackend
 from .commands import escape_glob
 from .options import RedisOptions
 from .single_async import AsyncRedisBackend

@@ -1,4 +1,4 @@
-"""The backends for Redis Cluster, over redis-py's cluster clients (sync and asyncio).
+"""The backend for Redis Cluster, over redis-py's cluster client (its asyncio twin: :mod:`.cluster_async`).
 
 redis-py routes each command to the primary of its key's slot and follows ``MOVED``/``ASK`` while slots move.
 What stashly adds is placement: a command or script over several keys needs them in one slot, so an entry's
@@ -13,10 +13,8 @@ writes; a flush landing between the two is simply ordered after the write.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import redis.asyncio.cluster
@@ -38,7 +36,6 @@ from .commands import (
     RELEASE_SCRIPT,
     SCAN_COUNT,
     Command,
-    abatches_of,
     batches_of,
     cluster_fill_call,
     cluster_many_plan,
@@ -50,16 +47,17 @@ from .commands import (
     expiry_ms,
     unavailable,
 )
-from .loops import PerLoop
 
 if TYPE_CHECKING:
     from .options import RedisOptions
 
-__all__ = ["AsyncClusterBackend", "ClusterBackend", "check_prefix", "client_arguments"]
+__all__ = ["ClusterBackend", "Others", "check_prefix", "client_arguments", "failures"]
 
 Others = list[bytes | None]
 
-_Failure = (RedisError, OSError, TimeoutError)
+failures = (RedisError, OSError, TimeoutError)
+"""What a failed Cluster call raises: redis-py's errors and the socket's."""
+_Failure = failures
 
 
 def client_arguments(options: RedisOptions, asynchronous: bool = False) -> dict[str, Any]:
@@ -238,157 +236,3 @@ class ClusterBackend:
             reads.close()
         if client is not None:
             client.close()
-
-
-class AsyncClusterBackend:
-    """The asyncio Cluster backend, with one cluster client per running event loop."""
-
-    def __init__(self, options: RedisOptions) -> None:
-        self.options = options
-        self._arguments = client_arguments(options, asynchronous=True)
-        self._loops = PerLoop(lambda: _LoopCluster(redis.asyncio.cluster.RedisCluster(**self._arguments)), _close)
-
-    async def _redis(self) -> redis.asyncio.cluster.RedisCluster:
-        return (await self._loops.get()).client
-
-    async def _script(self, which: int, keys: list[str], arguments: list[Any], operation: str) -> Any:
-        entry = await self._loops.get()
-        try:
-            return await entry.scripts[which](keys=keys, args=arguments)
-        except _Failure as exc:
-            entry.relearn(exc)
-            raise unavailable(operation, exc) from exc
-
-    async def _pipeline(self, commands: Iterable[Command], operation: str) -> list[Any]:
-        entry = await self._loops.get()
-        try:
-            pipe = entry.client.pipeline()
-            for command in commands:
-                pipe.execute_command(*command)
-            return await pipe.execute()
-        except _Failure as exc:
-            entry.relearn(exc)
-            raise unavailable(operation, exc) from exc
-
-    async def _call(self, command: Command, operation: str) -> Any:
-        entry = await self._loops.get()
-        try:
-            return await entry.client.execute_command(*command)
-        except _Failure as exc:
-            entry.relearn(exc)
-            raise unavailable(operation, exc) from exc
-
-    async def get(self, key: str) -> bytes | None:
-        return (await self.read(key, None))[0]  # GET of the entry and of its generation
-
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        if not keys:
-            return []
-        commands, groups, per_key = cluster_many_plan(keys)
-        return cluster_many_result(keys, await self._pipeline(commands, "MGET"), groups, per_key)
-
-    async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
-        replies = await self._pipeline(cluster_read_plan(key, guard, with_ttl), "GET" if guard is None else "MGET")
-        return cluster_read_result(replies, guard, with_ttl)
-
-    async def read_with(self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]) -> tuple[Read, Others]:
-        return await self.read(key, guard, with_ttl), await self.get_many(extra)
-
-    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        generation = await self._call(("GET", generation_key(key)), "GET (generation)")
-        await self._call(cluster_set_command(key, value, ttl, generation), "SET")
-
-    async def fill(
-        self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
-    ) -> bool:
-        keys, arguments = cluster_fill_call(key, value, ttl, guard, token, lock)
-        return bool(await self._script(0, keys, arguments, "EVALSHA (guarded SET)"))
-
-    async def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
-        command = ("SET", lock_in_slot(lock_key), owner, "NX", "PX", expiry_ms(lease))
-        return bool(await self._call(command, "SET NX (lock)"))
-
-    async def release(self, lock_key: str, owner: bytes) -> None:
-        await self._script(1, [lock_in_slot(lock_key)], [owner], "EVALSHA (lock release)")
-
-    async def delete(self, key: str, guard: str | None = None) -> bool:
-        if guard is None:
-            return bool(await self._call(("UNLINK", key), "UNLINK"))
-        removed, _ = await self._pipeline([("UNLINK", key), ("INCRBY", colocated(guard, key), 1)], "UNLINK/INCRBY")
-        return bool(removed)
-
-    async def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
-        await self.retire_prefix(prefix, guard)  # fills in flight land in the old generation: unreachable
-        removed = 0
-        try:
-            client = await self._redis()
-            async for batch in abatches_of(_ascan(client, prefix)):
-                removed += await client.unlink(*batch)
-        except _Failure as exc:
-            raise unavailable("SCAN/UNLINK", exc) from exc
-        return removed
-
-    async def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
-        await self._call(("INCRBY", generation_key(prefix), 1), "INCRBY (generation)")
-
-    async def count_prefix(self, prefix: str) -> int:
-        count = 0
-        try:
-            async for _ in _ascan(await self._redis(), prefix):
-                count += 1
-        except _Failure as exc:
-            raise unavailable("SCAN", exc) from exc
-        return count
-
-    async def close(self) -> None:
-        await self._loops.close()
-
-
-class _LoopCluster:
-    """One event loop's cluster client, its scripts (the guarded store, the lock release), and its re-reading of
-    the slot map after a failure."""
-
-    __slots__ = ("client", "relearning", "scripts")
-
-    def __init__(self, client: redis.asyncio.cluster.RedisCluster) -> None:
-        self.client = client
-        self.scripts = client.register_script(GUARDED_SET_SCRIPT), client.register_script(RELEASE_SCRIPT)
-        self.relearning: asyncio.Task[None] | None = None
-
-    def relearn(self, exc: BaseException) -> None:
-        """After a node failed, re-read the slot map in the background (one re-read at a time).
-
-        The asyncio client's pipelines, unlike its single commands, keep a slot map that points at a dead
-        primary unless they may retry, and stashly's calls do not. The map is refreshed in place: closing the
-        client instead would cut the other tasks' commands on healthy nodes too.
-        """
-        if isinstance(exc, redis.asyncio.cluster.RedisCluster.ERRORS_ALLOW_RETRY) and (
-            self.relearning is None or self.relearning.done()
-        ):
-            self.relearning = asyncio.get_running_loop().create_task(_refresh(self.client))
-
-
-async def _refresh(client: redis.asyncio.cluster.RedisCluster) -> None:
-    with contextlib.suppress(Exception):  # the next failure tries again
-        await client.nodes_manager.initialize()
-
-
-async def _close(entry: _LoopCluster) -> None:
-    if entry.relearning is not None:
-        entry.relearning.cancel()
-        with contextlib.suppress(BaseException):
-            await entry.relearning
-    await entry.client.aclose()
-
-
-async def _ascan(client: redis.asyncio.cluster.RedisCluster, prefix: str) -> AsyncIterator[bytes]:
-    """Every key under ``prefix``, primary by primary (``SCAN`` is per node)."""
-    match = escape_glob(prefix) + "*"
-    for node in client.get_primaries():
-        cursor = -1
-        while cursor:
-            reply = await client.scan(max(cursor, 0), match=match, count=SCAN_COUNT, target_nodes=node)
-            cursors, keys = cast("tuple[dict[str, int], list[bytes]]", reply)
-            cursor = cursors[node.name]
-            for key in keys:
-                yield key

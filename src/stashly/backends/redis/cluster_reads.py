@@ -1,4 +1,4 @@
-"""The Cluster hit path: reads sent straight to each primary, on connections of the calling thread.
+"""The Cluster hit path: reads sent straight to each primary, on connections of the calling thread (or task).
 
 redis-py's cluster pipeline spends more in Python than a single server's whole read. A cached read needs two
 things in two known slots, the entry (with its guard) and the namespace's generation, so this sends each
@@ -9,6 +9,9 @@ It never handles the unusual. A redirection (``MOVED``, ``ASK``, ``TRYAGAIN``) o
 answers ``REDIRECTED``: the caller sends the read through redis-py, which follows it and updates the map. A
 failed connection is dropped (never reused with an unread reply) and its error raised: the caller then reads
 through redis-py until a read succeeds there, since redis-py is what re-learns the slot map after a failover.
+
+:class:`AsyncNodeReads` is the asyncio twin, for one event loop: each read takes a connection from the node's
+own free list (redis-py's, as its commands do), so concurrent tasks never share one mid-reply.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import redis
+import redis.asyncio.cluster
 import redis.cluster
 from redis.cluster import RedisCluster
 from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainError
 
-__all__ = ["REDIRECTED", "NodeReads"]
+from .direct import send
+
+__all__ = ["REDIRECTED", "AsyncNodeReads", "NodeReads"]
 
 REDIRECTED: Final = None
 """What :meth:`NodeReads.execute` answers when redis-py has to take the read."""
@@ -91,3 +97,64 @@ class NodeReads:
             connections = list(self._all)
         for connection in connections:
             connection.disconnect()  # type: ignore[no-untyped-call]
+
+
+class AsyncNodeReads:
+    """:class:`NodeReads` for one event loop's cluster client, on idle connections of its own per node (made like
+    the node's; redis-py never disconnects them under a read), so concurrent tasks never share one mid-reply."""
+
+    def __init__(self, client: redis.asyncio.cluster.RedisCluster) -> None:
+        self._nodes = client.nodes_manager  # its slot map is replaced, not updated, when re-read: look it up
+        self._idle: dict[str, list[Any]] = {}
+
+    def _connection(self, node: redis.asyncio.cluster.ClusterNode) -> Any:
+        idle = self._idle.get(node.name)
+        return idle.pop() if idle else node.connection_class(**node.connection_kwargs)
+
+    def _release(self, plan: dict[str, tuple[Any, Any, Any]]) -> None:
+        # As many stay idle as were ever in flight at once on this loop (a disconnected one reconnects on use).
+        for name, (_, connection, _) in plan.items():
+            self._idle.setdefault(name, []).append(connection)
+
+    async def execute(self, batches: Sequence[tuple[int, Sequence[tuple[Any, ...]]]]) -> list[Any] | None:
+        """The replies to each ``(slot, commands)`` batch, in order, or ``REDIRECTED``."""
+        plan: dict[str, tuple[redis.asyncio.cluster.ClusterNode, Any, list[tuple[Any, ...]]]] = {}
+        try:
+            slots = self._nodes.slots_cache
+            nodes = [slots[slot][0] for slot, _ in batches]
+        except (KeyError, IndexError):  # a slot not covered: redis-py's own path will tell
+            return REDIRECTED
+        for node, (_, commands) in zip(nodes, batches, strict=True):
+            if node.name not in plan:
+                plan[node.name] = (node, self._connection(node), [])
+            plan[node.name][2].extend(commands)
+        try:
+            for _, connection, commands in plan.values():
+                if not connection.is_connected:
+                    await connection.connect()
+                await send(connection, connection.pack_commands(commands))
+            replies = {
+                name: [await connection.read_response() for _ in commands]
+                for name, (_, connection, commands) in plan.items()
+            }
+        except BaseException as exc:
+            for _, connection, _ in plan.values():  # some replies may be unread
+                await connection.disconnect(nowait=True)
+            if isinstance(exc, _REDIRECTIONS):
+                return REDIRECTED
+            raise
+        finally:
+            self._release(plan)
+        found: list[Any] = []
+        taken = dict.fromkeys(plan, 0)
+        for node, (_, commands) in zip(nodes, batches, strict=True):
+            start = taken[node.name]
+            found += replies[node.name][start : start + len(commands)]
+            taken[node.name] = start + len(commands)
+        return found
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                await connection.disconnect(nowait=True)

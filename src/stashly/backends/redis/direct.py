@@ -23,7 +23,7 @@ from redis.asyncio.connection import ConnectionPool as AsyncConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["LoopConnections", "ThreadConnections"]
+__all__ = ["LoopConnections", "ThreadConnections", "send"]
 
 
 class ThreadConnections:
@@ -105,7 +105,7 @@ class LoopConnections:
                 try:
                     if not connection.is_connected:  # through connect(), as in ThreadConnections
                         await connection.connect()  # type: ignore[no-untyped-call]
-                    await _send(connection, connection.pack_commands(commands))
+                    await send(connection, connection.pack_commands(commands))
                     return [await connection.read_response() for _ in commands]
                 except RedisConnectionError:
                     await connection.disconnect()
@@ -122,7 +122,7 @@ class LoopConnections:
             await connection.disconnect()
 
 
-async def _send(connection: AbstractConnection, packed: list[bytes]) -> None:
+async def send(connection: AbstractConnection, packed: list[bytes]) -> None:
     """Write a request on an open connection without redis-py's ``wait_for``, which costs a task per send.
 
     Writing to the transport does not wait; only a full socket buffer makes ``drain`` wait, and that wait is
