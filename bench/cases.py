@@ -16,7 +16,7 @@ __all__ = ["Case", "Entry", "Env", "ExternalCase", "Mode", "Op", "Role", "Scenar
 Op = Literal["hit", "miss", "get_many", "tasks"]
 Mode = Literal["sync", "async"]
 Role = Literal["baseline", "reference", "stashly", "peer", "floor"]
-Storage = Literal["redis", "client-side", "memory"]
+Storage = Literal["redis", "client-side", "memory", "cluster"]
 
 HIT_TTL = 3600  # seconds: nothing a HIT scenario primed expires during the run
 MISS_TTL = 5  # seconds: MISS scenarios write a fresh entry per call; let Redis drop them soon
@@ -79,7 +79,8 @@ class Case:
 
     @property
     def uses_redis(self) -> bool:
-        return self.storage != "memory"
+        """Whether its commands reach the private server (and are counted there)."""
+        return self.storage in ("redis", "client-side")
 
     @property
     def is_async(self) -> bool:

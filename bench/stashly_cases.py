@@ -16,7 +16,18 @@ from stashly import Cached, CacheManager
 from . import values
 from .cases import Case, Entry, Env, Scenario, Storage, Unavailable
 
-__all__ = ["DECORATOR", "GET", "GET_MANY", "LOCAL", "LOCAL_GET", "MEMORY", "MEMORY_GET", "TAGGED", "cases"]
+__all__ = [
+    "CLUSTER",
+    "DECORATOR",
+    "GET",
+    "GET_MANY",
+    "LOCAL",
+    "LOCAL_GET",
+    "MEMORY",
+    "MEMORY_GET",
+    "TAGGED",
+    "cases",
+]
 
 DECORATOR = "stashly @cached"
 GET = "stashly manager.get"
@@ -26,6 +37,7 @@ LOCAL = "stashly @cached local tier"
 LOCAL_GET = "stashly manager.get local tier"
 GET_MANY = "stashly manager.get_many"
 TAGGED = "stashly @cached 3 tags"
+CLUSTER = "stashly @cached Cluster"
 
 
 def cases(scenario: Scenario, env: Env) -> list[Entry]:
@@ -39,6 +51,11 @@ def cases(scenario: Scenario, env: Env) -> list[Entry]:
     if scenario.op == "hit":
         if scenario.size == "300B" and scenario.shape == "dict":  # tags=["user:{n}", "users", "tenant:1"]
             found.append(_decorated(TAGGED, scenario, managers["redis"], "redis", tagged=True))
+            cluster = _cluster(env)
+            if isinstance(cluster, str):
+                found.append(Unavailable(CLUSTER, "stashly", cluster))
+            else:
+                found.append(_decorated(CLUSTER, scenario, cluster, "cluster"))
         found.append(_by_key(GET, scenario, managers["redis"], "redis"))
         found.append(_by_key(MEMORY_GET, scenario, managers["memory"], "memory"))
     if scenario.op in ("hit", "tasks"):
@@ -77,6 +94,24 @@ def _managers(env: Env, group: str) -> dict[str, CacheManager]:
             env.on_close(manager.aclose)
         env.shared[f"stashly-{group}"] = managers
     return managers
+
+
+def _cluster(env: Env) -> CacheManager | str:
+    """A manager on a local Redis Cluster (3 primaries, 3 replicas, loopback), started on first use; or why not."""
+    found: CacheManager | str | None = env.shared.get("stashly-cluster")
+    if found is None:
+        try:
+            from tests.harness.cluster import LocalCluster
+
+            cluster = LocalCluster().start()
+            env.on_close(cluster.stop)
+            found = CacheManager(url=cluster.url)
+            env.on_close(found.close)
+            env.on_close(found.aclose)
+        except Exception as exc:  # no cluster here: the row says why, the run goes on
+            found = f"n/a: no local Redis Cluster ({type(exc).__name__}: {exc})"
+        env.shared["stashly-cluster"] = found
+    return found
 
 
 def _decorated(name: str, scenario: Scenario, manager: CacheManager, storage: Storage, tagged: bool = False) -> Case:
