@@ -7,16 +7,19 @@ once the topology has healed. The recovery times are printed at the end of the r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
+import redis
 from redis.crc import key_slot
 
 from stashly import Cached, CacheManager
 from stashly.config.settings import Settings
+from stashly.keys.layout import generation_key
 
 from tests.harness.cluster import LocalCluster
 from tests.harness.sentinel import LocalSentinel
@@ -63,17 +66,16 @@ class Load:
 def _running(url: str, threads: int = 3, keys: int = KEYS) -> tuple[Load, CacheManager, list[threading.Thread]]:
     manager = CacheManager(url=url, namespace="scale", default_ttl=300, ttl_jitter=0, **DEFAULT_TIMEOUTS)
     cache = Cached(manager=manager)
-    computations = [0]
-    lock = threading.Lock()
+    computations: dict[int, int] = {}  # per thread: a call is a hit when its own thread computed nothing
 
     @cache.cached
     def item(key: int) -> int:
-        with lock:
-            computations[0] += 1
+        me = threading.get_ident()
+        computations[me] = computations.get(me, 0) + 1
         return key * 10
 
     slots = {key: key_slot(item.cache_key(key).encode()) for key in range(keys)}
-    load = Load(item, lambda: computations[0], slots)
+    load = Load(item, lambda: computations.get(threading.get_ident(), 0), slots)
     for key in range(keys):  # warm: every key cached
         item(key)
     workers = [threading.Thread(target=load.run, args=(index,), daemon=True) for index in range(threads)]
@@ -128,6 +130,52 @@ def test_cluster_primary_fails_under_load(cluster: LocalCluster, fault: str) -> 
         f"{recovery:.2f} s after the fault; slowest call {load.slowest * 1000:.0f} ms; {len(load.calls)} calls, "
         "no caller errors"
     )
+
+
+def test_while_a_primary_fails_over_the_healthy_primaries_keys_stay_served_from_the_cache(
+    cluster: LocalCluster,
+) -> None:
+    """One breaker per node: the failing primary's keys skip the cache (computed, never an error), the other
+    primaries' keys keep hitting. Their namespace's generation is read with every entry, so the victim is a
+    primary that does not hold it (while a namespace's generation is unreachable, none of its entries can be
+    proved current, on any node). The cluster runs as a cache's should, with ``cluster-require-full-coverage no``:
+    with the default ``yes``, Redis itself refuses every command (CLUSTERDOWN) once a slot is uncovered."""
+    _full_coverage(cluster, False)
+    load, manager, workers = _running(cluster.url, keys=300)
+    generation_slot = key_slot(generation_key(load.fn.cache_key(0)).encode())  # type: ignore[attr-defined]
+    victim = next(node for node in cluster.primaries() if generation_slot not in cluster.slots_of(node))
+    on_victim = cluster.slots_of(victim)
+    healthy = {key for key, slot in load.slots.items() if slot not in on_victim}
+
+    def ratio(since: float, until: float) -> float:
+        window = [hit for at, key, hit in list(load.calls) if since <= at <= until and key in healthy]
+        assert window, "no call on the healthy primaries' keys in the window"
+        return sum(window) / len(window)
+
+    try:
+        cluster.wait_replicated()
+        began = time.monotonic()
+        time.sleep(1.0)
+        before = ratio(began, time.monotonic())
+        killed_at = time.monotonic()
+        cluster.kill(victim)
+        _, failover = cluster.wait_failover(victim)
+        during = ratio(killed_at, killed_at + failover)
+    finally:
+        _stop(load, manager, workers)
+        _full_coverage(cluster, True)
+    REPORTS.append(
+        f"cluster: primary killed (SIGKILL); hit ratio on the healthy primaries' keys {before:.1%} before, "
+        f"{during:.1%} during the {failover:.2f} s failover ({during / before:.0%} of healthy; target >= 90%)"
+    )
+    assert during >= 0.9 * before, (before, during)
+
+
+def _full_coverage(cluster: LocalCluster, required: bool) -> None:
+    """``cluster-require-full-coverage`` on every running node (a killed one restarts with the default, yes)."""
+    for node in cluster.nodes:
+        with contextlib.suppress(redis.RedisError), node.client() as client:
+            client.config_set("cluster-require-full-coverage", "yes" if required else "no")
 
 
 def test_cluster_slots_move_under_load(cluster: LocalCluster) -> None:

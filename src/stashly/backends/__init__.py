@@ -36,7 +36,7 @@ def create(
         workers.warn_if_several_workers()
         store = MemoryStore(settings.max_entries, on_forked=workers.warn_forked)
         return store, AsyncMemoryBackend(store), None
-    from .layers.breaker import CircuitBreaker
+    from .layers.breaker import CircuitBreaker, NodeBreakers
     from .layers.breaker_async import AsyncGuardedBackend
     from .layers.breaker_sync import GuardedBackend
     from .layers.coalesce import AsyncCoalescedBackend
@@ -45,8 +45,13 @@ def create(
     options = RedisOptions.from_settings(settings)
     plain, aplain = _redis_backends(options, settings)
     breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)  # one Redis, one breaker
-    backend: Backend = GuardedBackend(plain, breaker)
-    abackend: AsyncBackend = AsyncCoalescedBackend(AsyncGuardedBackend(aplain, breaker))
+    if options.topology.kind == "cluster":  # and one per node: a failing primary does not take the others down
+        nodes = NodeBreakers(breaker)
+        backend: Backend = GuardedBackend(plain, breaker, nodes, getattr(plain, "node_of", None))
+        guarded = AsyncGuardedBackend(aplain, breaker, nodes, getattr(aplain, "node_of", None))
+    else:
+        backend, guarded = GuardedBackend(plain, breaker), AsyncGuardedBackend(aplain, breaker)
+    abackend: AsyncBackend = AsyncCoalescedBackend(guarded)
     if tier is None:
         return backend, abackend, breaker
     if options.topology.kind == "cluster":

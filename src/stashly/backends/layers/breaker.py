@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["OPEN_MESSAGE", "CircuitBreaker"]
+__all__ = ["OPEN_MESSAGE", "CircuitBreaker", "NodeBreakers"]
 
 logger: logging.Logger = logging.getLogger("stashly.breaker")  # the documented name, wherever the module lives
 
@@ -28,8 +28,17 @@ class CircuitBreaker:
     couple of attribute reads.
     """
 
-    def __init__(self, threshold: int = 5, cooldown: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        threshold: int = 5,
+        cooldown: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        node: str | None = None,
+        parent: CircuitBreaker | None = None,
+    ) -> None:
         self.threshold = threshold
+        self.node = node  # the Cluster node this breaker guards; None: the whole backend
+        self._parent = parent  # counts this breaker's changes too (the manager reports one figure)
         self.cooldown = cooldown
         self._clock = clock
         self._lock = threading.Lock()
@@ -68,9 +77,11 @@ class CircuitBreaker:
                     return
                 was_open = self._opened_at is not None
                 self._failures, self._opened_at = 0, None
-                self.changes += was_open
+                self._changed(was_open)
             if was_open:
-                logger.warning("cache backend is answering again: circuit closed", extra=_fields("breaker_closed"))
+                logger.warning(
+                    "cache %s is answering again: circuit closed", self._what(), extra=_fields("breaker_closed")
+                )
 
     def failed(self) -> None:
         now = self._clock()
@@ -80,13 +91,52 @@ class CircuitBreaker:
                 return
             self._opened_at = self._probe_at = now
             self.epoch += 1
-            self.changes += 1
+            self._changed(1)
         logger.warning(
-            "cache backend failed %d times in a row: circuit open, skipping it and probing every %.3gs",
+            "cache %s failed %d times in a row: circuit open, skipping it and probing every %.3gs",
+            self._what(),
             self.threshold,
             self.cooldown,
             extra=_fields("breaker_opened"),
         )
+
+    def _changed(self, count: int) -> None:
+        self.changes += count
+        if self._parent is not None and count:
+            with self._parent._lock:
+                self._parent.changes += count
+
+    def _what(self) -> str:
+        return "backend" if self.node is None else f"backend node {self.node}"
+
+
+class NodeBreakers:
+    """One breaker per Cluster node, made on first use with the whole backend's settings, beside it.
+
+    A node that fails opens its own breaker only: while one primary fails over, the keys of the healthy ones are
+    still read and written. Operations over several nodes (``get_many``, flushes, counts) answer to ``whole``.
+    """
+
+    def __init__(self, whole: CircuitBreaker) -> None:
+        self.whole = whole
+        self._nodes: dict[str, CircuitBreaker] = {}
+        self._lock = threading.Lock()
+
+    def of(self, node: str) -> CircuitBreaker:
+        """The breaker of ``node`` (``host:port``)."""
+        found = self._nodes.get(node)
+        if found is None:
+            with self._lock:
+                found = self._nodes.get(node)
+                if found is None:
+                    whole = self.whole
+                    found = CircuitBreaker(whole.threshold, whole.cooldown, lambda: whole._clock(), node, whole)
+                    self._nodes[node] = found
+        return found
+
+    def open_nodes(self) -> list[str]:
+        """The nodes whose breaker is open now."""
+        return sorted(name for name, breaker in list(self._nodes.items()) if breaker.is_open)
 
 
 def _fields(outcome: str) -> dict[str, str | None]:

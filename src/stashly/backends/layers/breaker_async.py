@@ -2,6 +2,8 @@
 
 Every operation but ``close`` asks the breaker first and reports to it how the backend answered; only
 :class:`~stashly.CacheUnavailableError` counts as a failure (a wrong argument says nothing about the backend).
+On Redis Cluster an operation on one key answers to the breaker of the node serving its slot as well
+(:class:`~stashly.backends.layers.breaker.NodeBreakers`): a failing node is skipped, the others are not.
 The policy lives in :mod:`stashly.backends.layers.breaker`, shared with the other mode's twin, which
 ``scripts/unasync.py`` derives from this module.
 """
@@ -14,7 +16,7 @@ from typing import TypeVar
 from ...errors import CacheUnavailableError
 from ..base import AsyncBackend, Lock, Read
 from ..proxy_async import AsyncProxyBackend
-from .breaker import OPEN_MESSAGE, CircuitBreaker
+from .breaker import OPEN_MESSAGE, CircuitBreaker, NodeBreakers
 
 __all__ = ["AsyncGuardedBackend"]
 
@@ -22,11 +24,47 @@ _T = TypeVar("_T")
 
 
 class AsyncGuardedBackend(AsyncProxyBackend):
-    """``backend`` behind ``breaker`` (one breaker per Redis, shared by both modes)."""
+    """``backend`` behind ``breaker`` (one breaker per Redis, shared by both modes); on Cluster, ``nodes`` has one
+    per node too, and ``node_of`` names the node serving a key (``None`` while unknown)."""
 
-    def __init__(self, backend: AsyncBackend, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self,
+        backend: AsyncBackend,
+        breaker: CircuitBreaker,
+        nodes: NodeBreakers | None = None,
+        node_of: Callable[[str], str | None] | None = None,
+    ) -> None:
         super().__init__(backend)
         self.breaker = breaker
+        self._nodes = nodes
+        self._node_of = node_of
+
+    async def _call_at(self, key: str, operation: Callable[[], Awaitable[_T]]) -> _T:
+        """:meth:`_call` for an operation on ``key``: on Cluster, its node's breaker decides and hears the outcome."""
+        node = self._node(key)
+        if node is None:
+            return await self._call(operation)
+        whole = self.breaker
+        if not whole.allow():
+            raise CacheUnavailableError(OPEN_MESSAGE)
+        if not node.allow():
+            raise CacheUnavailableError(f"{OPEN_MESSAGE} (node {node.node})")
+        epochs = whole.epoch, node.epoch
+        try:
+            result = await operation()
+        except CacheUnavailableError:
+            node.failed()
+            raise
+        node.succeeded(epochs[1])
+        whole.succeeded(epochs[0])
+        return result
+
+    def _node(self, key: str) -> CircuitBreaker | None:
+        node_of = self._node_of
+        if node_of is None:
+            return None
+        name = node_of(key)
+        return None if name is None or self._nodes is None else self._nodes.of(name)
 
     async def _call(self, operation: Callable[[], Awaitable[_T]]) -> _T:
         breaker = self.breaker
@@ -42,6 +80,8 @@ class AsyncGuardedBackend(AsyncProxyBackend):
         return result
 
     async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
+        if self._node_of is not None:
+            return await self._call_at(key, lambda: self.backend.read(key, guard, with_ttl))
         # _call spelled out: this is every decorator hit, and the lambda and extra frame are measurable there
         breaker = self.breaker
         if not breaker.allow():
@@ -58,30 +98,30 @@ class AsyncGuardedBackend(AsyncProxyBackend):
     async def read_with(
         self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]
     ) -> tuple[Read, list[bytes | None]]:
-        return await self._call(lambda: self.backend.read_with(key, guard, with_ttl, extra))
+        return await self._call_at(key, lambda: self.backend.read_with(key, guard, with_ttl, extra))
 
     async def get(self, key: str) -> bytes | None:
-        return await self._call(lambda: self.backend.get(key))
+        return await self._call_at(key, lambda: self.backend.get(key))
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return await self._call(lambda: self.backend.get_many(keys))
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        await self._call(lambda: self.backend.set(key, value, ttl))
+        await self._call_at(key, lambda: self.backend.set(key, value, ttl))
 
     async def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:
-        return await self._call(lambda: self.backend.fill(key, value, ttl, guard, token, lock))
+        return await self._call_at(key, lambda: self.backend.fill(key, value, ttl, guard, token, lock))
 
     async def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
-        return await self._call(lambda: self.backend.acquire(lock_key, owner, lease))
+        return await self._call_at(lock_key, lambda: self.backend.acquire(lock_key, owner, lease))
 
     async def release(self, lock_key: str, owner: bytes) -> None:
-        await self._call(lambda: self.backend.release(lock_key, owner))
+        await self._call_at(lock_key, lambda: self.backend.release(lock_key, owner))
 
     async def delete(self, key: str, guard: str | None = None) -> bool:
-        return await self._call(lambda: self.backend.delete(key, guard))
+        return await self._call_at(key, lambda: self.backend.delete(key, guard))
 
     async def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
         return await self._call(lambda: self.backend.delete_prefix(prefix, guard))

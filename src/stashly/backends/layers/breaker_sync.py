@@ -4,6 +4,8 @@
 
 Every operation but ``close`` asks the breaker first and reports to it how the backend answered; only
 :class:`~stashly.CacheUnavailableError` counts as a failure (a wrong argument says nothing about the backend).
+On Redis Cluster an operation on one key answers to the breaker of the node serving its slot as well
+(:class:`~stashly.backends.layers.breaker.NodeBreakers`): a failing node is skipped, the others are not.
 The policy lives in :mod:`stashly.backends.layers.breaker`, shared with the other mode's twin, which
 ``scripts/unasync.py`` derives from this module.
 """
@@ -16,7 +18,7 @@ from typing import TypeVar
 from ...errors import CacheUnavailableError
 from ..base import Backend, Lock, Read
 from ..proxy_sync import ProxyBackend
-from .breaker import OPEN_MESSAGE, CircuitBreaker
+from .breaker import OPEN_MESSAGE, CircuitBreaker, NodeBreakers
 
 __all__ = ["GuardedBackend"]
 
@@ -24,11 +26,47 @@ _T = TypeVar("_T")
 
 
 class GuardedBackend(ProxyBackend):
-    """``backend`` behind ``breaker`` (one breaker per Redis, shared by both modes)."""
+    """``backend`` behind ``breaker`` (one breaker per Redis, shared by both modes); on Cluster, ``nodes`` has one
+    per node too, and ``node_of`` names the node serving a key (``None`` while unknown)."""
 
-    def __init__(self, backend: Backend, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        breaker: CircuitBreaker,
+        nodes: NodeBreakers | None = None,
+        node_of: Callable[[str], str | None] | None = None,
+    ) -> None:
         super().__init__(backend)
         self.breaker = breaker
+        self._nodes = nodes
+        self._node_of = node_of
+
+    def _call_at(self, key: str, operation: Callable[[], _T]) -> _T:
+        """:meth:`_call` for an operation on ``key``: on Cluster, its node's breaker decides and hears the outcome."""
+        node = self._node(key)
+        if node is None:
+            return self._call(operation)
+        whole = self.breaker
+        if not whole.allow():
+            raise CacheUnavailableError(OPEN_MESSAGE)
+        if not node.allow():
+            raise CacheUnavailableError(f"{OPEN_MESSAGE} (node {node.node})")
+        epochs = whole.epoch, node.epoch
+        try:
+            result = operation()
+        except CacheUnavailableError:
+            node.failed()
+            raise
+        node.succeeded(epochs[1])
+        whole.succeeded(epochs[0])
+        return result
+
+    def _node(self, key: str) -> CircuitBreaker | None:
+        node_of = self._node_of
+        if node_of is None:
+            return None
+        name = node_of(key)
+        return None if name is None or self._nodes is None else self._nodes.of(name)
 
     def _call(self, operation: Callable[[], _T]) -> _T:
         breaker = self.breaker
@@ -44,6 +82,8 @@ class GuardedBackend(ProxyBackend):
         return result
 
     def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
+        if self._node_of is not None:
+            return self._call_at(key, lambda: self.backend.read(key, guard, with_ttl))
         # _call spelled out: this is every decorator hit, and the lambda and extra frame are measurable there
         breaker = self.breaker
         if not breaker.allow():
@@ -60,30 +100,30 @@ class GuardedBackend(ProxyBackend):
     def read_with(
         self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]
     ) -> tuple[Read, list[bytes | None]]:
-        return self._call(lambda: self.backend.read_with(key, guard, with_ttl, extra))
+        return self._call_at(key, lambda: self.backend.read_with(key, guard, with_ttl, extra))
 
     def get(self, key: str) -> bytes | None:
-        return self._call(lambda: self.backend.get(key))
+        return self._call_at(key, lambda: self.backend.get(key))
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return self._call(lambda: self.backend.get_many(keys))
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        self._call(lambda: self.backend.set(key, value, ttl))
+        self._call_at(key, lambda: self.backend.set(key, value, ttl))
 
     def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:
-        return self._call(lambda: self.backend.fill(key, value, ttl, guard, token, lock))
+        return self._call_at(key, lambda: self.backend.fill(key, value, ttl, guard, token, lock))
 
     def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
-        return self._call(lambda: self.backend.acquire(lock_key, owner, lease))
+        return self._call_at(lock_key, lambda: self.backend.acquire(lock_key, owner, lease))
 
     def release(self, lock_key: str, owner: bytes) -> None:
-        self._call(lambda: self.backend.release(lock_key, owner))
+        self._call_at(lock_key, lambda: self.backend.release(lock_key, owner))
 
     def delete(self, key: str, guard: str | None = None) -> bool:
-        return self._call(lambda: self.backend.delete(key, guard))
+        return self._call_at(key, lambda: self.backend.delete(key, guard))
 
     def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
         return self._call(lambda: self.backend.delete_prefix(prefix, guard))

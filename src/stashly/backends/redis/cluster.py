@@ -13,6 +13,7 @@ writes; a flush landing between the two is simply ordered after the write.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -51,7 +52,7 @@ from .commands import (
 if TYPE_CHECKING:
     from .options import RedisOptions
 
-__all__ = ["ClusterBackend", "Others", "check_prefix", "client_arguments", "failures"]
+__all__ = ["ClusterBackend", "Others", "check_prefix", "client_arguments", "failures", "primary_of"]
 
 Others = list[bytes | None]
 
@@ -82,6 +83,19 @@ def client_arguments(options: RedisOptions, asynchronous: bool = False) -> dict[
     }
 
 
+def _refresh(client: RedisCluster) -> None:
+    with contextlib.suppress(Exception):  # the next failure tries again
+        client.nodes_manager.initialize()
+
+
+def primary_of(slots: Any, key: str) -> str | None:
+    """The name of the primary of ``key``'s slot in a client's slot map; a stampede lock is placed by its entry."""
+    if "::lock:" in key:
+        key = lock_in_slot(key)
+    nodes = slots.get(slot_of(key))
+    return nodes[0].name if nodes else None
+
+
 def check_prefix(prefix: str) -> None:
     """Colocation puts a hash tag right after the prefix: a brace in the prefix would come first and win."""
     if "{" in prefix or "}" in prefix:
@@ -100,6 +114,7 @@ class ClusterBackend:
         self._scripts: tuple[Script, Script] | None = None
         self._reads: NodeReads | None = None
         self._degraded = False  # read through redis-py until it succeeds (see .cluster_reads)
+        self._relearning: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def _redis(self) -> RedisCluster:
@@ -120,6 +135,7 @@ class ClusterBackend:
             assert self._scripts is not None
             return self._scripts[which](keys=keys, args=arguments)
         except _Failure as exc:
+            self._relearn(exc)
             raise unavailable(operation, exc) from exc
 
     def _pipeline(self, commands: Iterable[Command], operation: str) -> list[Any]:
@@ -129,12 +145,29 @@ class ClusterBackend:
                 pipe.execute_command(*command)
             return cast("list[Any]", pipe.execute())
         except _Failure as exc:
+            self._relearn(exc)
             raise unavailable(operation, exc) from exc
+
+    def _relearn(self, exc: BaseException) -> None:
+        """After a node failed, re-read the slot map in a background thread (one re-read at a time).
+
+        A failing node's keys are skipped by its breaker, so nothing else would send redis-py the command that
+        makes it re-read the map, and the promoted replica would never be found.
+        """
+        client = self._client
+        if client is None or not isinstance(exc, RedisCluster.ERRORS_ALLOW_RETRY):
+            return
+        with self._lock:
+            if self._relearning is not None and self._relearning.is_alive():
+                return
+            self._relearning = threading.Thread(target=_refresh, args=(client,), name="stashly-slots", daemon=True)
+            self._relearning.start()
 
     def _call(self, command: Command, operation: str) -> Any:
         try:
             return self._redis().execute_command(*command)  # type: ignore[no-untyped-call]
         except _Failure as exc:
+            self._relearn(exc)
             raise unavailable(operation, exc) from exc
 
     def _fetch(self, batches: tuple[tuple[int, list[Command]], ...], operation: str) -> list[Any]:
@@ -149,12 +182,18 @@ class ClusterBackend:
                 replies = reads.execute(batches)
             except _Failure as exc:
                 self._degraded = True  # redis-py re-learns the slot map: read through it until it succeeds
+                self._relearn(exc)
                 raise unavailable(operation, exc) from exc
             if replies is not REDIRECTED:
                 return replies
         replies = self._pipeline([command for _, commands in batches for command in commands], operation)
         self._degraded = False
         return replies
+
+    def node_of(self, key: str) -> str | None:
+        """The primary serving ``key`` now, by the client's slot map (``None`` before it is known)."""
+        client = self._client
+        return None if client is None else primary_of(client.nodes_manager.slots_cache, key)
 
     def get(self, key: str) -> bytes | None:
         return self.read(key, None)[0]  # GET of the entry and of its generation

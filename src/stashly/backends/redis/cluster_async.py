@@ -17,7 +17,7 @@ import redis.asyncio.cluster
 from ...keys.layout import generation_key
 from ...keys.slots import colocated, lock_in_slot, slot_of
 from ..base import Lock, Read
-from .cluster import Others, client_arguments, failures
+from .cluster import Others, client_arguments, failures, primary_of
 from .cluster_reads import REDIRECTED, AsyncNodeReads
 from .commands import (
     GUARDED_SET_SCRIPT,
@@ -82,6 +82,11 @@ class AsyncClusterBackend:
         except _Failure as exc:
             entry.relearn(exc)
             raise unavailable(operation, exc) from exc
+
+    def node_of(self, key: str) -> str | None:
+        """The primary serving ``key`` now, by this loop's client's slot map (``None`` before it is known)."""
+        entry = self._loops.current()
+        return None if entry is None else primary_of(entry.client.nodes_manager.slots_cache, key)
 
     async def get(self, key: str) -> bytes | None:
         return (await self.read(key, None))[0]  # GET of the entry and of its generation

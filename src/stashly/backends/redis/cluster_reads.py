@@ -41,7 +41,7 @@ class NodeReads:
     """Thread-local connections to the primaries of one cluster client, for reads."""
 
     def __init__(self, client: RedisCluster) -> None:
-        self._slots = client.nodes_manager.slots_cache  # redis-py updates it in place
+        self._nodes = client.nodes_manager  # its slot map is replaced, not updated, when re-read: look it up
         self._local = threading.local()
         self._all: weakref.WeakSet[redis.Connection] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -62,7 +62,8 @@ class NodeReads:
         """The replies to each ``(slot, commands)`` batch, in order, or ``REDIRECTED``."""
         plan: dict[str, tuple[redis.Connection, list[tuple[Any, ...]]]] = {}
         try:
-            nodes = [self._slots[slot][0] for slot, _ in batches]
+            slots = self._nodes.slots_cache
+            nodes = [slots[slot][0] for slot, _ in batches]
             for node, (_, commands) in zip(nodes, batches, strict=True):
                 if node.name not in plan:
                     plan[node.name] = (self._connection(node), [])

@@ -48,6 +48,18 @@ class PerLoop(Generic[T]):
         self._last = (loop, found[0])
         return found[0]
 
+    def current(self) -> T | None:
+        """The running loop's ``T`` if it was made already (``None`` otherwise, or outside a loop); makes nothing."""
+        last = self._last
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        if last is not None and last[0] is loop:
+            return last[1]
+        found = self.clients.get(loop)
+        return None if found is None else found[0]
+
     async def close(self) -> None:
         """Close the running loop's client (the other loops' close with their loops)."""
         found = self.clients.get(asyncio.get_running_loop())
