@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import redis
@@ -222,36 +223,11 @@ def test_sentinel_primary_killed_under_load(sentinel: LocalSentinel) -> None:
 
 @pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"])
 async def test_cluster_primary_fails_under_async_load(cluster: LocalCluster, fault: str) -> None:
-    manager = CacheManager(url=cluster.url, namespace="ascale", default_ttl=300, ttl_jitter=0, **DEFAULT_TIMEOUTS)
-    cache = Cached(manager=manager)
-    computed: list[int] = []
-
-    @cache.cached
-    async def item(key: int) -> int:
-        computed.append(key)
-        return key * 10
-
-    for key in range(KEYS):
-        await item(key)
+    manager, item, load = await _async_running(cluster.url, "ascale", KEYS)
     victim = cluster.primaries()[0]
     on_victim = {key for key in range(KEYS) if key_slot(item.cache_key(key).encode()) in cluster.slots_of(victim)}
-    calls: list[tuple[float, int, bool]] = []
-    failures: list[BaseException] = []
-    stop = asyncio.Event()
-
-    async def worker(start: int) -> None:
-        index = start
-        while not stop.is_set():
-            key, index = index % KEYS, index + 7
-            before = len(computed)
-            try:
-                assert await item(key) == key * 10
-            except BaseException as exc:  # the assertion: nothing reaches the caller
-                failures.append(exc)
-            calls.append((time.monotonic(), key, len(computed) == before))
-            await asyncio.sleep(0.001)  # 20 tasks flat out would starve the 6 nodes of a 2-core machine
-
-    workers = [asyncio.create_task(worker(index)) for index in range(20)]
+    calls, failures, stop = load.calls, load.failures, load.stop
+    workers = load.start()
     try:
         await asyncio.to_thread(cluster.wait_replicated)
         killed_at = time.monotonic()
@@ -276,37 +252,12 @@ async def test_cluster_primary_fails_under_async_load(cluster: LocalCluster, fau
 async def test_cluster_slots_move_under_async_load(cluster: LocalCluster) -> None:
     """The asyncio hit path reads straight from the primaries: a moved slot answers MOVED there, the read goes
     through redis-py (which follows it and updates the slot map), and the next reads go straight to the new node."""
-    manager = CacheManager(url=cluster.url, namespace="areshard", default_ttl=300, ttl_jitter=0, **DEFAULT_TIMEOUTS)
-    cache = Cached(manager=manager)
-    computed: list[int] = []
-
-    @cache.cached
-    async def item(key: int) -> int:
-        computed.append(key)
-        return key * 10
-
     keys = 1000
     on_moved: set[int] = set()
-    for key in range(keys):
-        await item(key)
+    manager, item, load = await _async_running(cluster.url, "areshard", keys)
     source, target = cluster.primaries()[:2]
-    calls: list[tuple[float, int, bool]] = []
-    failures: list[BaseException] = []
-    stop = asyncio.Event()
-
-    async def worker(start: int) -> None:
-        index = start
-        while not stop.is_set():
-            key, index = index % keys, index + 7
-            before = len(computed)
-            try:
-                assert await item(key) == key * 10
-            except BaseException as exc:  # the assertion: nothing reaches the caller
-                failures.append(exc)
-            calls.append((time.monotonic(), key, len(computed) == before))
-            await asyncio.sleep(0.001)
-
-    workers = [asyncio.create_task(worker(index)) for index in range(20)]
+    calls, failures, stop = load.calls, load.failures, load.stop
+    workers = load.start()
     try:
         await asyncio.sleep(0.2)
         moved = set(await asyncio.to_thread(cluster.reshard, source, target, 1000))
@@ -326,3 +277,45 @@ async def test_cluster_slots_move_under_async_load(cluster: LocalCluster) -> Non
         f"cluster (asyncio): 1000 slots resharded under load ({len(on_moved)} cached keys moved with them); "
         f"{len(calls)} calls, no caller errors, {manager.totals().errors} backend errors absorbed"
     )
+
+
+@dataclass
+class AsyncLoad:
+    """Tasks calling an async cached function flat out, recording every call: when, which key, hit or computed."""
+
+    item: Callable[[int], Awaitable[int]]
+    keys: int
+    computed: list[int]
+    calls: list[tuple[float, int, bool]] = field(default_factory=list)
+    failures: list[BaseException] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, start: int) -> None:
+        index = start
+        while not self.stop.is_set():
+            key, index = index % self.keys, index + 7
+            before = len(self.computed)
+            try:
+                assert await self.item(key) == key * 10
+            except BaseException as exc:  # the assertion: nothing reaches the caller
+                self.failures.append(exc)
+            self.calls.append((time.monotonic(), key, len(self.computed) == before))
+            await asyncio.sleep(0.001)  # 20 tasks flat out would starve the 6 nodes of a 2-core machine
+
+    def start(self, tasks: int = 20) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(self.run(index)) for index in range(tasks)]
+
+
+async def _async_running(url: str, namespace: str, keys: int) -> tuple[CacheManager, Any, AsyncLoad]:
+    """A manager with the library's timeouts, an async cached function with all ``keys`` cached, and its load."""
+    manager = CacheManager(url=url, namespace=namespace, default_ttl=300, ttl_jitter=0, **DEFAULT_TIMEOUTS)
+    computed: list[int] = []
+
+    @Cached(manager=manager).cached
+    async def item(key: int) -> int:
+        computed.append(key)
+        return key * 10
+
+    for key in range(keys):
+        await item(key)
+    return manager, item, AsyncLoad(item, keys, computed)

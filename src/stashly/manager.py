@@ -13,6 +13,7 @@ from . import keys
 from .backends.layers.local import LocalTier
 from .config.settings import Settings, parse_name, resolve
 from .engine import AsyncEngine, Engine, FlushMode, build, flush_mode
+from .memo import remember
 from .sentinels import MISSING, NOT_SET, NotSet
 from .stats import CacheStats, Site, Sites, combine
 from .storage import codec
@@ -133,9 +134,7 @@ class CacheManager:
                 return found
         name = self._namespace(namespace)
         resolved = keys.namespace_prefix(self.settings.prefix, name), self._sites.namespace(name)
-        if len(self._namespaces) >= _HEADS:
-            self._namespaces.clear()
-        self._namespaces[namespace] = resolved
+        remember(self._namespaces, namespace, resolved, _HEADS)
         return resolved
 
     def _namespace(self, namespace: str | None) -> str:

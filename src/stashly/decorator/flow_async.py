@@ -21,6 +21,7 @@ from .. import keys
 from ..backends.base import Lock
 from ..engine import Lookup, Token, current
 from ..errors import FactoryTimeoutError
+from ..memo import remember
 from ..sentinels import MISSING
 from ..storage import codec
 from ..tags import core as tag_names
@@ -29,7 +30,6 @@ from .plan import Binding, Plan, check_max_age
 from .refresh import LEASE, Refresher, refresh_failed
 from .singleflight import AsyncSingleFlight, Overdue
 from .stampede import Filled, Wait, lock_for
-from .tagging import remember
 
 __all__ = [
     "Compute",

@@ -21,6 +21,7 @@ from .. import keys
 from ..engine import AsyncEngine, Engine, Hooks, Lookup
 from ..errors import ConfigError, SerializationError
 from ..manager import default_manager
+from ..memo import remember
 from ..sentinels import NOT_SET, NotSet
 from ..stats import Site
 from ..storage import codec
@@ -36,7 +37,6 @@ __all__ = ["Binding", "Plan", "Serialized", "check_duration", "check_lease", "ch
 logger: logging.Logger = logging.getLogger("stashly.plan")  # the documented name, wherever the module lives
 _EMPTY = inspect.Parameter.empty
 _RECEIVERS = ("self", "cls")
-_KEY_MEMO = 4096  # remembered keys per function and manager; cleared whole when full
 _MEMO_TEXT = 256  # longer strings are not remembered (the memo must stay small)
 
 
@@ -216,9 +216,7 @@ class Plan:
                 key = memo.get(args)
                 if key is None:
                     key = self._key(binding, args, kwargs)
-                    if len(memo) >= _KEY_MEMO:
-                        memo.clear()
-                    memo[args] = key
+                    remember(memo, args, key)
                 return key
         return self._key(binding, args, kwargs)
 

@@ -12,21 +12,20 @@ computes and stores nothing if any tag invalidation ran meanwhile (:func:`.flow_
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
 from .. import keys
+from ..memo import remember
 from ..tags.core import check_tag, checked_tags, unique
 
-__all__ = ["CallTags", "TagSpec", "remember"]
+__all__ = ["CallTags", "TagSpec"]
 
 TagSpec: TypeAlias = Sequence[str] | Callable[..., Iterable[str]]
 """What ``@cached(tags=...)`` takes: tags and templates, or a callable of the call's arguments."""
 
 _FIELD = re.compile(r"\{[^{}]*\}")
-_MEMO_SIZE = 4096
 _MEMO_TEXT = 64  # longer strings are rendered every time rather than kept
 
 
@@ -81,11 +80,3 @@ class CallTags:
         if roots:
             remember(memo, roots, tags)
         return tags
-
-
-def remember(memo: dict[Any, Any], key: object, value: object) -> None:
-    """Keep ``value`` under ``key`` in the bounded ``memo``, dropping its oldest entry when full (never all)."""
-    if len(memo) >= _MEMO_SIZE:
-        with contextlib.suppress(RuntimeError, StopIteration, KeyError):  # another thread evicted it first
-            del memo[next(iter(memo))]
-    memo[key] = value

@@ -172,12 +172,11 @@ class EngineCore:
         tagged: list[tuple[str, bytes]] | None = None,
     ) -> dict[str, Any]:
         """``{name: value}`` of the entries that decode, as :meth:`decode` would, in one loop: the common entry of the
-        JSON serializer takes an inlined path, anything else the full one. The tagged hits go to ``tagged``, as
-        ``(name, raw)``, for the caller to check their tags."""
-        if self.serializer is not codec.JSON:
-            return self._decode_each(names, full, raws, reader, site, tagged)
+        JSON serializer takes an inlined path, anything else (and every entry of another serializer) the full one.
+        The tagged hits go to ``tagged``, as ``(name, raw)``, for the caller to check their tags."""
         found = {}
-        loads, binding, limit, identity = orjson.loads, codec.binding_text, self._max_bytes, reader is codec.identity
+        loads, binding, identity = orjson.loads, codec.binding_text, reader is codec.identity
+        limit = self._max_bytes if self.serializer is codec.JSON else -1  # another serializer: the full path always
         hits = misses = size = 0
         for name, key, raw in zip(names, full, raws, strict=True):
             if raw is None:
@@ -238,24 +237,6 @@ class EngineCore:
             ):
                 del found[name]
                 site.unhit()
-
-    def _decode_each(
-        self,
-        names: list[str],
-        full: list[str],
-        raws: list[bytes | None],
-        reader: codec.Reader,
-        site: Site,
-        tagged: list[tuple[str, bytes]] | None,
-    ) -> dict[str, Any]:
-        found = {}
-        for name, key, raw in zip(names, full, raws, strict=True):
-            value = self.decode(raw, key, reader, site)
-            if value is not MISSING and type(value) is not Stale:
-                found[name] = value
-                if tagged is not None and raw is not None and raw.startswith(codec.TAGGED, codec.TAGS_AT):
-                    tagged.append((name, raw))
-        return found
 
     def jittered(self, expiry: float | None) -> float | None:
         """Shorten each TTL by up to ``ttl_jitter`` so entries written together do not all expire together."""

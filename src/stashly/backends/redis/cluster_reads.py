@@ -85,13 +85,7 @@ class NodeReads:
             if isinstance(exc, _REDIRECTIONS):
                 return REDIRECTED
             raise
-        found: list[Any] = []
-        taken = dict.fromkeys(plan, 0)
-        for node, (_, commands) in zip(nodes, batches, strict=True):
-            start = taken[node.name]
-            found += replies[node.name][start : start + len(commands)]
-            taken[node.name] = start + len(commands)
-        return found
+        return _in_batch_order(nodes, batches, replies)
 
     def close(self) -> None:
         with self._lock:
@@ -146,16 +140,23 @@ class AsyncNodeReads:
             raise
         finally:
             self._release(plan)
-        found: list[Any] = []
-        taken = dict.fromkeys(plan, 0)
-        for node, (_, commands) in zip(nodes, batches, strict=True):
-            start = taken[node.name]
-            found += replies[node.name][start : start + len(commands)]
-            taken[node.name] = start + len(commands)
-        return found
+        return _in_batch_order(nodes, batches, replies)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, {}
         for connections in idle.values():
             for connection in connections:
                 await connection.disconnect(nowait=True)
+
+
+def _in_batch_order(
+    nodes: Sequence[Any], batches: Sequence[tuple[int, Sequence[Any]]], replies: dict[str, list[Any]]
+) -> list[Any]:
+    """Each node's replies handed back in the order of the batches that asked (a node may serve several)."""
+    found: list[Any] = []
+    taken = dict.fromkeys(replies, 0)
+    for node, (_, commands) in zip(nodes, batches, strict=True):
+        start = taken[node.name]
+        found += replies[node.name][start : start + len(commands)]
+        taken[node.name] = start + len(commands)
+    return found
