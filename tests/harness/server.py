@@ -47,6 +47,7 @@ ACL_COMMANDS: tuple[str, ...] = (
     "scan",
     "evalsha",
     "script|load",
+    "rename",  # inside the guarded store: the value, SET beside the script, moved onto the entry
     # the local tier's invalidation connection: CLIENT TRACKING ... BCAST, redirected to its own subscription
     "client|id",
     "client|tracking",

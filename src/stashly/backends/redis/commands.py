@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, TypeAlias
@@ -28,6 +29,8 @@ __all__ = [
     "SCAN_COUNT",
     "SET_SCRIPT",
     "SET_SHA",
+    "STAGED_FILL_SCRIPT",
+    "STAGED_FILL_SHA",
     "Command",
     "abatches_of",
     "batches_of",
@@ -45,6 +48,7 @@ __all__ = [
     "read_commands",
     "read_result",
     "read_with_result",
+    "staged_fill_call",
     "ttl_seconds",
     "unavailable",
 ]
@@ -64,6 +68,28 @@ if KEYS[4] then redis.call('DEL', KEYS[4]) end
 return 1
 """
 FILL_SHA = hashlib.sha1(FILL_SCRIPT.encode()).hexdigest()  # what EVALSHA names it (not for security)
+# FILL_SCRIPT with the value kept out of the script, so its cost is flat in the value's size: the value is SET
+# first under a staging key (KEYS[4]), in the same write; the script checks as FILL_SCRIPT does, then RENAMEs it
+# onto the entry (its TTL goes with it) or drops it. A staging key a flush or eviction took is simply no store.
+STAGED_FILL_SCRIPT = """
+local now = (redis.call('GET', KEYS[2]) or '') .. '/' .. (redis.call('GET', KEYS[3]) or '')
+if now ~= ARGV[1] or (KEYS[5] and redis.call('GET', KEYS[5]) ~= ARGV[2]) then
+  redis.call('DEL', KEYS[4])
+  return 0
+end
+local moved = redis.pcall('RENAME', KEYS[4], KEYS[1])
+if type(moved) == 'table' and moved.err then
+  if string.find(moved.err, 'no such key', 1, true) then return 0 end
+  redis.call('DEL', KEYS[4])
+  if string.find(moved.err, "can't run this command", 1, true) or string.find(moved.err, 'NOPERM', 1, true) then
+    return redis.error_reply('NOPERM RENAME refused: ' .. moved.err)  -- an ACL from before it was needed
+  end
+  return redis.error_reply(moved.err)
+end
+if KEYS[5] then redis.call('DEL', KEYS[5]) end
+return 1
+"""
+STAGED_FILL_SHA = hashlib.sha1(STAGED_FILL_SCRIPT.encode()).hexdigest()
 # A plain write, stamped with the namespace's generation (KEYS[2]) as it is when the write lands.
 SET_SCRIPT = """
 local generation = redis.call('GET', KEYS[2])
@@ -202,6 +228,21 @@ def fill_call(
     if lock is None:
         return keys, arguments
     return [*keys, lock[0]], [*arguments, lock[1]]
+
+
+def staged_fill_call(
+    key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock
+) -> tuple[tuple[Any, ...], list[str], list[bytes | str]]:
+    """The staging ``SET``, and KEYS and ARGV of STAGED_FILL_SCRIPT: :func:`fill_call`'s store, the value outside."""
+    generation = split_token(token)[1]
+    staging = f"{key.partition(':')[0]}::fill:{os.urandom(8).hex()}"  # outside every namespace: no flush scans it
+    staged = stamp(value, generation)
+    first: tuple[Any, ...] = ("SET", staging, staged) if ttl is None else ("SET", staging, staged, "PX", expiry_ms(ttl))
+    keys = [key, guard, generation_key(key), staging]
+    arguments: list[bytes | str] = [token or b"/"]
+    if lock is None:
+        return first, keys, arguments
+    return first, [*keys, lock[0]], [*arguments, lock[1]]
 
 
 # -- Cluster -----------------------------------------------------------------------------------------------------------

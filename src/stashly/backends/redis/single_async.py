@@ -11,12 +11,13 @@ connections, so a backend created before gunicorn forks its workers is safe to u
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis  # unasync: from redis import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoPermissionError, NoScriptError, RedisError
 
 from ...keys.layout import generation_key
 from ...storage.stamps import unstamp
@@ -28,6 +29,8 @@ from .commands import (
     SCAN_COUNT,
     SET_SCRIPT,
     SET_SHA,
+    STAGED_FILL_SCRIPT,
+    STAGED_FILL_SHA,
     abatches_of,
     escape_glob,
     expiry_ms,
@@ -37,6 +40,7 @@ from .commands import (
     read_commands,
     read_result,
     read_with_result,
+    staged_fill_call,
     unavailable,
 )
 from .direct import LoopConnections
@@ -46,6 +50,7 @@ from .options import RedisOptions
 __all__ = ["AsyncRedisBackend"]
 
 _FAILURES = (RedisError, OSError)  # OSError includes TimeoutError, asyncio's too
+_log = logging.getLogger("stashly.redis")
 
 
 class _Client:
@@ -67,6 +72,7 @@ class AsyncRedisBackend:
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
         self._loops = PerLoop(self._connect, _disconnect)
+        self.staged = True  # fills send their value beside the script (False once an ACL refused RENAME)
 
     def _connect(self) -> _Client:
         return _Client(Redis.from_pool(self.options.async_pool()), self.options)
@@ -121,20 +127,36 @@ class AsyncRedisBackend:
     async def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:
-        keys, arguments = fill_call(key, value, ttl, guard, token, lock)
         try:
+            if self.staged:  # the value beside the script, not in it: its cost is flat in the value's size
+                first, keys, staged_arguments = staged_fill_call(key, value, ttl, guard, token, lock)
+                try:
+                    return bool(await self._script(STAGED_FILL_SCRIPT, STAGED_FILL_SHA, keys, staged_arguments, first))
+                except NoPermissionError:  # an ACL without RENAME (granted before it was needed): the old way
+                    self.staged = False
+                    _log.warning("redis refused RENAME to this user: fills carry the value inside their script")
+            keys, arguments = fill_call(key, value, ttl, guard, token, lock)
             return bool(await self._script(FILL_SCRIPT, FILL_SHA, keys, arguments))
         except _FAILURES as exc:
             raise unavailable("EVALSHA (guarded SET)", exc) from exc
 
-    async def _script(self, script: str, sha: str, keys: list[str], arguments: list[bytes | int | str]) -> Any:
+    async def _script(
+        self,
+        script: str,
+        sha: str,
+        keys: list[str],
+        arguments: Sequence[bytes | int | str],
+        first: tuple[Any, ...] | None = None,
+    ) -> Any:
+        """Run ``script`` by its SHA (after ``first``, in the same write, when given); its reply."""
         reads = await self._direct()
         evalsha = ("EVALSHA", sha, len(keys), *keys, *arguments)
+        commands = (evalsha,) if first is None else (first, evalsha)
         try:
-            return (await reads.execute(evalsha))[0]
+            return (await reads.execute(*commands))[-1]
         except NoScriptError:  # a new or restarted server: load the script once, then run it
             await reads.execute(("SCRIPT", "LOAD", script))
-            return (await reads.execute(evalsha))[0]
+            return (await reads.execute(*commands))[-1]
 
     async def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
         try:

@@ -13,12 +13,13 @@ connections, so a backend created before gunicorn forks its workers is safe to u
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from redis import Redis
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoPermissionError, NoScriptError, RedisError
 
 from ...keys.layout import generation_key
 from ...storage.stamps import unstamp
@@ -30,6 +31,8 @@ from .commands import (
     SCAN_COUNT,
     SET_SCRIPT,
     SET_SHA,
+    STAGED_FILL_SCRIPT,
+    STAGED_FILL_SHA,
     batches_of,
     escape_glob,
     expiry_ms,
@@ -39,6 +42,7 @@ from .commands import (
     read_commands,
     read_result,
     read_with_result,
+    staged_fill_call,
     unavailable,
 )
 from .direct import ThreadConnections
@@ -48,6 +52,7 @@ from .options import RedisOptions
 __all__ = ["RedisBackend"]
 
 _FAILURES = (RedisError, OSError)  # OSError includes TimeoutError, asyncio's too
+_log = logging.getLogger("stashly.redis")
 
 
 class _Client:
@@ -68,6 +73,7 @@ class RedisBackend:
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
         self._client = Lazy(self._connect, _disconnect)
+        self.staged = True  # fills send their value beside the script (False once an ACL refused RENAME)
 
     def _connect(self) -> _Client:
         return _Client(Redis.from_pool(self.options.pool()), self.options)
@@ -122,20 +128,36 @@ class RedisBackend:
     def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:
-        keys, arguments = fill_call(key, value, ttl, guard, token, lock)
         try:
+            if self.staged:  # the value beside the script, not in it: its cost is flat in the value's size
+                first, keys, staged_arguments = staged_fill_call(key, value, ttl, guard, token, lock)
+                try:
+                    return bool(self._script(STAGED_FILL_SCRIPT, STAGED_FILL_SHA, keys, staged_arguments, first))
+                except NoPermissionError:  # an ACL without RENAME (granted before it was needed): the old way
+                    self.staged = False
+                    _log.warning("redis refused RENAME to this user: fills carry the value inside their script")
+            keys, arguments = fill_call(key, value, ttl, guard, token, lock)
             return bool(self._script(FILL_SCRIPT, FILL_SHA, keys, arguments))
         except _FAILURES as exc:
             raise unavailable("EVALSHA (guarded SET)", exc) from exc
 
-    def _script(self, script: str, sha: str, keys: list[str], arguments: list[bytes | int | str]) -> Any:
+    def _script(
+        self,
+        script: str,
+        sha: str,
+        keys: list[str],
+        arguments: Sequence[bytes | int | str],
+        first: tuple[Any, ...] | None = None,
+    ) -> Any:
+        """Run ``script`` by its SHA (after ``first``, in the same write, when given); its reply."""
         reads = self._direct()
         evalsha = ("EVALSHA", sha, len(keys), *keys, *arguments)
+        commands = (evalsha,) if first is None else (first, evalsha)
         try:
-            return (reads.execute(evalsha))[0]
+            return (reads.execute(*commands))[-1]
         except NoScriptError:  # a new or restarted server: load the script once, then run it
             reads.execute(("SCRIPT", "LOAD", script))
-            return (reads.execute(evalsha))[0]
+            return (reads.execute(*commands))[-1]
 
     def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
         try:
