@@ -57,9 +57,7 @@ def test_an_acl_without_rename_falls_back_to_the_value_inside_the_script(
     disposable_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     with disposable_redis.client() as admin:
-        admin.execute_command(
-            "ACL", "SETUSER", "norename", "on", ">norename-pw", "+@all", "-rename", "~*", "&*"
-        )
+        admin.execute_command("ACL", "SETUSER", "norename", "on", ">norename-pw", "+@all", "-rename", "~*", "&*")
     url = f"redis://norename:norename-pw@{HOST}:{disposable_redis.port}/0"
     with caplog.at_level(logging.WARNING, "stashly.redis"), CacheManager(url, namespace="sf") as manager:
         cache = Cached("sf", ttl=60, manager=manager)

@@ -56,7 +56,7 @@ __all__ = ["ClusterBackend", "Others", "check_prefix", "client_arguments", "fail
 
 Others = list[bytes | None]
 
-failures = (RedisError, OSError, TimeoutError)
+failures: tuple[type[Exception], ...] = (RedisError, OSError, TimeoutError)
 """What a failed Cluster call raises: redis-py's errors and the socket's."""
 _Failure = failures
 

@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import redis
-import redis.asyncio.cluster
 import redis.cluster
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainError
 
@@ -98,11 +99,11 @@ class AsyncNodeReads:
     """:class:`NodeReads` for one event loop's cluster client, on idle connections of its own per node (made like
     the node's; redis-py never disconnects them under a read), so concurrent tasks never share one mid-reply."""
 
-    def __init__(self, client: redis.asyncio.cluster.RedisCluster) -> None:
+    def __init__(self, client: AsyncRedisCluster) -> None:
         self._nodes = client.nodes_manager  # its slot map is replaced, not updated, when re-read: look it up
         self._idle: dict[str, list[Any]] = {}
 
-    def _connection(self, node: redis.asyncio.cluster.ClusterNode) -> Any:
+    def _connection(self, node: AsyncClusterNode) -> Any:
         idle = self._idle.get(node.name)
         return idle.pop() if idle else node.connection_class(**node.connection_kwargs)
 
@@ -113,7 +114,7 @@ class AsyncNodeReads:
 
     async def execute(self, batches: Sequence[tuple[int, Sequence[tuple[Any, ...]]]]) -> list[Any] | None:
         """The replies to each ``(slot, commands)`` batch, in order, or ``REDIRECTED``."""
-        plan: dict[str, tuple[redis.asyncio.cluster.ClusterNode, Any, list[tuple[Any, ...]]]] = {}
+        plan: dict[str, tuple[AsyncClusterNode, Any, list[tuple[Any, ...]]]] = {}
         try:
             slots = self._nodes.slots_cache
             nodes = [slots[slot][0] for slot, _ in batches]

@@ -72,7 +72,7 @@ class AsyncRedisBackend:
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
         self._loops = PerLoop(self._connect, _disconnect)
-        self.staged = True  # fills send their value beside the script (False once an ACL refused RENAME)
+        self.staged: bool = True  # fills send their value beside the script (False once an ACL refused RENAME)
 
     def _connect(self) -> _Client:
         return _Client(Redis.from_pool(self.options.async_pool()), self.options)

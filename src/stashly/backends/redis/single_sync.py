@@ -73,7 +73,7 @@ class RedisBackend:
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
         self._client = Lazy(self._connect, _disconnect)
-        self.staged = True  # fills send their value beside the script (False once an ACL refused RENAME)
+        self.staged: bool = True  # fills send their value beside the script (False once an ACL refused RENAME)
 
     def _connect(self) -> _Client:
         return _Client(Redis.from_pool(self.options.pool()), self.options)
