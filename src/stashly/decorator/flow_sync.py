@@ -194,8 +194,10 @@ def keep_serving(plan: Plan, binding: Binding, key: str, found: Lookup, value: A
     engine.fill(key, payload, stored_for, binding.guard, found.token, binding.strict, binding.site)
 
 
-def refresh(binding: Binding, key: str, token: Token, compute: Compute) -> None:
-    """Recompute a hit close to expiry, in the background, if no other process is refreshing it (its lock is free).
+def refresh(plan: Plan, binding: Binding, key: str, token: Token, compute: Compute) -> None:
+    """Recompute a hit close to expiry, in the background, if no other process is refreshing it (its lock is free)
+    and none has just done it (the holder re-reads the entry first, as the stampede lock's holder does: a hit that
+    read the old entry just before another refresh stored the new one must not compute it again).
 
     A lock the backend refused (``None``, logged) means no refresh: the entry lives out its TTL.
     """
@@ -204,7 +206,13 @@ def refresh(binding: Binding, key: str, token: Token, compute: Compute) -> None:
     try:
         if engine.acquire(lock_key, owner, LEASE, site, False):
             try:
-                compute(token, (lock_key, owner))
+                found = engine.lookup(key, binding.guard, binding.reader, binding.strict, site, True)
+                if found.value is MISSING:  # the re-read is bookkeeping, not a caller's lookup: uncounted
+                    site.misses -= 1
+                else:
+                    site.hits -= 1
+                if found.value is MISSING or plan.refresh_due(binding, found):
+                    compute(token, (lock_key, owner))
             finally:
                 engine.release(lock_key, owner, site)
     except Exception as exc:  # nobody to raise to: the caller already has its value
@@ -312,7 +320,7 @@ def wrapper(plan: Plan) -> Callable[..., Any]:
             if plan.refresh_due(binding, found):
                 binding.site.stale += 1
                 compute = computation(plan, binding, key, functools.partial(fn, *args, **kwargs), tags)
-                refresher.start(key, functools.partial(refresh, binding, key, found.token, compute))
+                refresher.start(key, functools.partial(refresh, plan, binding, key, found.token, compute))
             return found.value
 
         call = functools.partial(fn, *args, **kwargs)
