@@ -73,12 +73,16 @@ class AsyncEngine(EngineCore):
         if pending.kind == "key":
             await self.backend.delete(pending.target, pending.guard)
         elif pending.kind == "tag":
-            await self.backend.set(keys.tags_epoch_key(self.settings.prefix), tags.new_token(), tags.TAG_TTL)
+            await self._new_tag_epoch()
             await self.backend.delete(pending.target)
         elif pending.kind == "scan":
             await self.backend.delete_prefix(pending.target, pending.guard)
         else:
             await self.backend.retire_prefix(pending.target, pending.guard)
+
+    async def _new_tag_epoch(self) -> None:
+        """Replace the tag epoch, before a tag's token is dropped: a fill reading it afterwards sees it changed."""
+        await self.backend.set(keys.tags_epoch_key(self.settings.prefix), tags.new_token(), tags.TAG_TTL)
 
     async def _replayed(self, key: str, strict: bool | None, site: Site) -> bool:
         """Replay what is pending; ``False`` when the backend refused (handled as a failure of ``key``'s read)."""
@@ -201,8 +205,8 @@ class AsyncEngine(EngineCore):
         removed = 0
         for done, tag_key in enumerate(tag_keys):
             try:
-                if not done:  # the epoch first: a fill reading it after our deletes sees that it changed
-                    await self.backend.set(keys.tags_epoch_key(self.settings.prefix), tags.new_token(), tags.TAG_TTL)
+                if not done:
+                    await self._new_tag_epoch()
                 removed += await self.backend.delete(tag_key)
             except CacheUnavailableError as exc:
                 for pending in tag_keys[done:]:

@@ -75,12 +75,16 @@ class Engine(EngineCore):
         if pending.kind == "key":
             self.backend.delete(pending.target, pending.guard)
         elif pending.kind == "tag":
-            self.backend.set(keys.tags_epoch_key(self.settings.prefix), tags.new_token(), tags.TAG_TTL)
+            self._new_tag_epoch()
             self.backend.delete(pending.target)
         elif pending.kind == "scan":
             self.backend.delete_prefix(pending.target, pending.guard)
         else:
             self.backend.retire_prefix(pending.target, pending.guard)
+
+    def _new_tag_epoch(self) -> None:
+        """Replace the tag epoch, before a tag's token is dropped: a fill reading it afterwards sees it changed."""
+        self.backend.set(keys.tags_epoch_key(self.settings.prefix), tags.new_token(), tags.TAG_TTL)
 
     def _replayed(self, key: str, strict: bool | None, site: Site) -> bool:
         """Replay what is pending; ``False`` when the backend refused (handled as a failure of ``key``'s read)."""
@@ -203,8 +207,8 @@ class Engine(EngineCore):
         removed = 0
         for done, tag_key in enumerate(tag_keys):
             try:
-                if not done:  # the epoch first: a fill reading it after our deletes sees that it changed
-                    self.backend.set(keys.tags_epoch_key(self.settings.prefix), tags.new_token(), tags.TAG_TTL)
+                if not done:
+                    self._new_tag_epoch()
                 removed += self.backend.delete(tag_key)
             except CacheUnavailableError as exc:
                 for pending in tag_keys[done:]:

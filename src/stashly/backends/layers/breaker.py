@@ -134,10 +134,6 @@ class NodeBreakers:
                     self._nodes[node] = found
         return found
 
-    def open_nodes(self) -> list[str]:
-        """The nodes whose breaker is open now."""
-        return sorted(name for name, breaker in list(self._nodes.items()) if breaker.is_open)
-
 
 def _fields(outcome: str) -> dict[str, str | None]:
     return {"namespace": None, "function": None, "outcome": outcome}

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence  # unasync: from colle
 from typing import TypeVar
 
 from ...errors import CacheUnavailableError
+from ...keys.layout import locked_key
 from ..base import AsyncBackend, Lock, Read
 from ..proxy_async import AsyncProxyBackend
 from .breaker import OPEN_MESSAGE, CircuitBreaker, NodeBreakers
@@ -115,10 +116,11 @@ class AsyncGuardedBackend(AsyncProxyBackend):
         return await self._call_at(key, lambda: self.backend.fill(key, value, ttl, guard, token, lock))
 
     async def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
-        return await self._call_at(lock_key, lambda: self.backend.acquire(lock_key, owner, lease))
+        # A lock lives in its entry's slot: it answers to the entry's node.
+        return await self._call_at(locked_key(lock_key), lambda: self.backend.acquire(lock_key, owner, lease))
 
     async def release(self, lock_key: str, owner: bytes) -> None:
-        await self._call_at(lock_key, lambda: self.backend.release(lock_key, owner))
+        await self._call_at(locked_key(lock_key), lambda: self.backend.release(lock_key, owner))
 
     async def delete(self, key: str, guard: str | None = None) -> bool:
         return await self._call_at(key, lambda: self.backend.delete(key, guard))

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from ...errors import CacheUnavailableError
+from ...keys.layout import locked_key
 from ..base import Backend, Lock, Read
 from ..proxy_sync import ProxyBackend
 from .breaker import OPEN_MESSAGE, CircuitBreaker, NodeBreakers
@@ -117,10 +118,11 @@ class GuardedBackend(ProxyBackend):
         return self._call_at(key, lambda: self.backend.fill(key, value, ttl, guard, token, lock))
 
     def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
-        return self._call_at(lock_key, lambda: self.backend.acquire(lock_key, owner, lease))
+        # A lock lives in its entry's slot: it answers to the entry's node.
+        return self._call_at(locked_key(lock_key), lambda: self.backend.acquire(lock_key, owner, lease))
 
     def release(self, lock_key: str, owner: bytes) -> None:
-        self._call_at(lock_key, lambda: self.backend.release(lock_key, owner))
+        self._call_at(locked_key(lock_key), lambda: self.backend.release(lock_key, owner))
 
     def delete(self, key: str, guard: str | None = None) -> bool:
         return self._call_at(key, lambda: self.backend.delete(key, guard))

@@ -89,9 +89,7 @@ def _refresh(client: RedisCluster) -> None:
 
 
 def primary_of(slots: Any, key: str) -> str | None:
-    """The name of the primary of ``key``'s slot in a client's slot map; a stampede lock is placed by its entry."""
-    if "::lock:" in key:
-        key = lock_in_slot(key)
+    """The name of the primary of ``key``'s slot in a client's slot map."""
     nodes = slots.get(slot_of(key))
     return nodes[0].name if nodes else None
 

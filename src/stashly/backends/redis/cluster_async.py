@@ -1,6 +1,6 @@
 """The asyncio backend for Redis Cluster: one cluster client per running event loop (see :mod:`.cluster`).
 
-Reads go straight to the primaries on connections of the node's free list (:class:`.cluster_reads.AsyncNodeReads`);
+Reads go straight to the primaries on idle connections of each loop's own (:class:`.cluster_reads.AsyncNodeReads`);
 everything else, and any read that meets a redirection, through redis-py's asyncio cluster client, whose slot map
 is re-read in the background after a node failed.
 """
@@ -17,7 +17,8 @@ import redis.asyncio.cluster
 from ...keys.layout import generation_key
 from ...keys.slots import colocated, lock_in_slot, slot_of
 from ..base import Lock, Read
-from .cluster import Others, client_arguments, failures, primary_of
+from .cluster import Others, client_arguments, primary_of
+from .cluster import failures as _Failure
 from .cluster_reads import REDIRECTED, AsyncNodeReads
 from .commands import (
     GUARDED_SET_SCRIPT,
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
     from .options import RedisOptions
 
 __all__ = ["AsyncClusterBackend"]
-
-_Failure = failures
 
 
 class AsyncClusterBackend:

@@ -10,8 +10,8 @@ answers ``REDIRECTED``: the caller sends the read through redis-py, which follow
 failed connection is dropped (never reused with an unread reply) and its error raised: the caller then reads
 through redis-py until a read succeeds there, since redis-py is what re-learns the slot map after a failover.
 
-:class:`AsyncNodeReads` is the asyncio twin, for one event loop: each read takes a connection from the node's
-own free list (redis-py's, as its commands do), so concurrent tasks never share one mid-reply.
+:class:`AsyncNodeReads` is the asyncio twin, for one event loop: each read takes an idle connection of its own
+(never one of redis-py's, which it may tear down under a read), so concurrent tasks never share one mid-reply.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import redis
@@ -61,14 +61,9 @@ class NodeReads:
 
     def execute(self, batches: Sequence[tuple[int, Sequence[tuple[Any, ...]]]]) -> list[Any] | None:
         """The replies to each ``(slot, commands)`` batch, in order, or ``REDIRECTED``."""
-        plan: dict[str, tuple[redis.Connection, list[tuple[Any, ...]]]] = {}
         try:
-            slots = self._nodes.slots_cache
-            nodes = [slots[slot][0] for slot, _ in batches]
-            for node, (_, commands) in zip(nodes, batches, strict=True):
-                if node.name not in plan:
-                    plan[node.name] = (self._connection(node), [])
-                plan[node.name][1].extend(commands)
+            nodes = _primaries(self._nodes.slots_cache, batches)
+            plan: dict[str, tuple[redis.Connection, list[tuple[Any, ...]]]] = _by_node(nodes, batches, self._connection)
         except Exception:  # a slot not covered, a node redis-py is still setting up: its own path will tell
             return REDIRECTED
         try:
@@ -107,34 +102,29 @@ class AsyncNodeReads:
         idle = self._idle.get(node.name)
         return idle.pop() if idle else node.connection_class(**node.connection_kwargs)
 
-    def _release(self, plan: dict[str, tuple[Any, Any, Any]]) -> None:
+    def _release(self, plan: dict[str, tuple[Any, Any]]) -> None:
         # As many stay idle as were ever in flight at once on this loop (a disconnected one reconnects on use).
-        for name, (_, connection, _) in plan.items():
+        for name, (connection, _) in plan.items():
             self._idle.setdefault(name, []).append(connection)
 
     async def execute(self, batches: Sequence[tuple[int, Sequence[tuple[Any, ...]]]]) -> list[Any] | None:
         """The replies to each ``(slot, commands)`` batch, in order, or ``REDIRECTED``."""
-        plan: dict[str, tuple[AsyncClusterNode, Any, list[tuple[Any, ...]]]] = {}
         try:
-            slots = self._nodes.slots_cache
-            nodes = [slots[slot][0] for slot, _ in batches]
+            nodes = _primaries(self._nodes.slots_cache, batches)
         except (KeyError, IndexError):  # a slot not covered: redis-py's own path will tell
             return REDIRECTED
-        for node, (_, commands) in zip(nodes, batches, strict=True):
-            if node.name not in plan:
-                plan[node.name] = (node, self._connection(node), [])
-            plan[node.name][2].extend(commands)
+        plan: dict[str, tuple[Any, list[tuple[Any, ...]]]] = _by_node(nodes, batches, self._connection)
         try:
-            for _, connection, commands in plan.values():
+            for connection, commands in plan.values():
                 if not connection.is_connected:
                     await connection.connect()
                 await send(connection, connection.pack_commands(commands))
             replies = {
                 name: [await connection.read_response() for _ in commands]
-                for name, (_, connection, commands) in plan.items()
+                for name, (connection, commands) in plan.items()
             }
         except BaseException as exc:
-            for _, connection, _ in plan.values():  # some replies may be unread
+            for connection, _ in plan.values():  # some replies may be unread
                 await connection.disconnect(nowait=True)
             if isinstance(exc, _REDIRECTIONS):
                 return REDIRECTED
@@ -148,6 +138,23 @@ class AsyncNodeReads:
         for connections in idle.values():
             for connection in connections:
                 await connection.disconnect(nowait=True)
+
+
+def _primaries(slots: Any, batches: Sequence[tuple[int, Sequence[Any]]]) -> list[Any]:
+    """The primary serving each batch's slot, by a client's slot map (``KeyError``/``IndexError``: not covered)."""
+    return [slots[slot][0] for slot, _ in batches]
+
+
+def _by_node(
+    nodes: Sequence[Any], batches: Sequence[tuple[int, Sequence[tuple[Any, ...]]]], connection_for: Callable[[Any], Any]
+) -> dict[str, tuple[Any, list[tuple[Any, ...]]]]:
+    """Each node's connection and the commands of every batch it serves, in order: one write per node."""
+    plan: dict[str, tuple[Any, list[tuple[Any, ...]]]] = {}
+    for node, (_, commands) in zip(nodes, batches, strict=True):
+        if node.name not in plan:
+            plan[node.name] = (connection_for(node), [])
+        plan[node.name][1].extend(commands)
+    return plan
 
 
 def _in_batch_order(

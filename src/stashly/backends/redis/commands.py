@@ -232,17 +232,12 @@ def fill_call(
 
 def staged_fill_call(
     key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock
-) -> tuple[tuple[Any, ...], list[str], list[bytes | str]]:
+) -> tuple[tuple[Any, ...], list[str], list[bytes | int | str]]:
     """The staging ``SET``, and KEYS and ARGV of STAGED_FILL_SCRIPT: :func:`fill_call`'s store, the value outside."""
-    generation = split_token(token)[1]
+    keys, (stamped, checked, expiry, *owner) = fill_call(key, value, ttl, guard, token, lock)
     staging = f"{key.partition(':')[0]}::fill:{os.urandom(8).hex()}"  # outside every namespace: no flush scans it
-    staged = stamp(value, generation)
-    first: tuple[Any, ...] = ("SET", staging, staged) if ttl is None else ("SET", staging, staged, "PX", expiry_ms(ttl))
-    keys = [key, guard, generation_key(key), staging]
-    arguments: list[bytes | str] = [token or b"/"]
-    if lock is None:
-        return first, keys, arguments
-    return first, [*keys, lock[0]], [*arguments, lock[1]]
+    first: tuple[Any, ...] = ("SET", staging, stamped) if expiry == "" else ("SET", staging, stamped, "PX", expiry)
+    return first, [*keys[:3], staging, *keys[3:]], [checked, *owner]
 
 
 # -- Cluster -----------------------------------------------------------------------------------------------------------

@@ -48,11 +48,15 @@ class Pending:
         self._frames.setdefault(transaction, {}).setdefault(manager, set()).update(tags)
         self._marks.append(uncommitted.add(tags))
 
+    def add_groups(self, session: Session, groups: Groups) -> None:
+        """:meth:`add` each manager's tags of ``groups``."""
+        for manager, tags in groups.items():
+            self.add(session, manager, tags)
+
     def add_before(self, session: Session) -> None:
         """File the tags :attr:`before` collected (the flush that read them has succeeded)."""
         before, self.before = self.before, {}
-        for manager, tags in before.items():
-            self.add(session, manager, tags)
+        self.add_groups(session, before)
 
     def savepoint_released(self, transaction: SessionTransaction) -> None:
         """``transaction`` (a savepoint) was released: its writes now belong to the enclosing level."""

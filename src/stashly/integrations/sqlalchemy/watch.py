@@ -173,7 +173,7 @@ class _Hooks:
         pending = pending_of(session)
         assert pending is not None
         now: Groups = {}
-        dirty = [instance for instance in session.dirty if session.is_modified(instance)]
+        dirty = [instance for instance in session.dirty if self._rules_for(instance) and session.is_modified(instance)]
         for instance in (*session.new, *dirty):
             for rule in self._rules_for(instance):
                 _file(now, rule, rule.tags_of(instance))
@@ -181,8 +181,7 @@ class _Hooks:
             for rule in self._rules_for(instance):
                 _file(now, rule, [])
         pending.add_before(session)
-        for manager, tags in now.items():
-            pending.add(session, manager, tags)
+        pending.add_groups(session, now)
 
     def _on_execute(self, state: ORMExecuteState) -> Any:
         if not (state.is_update or state.is_delete or state.is_insert):
@@ -199,8 +198,7 @@ class _Hooks:
         _file_rows(written, rules, statement.after(), statement)
         pending = pending_of(state.session)
         assert pending is not None
-        for manager, tags in written.items():
-            pending.add(state.session, manager, tags)
+        pending.add_groups(state.session, written)
         return result
 
     def _after_commit(self, session: Session) -> None:
