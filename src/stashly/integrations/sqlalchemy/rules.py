@@ -20,7 +20,7 @@ from sqlalchemy.orm import InstanceState, Mapper, Session
 
 from ...errors import ConfigError
 from ...keys.template import KeyTemplate
-from ...tags.core import check_tag
+from ...tags.core import check_tag, checked_tags
 
 if TYPE_CHECKING:
     from ...manager import CacheManager
@@ -46,10 +46,7 @@ class Rule:
 
     def tags_of(self, row: object) -> list[str]:
         """The checked tags of ``row`` (a typed error naming the model and the tag if one is invalid)."""
-        found = self.tags(row)
-        if isinstance(found, str | bytes):
-            raise TypeError(f"{self.where}: tags returned the single string {found!r}; return a list of tags")
-        return [check_tag(tag, self.where) for tag in found]
+        return list(checked_tags(self.tags(row), self.where))
 
 
 def make_rule(model: type[Any], tags: TagsOf, model_tag: str | None, manager: CacheManager) -> Rule:
