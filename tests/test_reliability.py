@@ -328,6 +328,7 @@ def test_idle_connections_closed_by_server_timeout(disposable_redis: RedisServer
         assert asyncio.run(run()) == [1] * 100
     assert source.calls == 1
     assert cm.stats().errors == 0
+    cm.close()
 
 
 # -- pool, fork, event loops, cancellation -------------------------------------------------------------------

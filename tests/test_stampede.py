@@ -100,6 +100,7 @@ def test_a_dead_holder_is_taken_over_after_its_lease(redis_url: str) -> None:
     assert waiter(21) == 42
     assert int(marker.get("computations") or 0) == 2
     marker.close()
+    manager.close()
 
 
 def test_a_holder_slower_than_its_lease_cannot_overwrite_the_takeover(manager: CacheManager) -> None:

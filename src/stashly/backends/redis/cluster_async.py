@@ -49,8 +49,11 @@ class AsyncClusterBackend:
 
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
-        self._arguments = client_arguments(options, asynchronous=True)
-        self._loops = PerLoop(lambda: _LoopCluster(redis.asyncio.cluster.RedisCluster(**self._arguments)), _close)
+        self._loops = PerLoop(self._loop_cluster, _close)
+
+    def _loop_cluster(self) -> _LoopCluster:
+        # Arguments made afresh for each loop: the startup nodes hold connections, which belong to one loop.
+        return _LoopCluster(redis.asyncio.cluster.RedisCluster(**client_arguments(self.options, asynchronous=True)))
 
     async def _redis(self) -> redis.asyncio.cluster.RedisCluster:
         return (await self._loops.get()).client
