@@ -78,19 +78,19 @@ def _async_lifecycle(url: str, loops: int, threads: int) -> None:
     async def double(n: int) -> int:
         return 2 * n
 
-    async def work() -> None:
+    async def work(own: int) -> None:  # ``own``: the thread's keys, which no other thread removes
         for _ in range(2):
             assert await asyncio.gather(*(double(n) for n in range(50))) == [2 * n for n in range(50)]
         for n in range(20):
-            await cm.aset(f"k{n}", n, tags=[f"t{n % 3}"])
-        assert (await cm.aget_many([f"k{n}" for n in range(20)]))["k3"] == 3
-        await cm.aremove("k3")
+            await cm.aset(f"k{own}:{n}", n, tags=[f"t{n % 3}"])
+        assert (await cm.aget_many([f"k{own}:{n}" for n in range(20)]))[f"k{own}:3"] == 3
+        assert await cm.aremove(f"k{own}:3") is True
 
     async def at_once() -> None:
-        await asyncio.gather(*(asyncio.to_thread(asyncio.run, work()) for _ in range(threads)))
+        await asyncio.gather(*(asyncio.to_thread(asyncio.run, work(own)) for own in range(threads)))
 
     for _ in range(loops):  # a loop's clients close with it; the next loop makes its own
-        asyncio.run(at_once() if threads else work())
+        asyncio.run(at_once() if threads else work(0))
 
 
 def test_a_closed_sync_manager_leaves_nothing_open(url: str, unclosed: list[str]) -> None:
