@@ -1,7 +1,7 @@
 """Profile stashly's decorator HIT: where does a hit spend its time?
 
     python bench/profile_hit.py [--async] [--memory] [--model] [--size 300B|10KB] [--seconds S]
-                                [--baseline] [--cprofile] [--top N]
+                                [--baseline] [--tagged] [--cprofile] [--top N]
 
 Starts a private redis-server (as the bench does), decorates a function with ``Cached(...).cached`` exactly as
 the bench does, primes it, then calls it in a loop for a few seconds under pyinstrument (or cProfile with
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=("300B", "10KB"), default="300B", help="value size (default 300B)")
     parser.add_argument("--seconds", type=float, default=5.0, help="how long to profile (default 5)")
     parser.add_argument("--baseline", action="store_true", help="profile the raw redis-py baseline instead")
+    parser.add_argument("--tagged", action="store_true", help="the @cached function with 3 tags (300B dict only)")
     parser.add_argument("--cprofile", action="store_true", help="use cProfile instead of pyinstrument")
     parser.add_argument("--top", type=int, default=25, help="functions listed by own time (default 25)")
     args = parser.parse_args(argv)
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     with PrivateRedis() as server, asyncio.Runner() as runner:
         env = Env(server, runner)
         try:
-            case = _contestant(scenario, env, baseline_instead=args.baseline, memory=args.memory)
+            case = _contestant(scenario, env, baseline_instead=args.baseline, memory=args.memory, tagged=args.tagged)
             trial = measure.Trial(scenario, case)
             measure.prepare(trial, env, warmup_seconds=0.2)  # primes the entries, checks a result, warms up
             if trial.failure is not None:
@@ -62,11 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _contestant(scenario: Scenario, env: Env, *, baseline_instead: bool, memory: bool) -> Case:
+def _contestant(scenario: Scenario, env: Env, *, baseline_instead: bool, memory: bool, tagged: bool) -> Case:
     if baseline_instead:
         wanted, found = baseline.BASELINE, baseline.cases(scenario, env)
     else:
-        wanted = stashly_cases.MEMORY if memory else stashly_cases.DECORATOR
+        wanted = stashly_cases.MEMORY if memory else stashly_cases.TAGGED if tagged else stashly_cases.DECORATOR
         found = stashly_cases.cases(scenario, env)
     for entry in found:
         if isinstance(entry, Case) and entry.name == wanted:

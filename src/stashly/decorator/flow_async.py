@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import time
-import typing
 from asyncio import sleep  # unasync: from time import sleep
 from collections.abc import Awaitable, Callable
 from time import perf_counter_ns
@@ -21,12 +20,11 @@ from .. import keys
 from ..backends.base import Lock
 from ..engine import Lookup, Token, current
 from ..errors import FactoryTimeoutError
-from ..memo import remember
 from ..sentinels import MISSING
 from ..storage import codec
 from ..tags import core as tag_names
 from ..tags import uncommitted
-from .plan import Binding, Plan, check_max_age
+from .plan import Binding, Plan, TaggedKey, check_max_age
 from .refresh import LEASE, Refresher, refresh_failed
 from .singleflight import AsyncSingleFlight, Overdue
 from .stampede import Filled, Wait, lock_for
@@ -225,45 +223,40 @@ async def refresh(plan: Plan, binding: Binding, key: str, token: Token, compute:
 
 
 async def tagged_lookup(
-    plan: Plan,
-    binding: Binding,
-    key: str,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    reader: codec.Reader,
-    with_ttl: bool = False,
+    plan: Plan, binding: Binding, tagged: TaggedKey, reader: codec.Reader, with_ttl: bool = False
 ) -> tuple[Lookup, bytes | None] | None:
-    """The lookup of a tagged function's call, with the tokens its tags have now (read with the entry, before
-    anything is computed), as the fragment a fill stores; the entry counts only if it carries the same. ``None``
-    when the call must bypass the cache: the tokens cannot be known (backend down, an invalidation of the entry
-    or a tag pending) or a tag was written by this context's open transaction (read-your-writes).
+    """The lookup of a call (``tagged``: its key, tags and their keys, :meth:`Plan.tagged_key`), with the tokens
+    its tags have now (read with the entry, before anything is computed), as the fragment a fill stores; the
+    entry counts only if it carries the same. ``None`` when the call must bypass the cache: the tokens cannot be
+    known (backend down, an invalidation of the entry or a tag pending) or a tag was written by this context's
+    open transaction (read-your-writes).
 
     With ``result_tags`` the fragment also carries the tag epoch read with them (:data:`~stashly.tags.core.EPOCH`),
     for :func:`with_result_tags`; an entry then counts when every tag it was stored with is current."""
     engine, site, strict = binding.aengine, binding.site, binding.strict
-    names = plan.tags_for(args, kwargs)
-    by_result = plan.result_tags is not None
-    if not names and not by_result:
+    key, names, tag_keys = tagged
+    if not names:
         return await engine.lookup(key, binding.guard, reader, strict, site, with_ttl), None
-    written = uncommitted.current()
-    if written and not written.isdisjoint(names):
+    if uncommitted.MARKS.get() is not None and not uncommitted.current().isdisjoint(names):
         return None  # its own change must be seen, and nothing computed from uncommitted rows stored
-    tag_keys = binding.tag_keys.get(names)
-    if tag_keys is None:
-        tag_keys = [keys.tag_key(binding.prefix, name) for name in names]
-        remember(binding.tag_keys, names, tag_keys)
-    if by_result:
-        names, tag_keys = (*names, tag_names.EPOCH), [*tag_keys, keys.tags_epoch_key(binding.prefix)]
     looked = await engine.lookup_tagged(key, binding.guard, reader, strict, site, with_ttl, tag_keys)
     if looked is None:
         return None
     found, tokens = looked
-    if None in tokens:  # a tag without a token (first use, invalidated, expired): no entry can be current
-        drawn = await engine.draw_tokens(tag_keys, tokens, site, strict)
-        if drawn is None:
-            return None
-        tokens = list(drawn)
-    fragment = tag_names.fragment(dict(zip(names, typing.cast(list[bytes], tokens), strict=True)))
+    probe = (names, *tokens)
+    fragment = binding.fragments.get(probe)  # remembered: a hit neither checks nor serialises the tokens
+    if fragment is None:
+        if None in tokens:  # a tag without a token (first use, invalidated, expired): no entry can be current
+            drawn = await engine.draw_tokens(tag_keys, tokens, site, strict)
+            if drawn is None:
+                return None
+            probe = (names, *drawn)
+        fragment = tag_names.remembered_fragment(binding.fragments, probe)
+    if plan.result_tags is None:
+        raw = found.raw  # the hit: codec.carries_tags spelled out (one tagged hit in one frame fewer)
+        if raw.startswith(fragment, codec.TAGS_AT + 7) and raw.startswith(codec.TAGGED, codec.TAGS_AT):
+            return found, fragment
+        return current(found, fragment, site), fragment
     return await still_current(plan, binding, key, found, fragment), fragment
 
 
@@ -314,14 +307,16 @@ def wrapper(plan: Plan) -> Callable[..., Any]:
     @functools.wraps(fn)
     async def cached(*args: Any, **kwargs: Any) -> Any:
         binding = plan.binding()
-        key = plan.key(binding, args, kwargs)
         tags: bytes | None = None
         if tagged:
-            looked = await tagged_lookup(plan, binding, key, args, kwargs, binding.reader, with_ttl)
+            call_tags = plan.tagged_key(binding, args, kwargs)
+            key = call_tags[0]
+            looked = await tagged_lookup(plan, binding, call_tags, binding.reader, with_ttl)
             if looked is None:  # unprovable (backend down, invalidation pending) or uncommitted: no cache
                 return await fn(*args, **kwargs)
             found, tags = looked
         else:
+            key = plan.key(binding, args, kwargs)
             found = await binding.aengine.lookup(
                 key, binding.guard, binding.reader, binding.strict, binding.site, with_ttl
             )
@@ -344,8 +339,9 @@ def recomputer(plan: Plan) -> Callable[..., Awaitable[Any]]:
 
     async def refresh_entry(*args: Any, **kwargs: Any) -> Any:
         binding = plan.binding()
-        key = plan.key(binding, args, kwargs)
-        looked = await tagged_lookup(plan, binding, key, args, kwargs, binding.reader)
+        call_tags = plan.tagged_key(binding, args, kwargs)
+        key = call_tags[0]
+        looked = await tagged_lookup(plan, binding, call_tags, binding.reader)
         if looked is None:
             return await plan.fn(*args, **kwargs)
         found, tags = looked
@@ -367,9 +363,9 @@ def limiter(plan: Plan) -> Callable[[float], Callable[..., Awaitable[Any]]]:
 
         async def within(*args: Any, **kwargs: Any) -> Any:
             binding = plan.binding()
-            key = plan.key(binding, args, kwargs)
-            site = binding.site
-            looked = await tagged_lookup(plan, binding, key, args, kwargs, binding.reader)
+            call_tags = plan.tagged_key(binding, args, kwargs)
+            key, site = call_tags[0], binding.site
+            looked = await tagged_lookup(plan, binding, call_tags, binding.reader)
             if looked is None:
                 return await plan.fn(*args, **kwargs)
             found, tags = looked

@@ -13,7 +13,7 @@ import logging
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pydantic
 
@@ -25,6 +25,7 @@ from ..memo import remember
 from ..sentinels import NOT_SET, NotSet
 from ..stats import Site
 from ..storage import codec
+from ..tags import core as tag_names
 from ..ttl import TTL, check_ttl, resolve_ttl
 from .context import is_context
 from .tagging import CallTags, TagSpec
@@ -45,13 +46,19 @@ class Serialized(dict[str, Any]):
     never narrowed into the return annotation."""
 
 
+TaggedKey: TypeAlias = tuple[str, tuple[str, ...], list[str]]
+"""A call's key, its tags (sorted) and their keys: what a tagged lookup reads (:meth:`Plan.tagged_key`)."""
+
+
 class Binding:
     """What a plan needs from its manager, worked out once per manager (the default manager is resolved late)."""
 
     __slots__ = (
         "aengine",
+        "calls",
         "engine",
         "expiry",
+        "fragments",
         "grace",
         "guard",
         "head",
@@ -87,7 +94,11 @@ class Binding:
             plan.ttl, settings.default_ttl, settings.allow_no_expiry, f"@cached {plan.name}"
         )
         self.keys: dict[tuple[Any, ...], str] = {}  # positional int/str arguments -> key, see Plan.key
-        self.tag_keys: dict[tuple[str, ...], list[str]] = {}  # a call's tags -> their keys, see tagged_lookup
+        # A call's tags and their keys, by its tags, and with its key by its arguments (Plan.tagged_key); the
+        # fragment of tags' tokens, by the tags and tokens (tagged_lookup): a hit neither renders nor serialises.
+        self.tag_keys: dict[tuple[str, ...], tuple[tuple[str, ...], list[str]]] = {}
+        self.calls: dict[tuple[Any, ...], TaggedKey] = {}
+        self.fragments: dict[tuple[object, ...], bytes] = {}
         self.site: Site = manager.function_site(namespace, plan.name)
         self.grace: float = plan.fail_safe or 0.0  # a fail-safe entry outlives its logical expiry by this much
         if plan.fail_safe is not None and settings.serializer != "json":
@@ -150,6 +161,7 @@ class Plan:
             raise ValueError(f"@cached {self.name}: ignore= names {sorted(unknown)}, not parameters of {self._names}")
         self._keyed = tuple(name not in ignored for name in self._names)
         self.tags: CallTags | None = None if tags is None else CallTags(tags, self._names, self.name)
+        self._tags_by_arguments = self.tags is None or self.tags.from_arguments
         self._receiver = (
             bool(params) and params[0].name in _RECEIVERS and params[0].kind <= params[0].POSITIONAL_OR_KEYWORD
         )
@@ -206,19 +218,24 @@ class Plan:
     def key(self, binding: Binding, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The full key for a call. Calls with only positional ``int`` and ``str`` arguments (exactly those
         types: ``1``, ``1.0`` and ``True`` are equal as dict keys but must key apart) are remembered."""
-        if not kwargs and not self._receiver:
-            for arg in args:
-                kind = type(arg)
-                if kind is not int and (kind is not str or len(arg) > _MEMO_TEXT):
-                    break
-            else:
-                memo = binding.keys
-                key = memo.get(args)
-                if key is None:
-                    key = self._key(binding, args, kwargs)
-                    remember(memo, args, key)
-                return key
+        if self._remembered(args, kwargs):
+            memo = binding.keys
+            key = memo.get(args)
+            if key is None:
+                key = self._key(binding, args, kwargs)
+                remember(memo, args, key)
+            return key
         return self._key(binding, args, kwargs)
+
+    def _remembered(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Whether what a call derives from its arguments (key, tags) is kept in a memo keyed by ``args``."""
+        if kwargs or self._receiver:
+            return False
+        for arg in args:
+            kind = type(arg)
+            if kind is not int and (kind is not str or len(arg) > _MEMO_TEXT):
+                return False
+        return True
 
     def _key(self, binding: Binding, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
         values = self.bind(args, kwargs)
@@ -237,6 +254,28 @@ class Plan:
         if self.tags is None:
             return ()
         return self.tags(self._names, self.bind(args, kwargs), args, kwargs)
+
+    def tagged_key(self, binding: Binding, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaggedKey:
+        """:meth:`key`, the call's tags and their keys, with the tag epoch's last under ``result_tags`` (a fill
+        needs it). Remembered per argument tuple like the key, unless a callable names the tags (called each time)."""
+        by_args = self._tags_by_arguments and self._remembered(args, kwargs)
+        if by_args:
+            found = binding.calls.get(args)
+            if found is not None:
+                return found
+        names = self.tags_for(args, kwargs)
+        tagged = binding.tag_keys.get(names)
+        if tagged is None:
+            tag_keys = [keys.tag_key(binding.prefix, name) for name in names]
+            if self.result_tags is not None:
+                tagged = (*names, tag_names.EPOCH), [*tag_keys, keys.tags_epoch_key(binding.prefix)]
+            else:
+                tagged = names, tag_keys
+            remember(binding.tag_keys, names, tagged)
+        found = (self.key(binding, args, kwargs), *tagged)
+        if by_args:
+            remember(binding.calls, args, found)
+        return found
 
     def payload(
         self, binding: Binding, result: object, key: str, ttl: float | None, tags: bytes | None = None

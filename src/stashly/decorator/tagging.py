@@ -58,6 +58,11 @@ class CallTags:
         # is a function of their value). Bounded; the oldest rendering goes first.
         self._memo: dict[tuple[object, ...], tuple[str, ...]] = {}
 
+    @property
+    def from_arguments(self) -> bool:
+        """Whether the tags are a function of the arguments' values alone (a list, not a callable)."""
+        return self._function is None
+
     def __call__(
         self, names: tuple[str, ...], values: Sequence[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[str, ...]:

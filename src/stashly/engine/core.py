@@ -78,7 +78,7 @@ class Lookup(NamedTuple):
 def current(found: Lookup, tags: bytes | None, site: Site) -> Lookup:
     """``found``, or a miss when its entry does not carry ``tags`` — the tokens the caller's tags have now (read
     before it looks up): one of them was invalidated since the entry was stored. Its fail-safe copy goes too."""
-    if tags is None or (found.value is MISSING and found.stale is MISSING) or codec.tags_of(found.raw) == tags:
+    if tags is None or (found.value is MISSING and found.stale is MISSING) or codec.carries_tags(found.raw, tags):
         return found
     if found.value is not MISSING:
         site.unhit()

@@ -42,6 +42,7 @@ __all__ = [
     "binding",
     "binding_text",
     "born",
+    "carries_tags",
     "decode",
     "encode",
     "identity",
@@ -154,6 +155,21 @@ def tags_of(raw: bytes) -> bytes | None:
         return None
     end = raw.find(b"}", comma + 8)  # tag names and tokens hold no brace (stashly.tags.core.check_tag)
     return raw[comma + 8 : end + 1] if end > 0 else None
+
+
+def carries_tags(raw: bytes, fragment: bytes) -> bool:
+    """Whether the entry ``raw`` was stored with exactly ``fragment`` (:func:`tags_of` equal to it, without the
+    slice): a tagged hit's check.
+
+    >>> entry = b'{"stashly":1,"key":"7a0df810639b9f6f","at":1,"tags":{"user:5":"9f"},"value":1}'
+    >>> carries_tags(entry, b'{"user:5":"9f"}'), carries_tags(entry, b'{"user:5":"9"}')
+    (True, False)
+    """
+    # The hit path: the fragment right after a 13-digit "at" (see TAGS_AT). It ends at its only brace, so a prefix
+    # match is an exact one. Any other layout is read exactly.
+    if raw.startswith(fragment, TAGS_AT + 7) and raw.startswith(TAGGED, TAGS_AT):
+        return True
+    return tags_of(raw) == fragment
 
 
 def _error(culprit: object, key: str, detail: str = "") -> SerializationError:

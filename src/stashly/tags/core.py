@@ -12,10 +12,23 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import orjson
 
-__all__ = ["EPOCH", "TAG_TTL", "check_tag", "checked_tags", "fragment", "new_token", "parse_fragment", "unique"]
+from ..memo import remember
+
+__all__ = [
+    "EPOCH",
+    "TAG_TTL",
+    "check_tag",
+    "checked_tags",
+    "fragment",
+    "new_token",
+    "parse_fragment",
+    "remembered_fragment",
+    "unique",
+]
 
 TAG_TTL = 30 * 86400.0
 """How long an unused tag's token lives (seconds). Past it, the next use draws a new one: its entries miss once."""
@@ -54,6 +67,15 @@ def fragment(tokens: Mapping[str, bytes]) -> bytes:
     b'{"a":"1","b":"2"}'
     """
     return orjson.dumps({tag: token.decode() for tag, token in tokens.items()}, option=orjson.OPT_SORT_KEYS)
+
+
+def remembered_fragment(memo: dict[tuple[Any, ...], bytes], probe: tuple[Any, ...]) -> bytes:
+    """:func:`fragment` of ``probe``, a tuple of tags (sorted) then their tokens, kept in ``memo`` under it. A
+    token changes only when its tag is invalidated: a hit finds the bytes it compares with in ``memo``."""
+    tags, *tokens = probe
+    found = fragment(dict(zip(tags, tokens, strict=True)))
+    remember(memo, probe, found)
+    return found
 
 
 def parse_fragment(raw: bytes) -> dict[str, bytes]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Set
 from contextvars import ContextVar
 
-__all__ = ["Mark", "add", "current"]
+__all__ = ["MARKS", "Mark", "add", "current"]
 
 _NOTHING: frozenset[str] = frozenset()
 
@@ -28,6 +28,8 @@ class _Marks:
 
 
 _CONTEXT: ContextVar[_Marks | None] = ContextVar("stashly_uncommitted_tags", default=None)
+MARKS = _CONTEXT
+"""``MARKS.get() is None`` when no tag was ever marked in this context: a hit's test, without :func:`current`'s call."""
 
 
 class Mark:

@@ -101,7 +101,19 @@ class GuardedBackend(ProxyBackend):
     def read_with(
         self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]
     ) -> tuple[Read, list[bytes | None]]:
-        return self._call_at(key, lambda: self.backend.read_with(key, guard, with_ttl, extra))
+        if self._node_of is not None:
+            return self._call_at(key, lambda: self.backend.read_with(key, guard, with_ttl, extra))
+        breaker = self.breaker  # as in read: every tagged hit
+        if not breaker.allow():
+            raise CacheUnavailableError(OPEN_MESSAGE)
+        epoch = breaker.epoch
+        try:
+            found = self.backend.read_with(key, guard, with_ttl, extra)
+        except CacheUnavailableError:
+            breaker.failed()
+            raise
+        breaker.succeeded(epoch)
+        return found
 
     def get(self, key: str) -> bytes | None:
         return self._call_at(key, lambda: self.backend.get(key))

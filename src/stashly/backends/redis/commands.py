@@ -47,7 +47,6 @@ __all__ = [
     "many_result",
     "read_commands",
     "read_result",
-    "read_with_result",
     "staged_fill_call",
     "ttl_seconds",
     "unavailable",
@@ -175,22 +174,14 @@ def read_commands(
 
 def read_result(replies: list[Any], guard: str | None, with_ttl: bool) -> Read:
     """The value, the fill token and maybe the TTL left, from the replies to ``read_commands``."""
-    raw, generation, *rest = replies[0]
-    value = unstamp(raw, generation)
+    values = replies[0]
+    generation = values[1]
+    value = unstamp(values[0], generation)
     return (
         value,
-        fill_token(rest[0] if rest else None, generation),
+        fill_token(None if guard is None else values[2], generation),
         ttl_seconds(value, replies[1]) if with_ttl else None,
     )
-
-
-def read_with_result(
-    replies: list[Any], guard: str | None, with_ttl: bool, extra: int
-) -> tuple[Read, list[bytes | None]]:
-    """``read_result``, and the values of the ``extra`` keys that ended the ``MGET``."""
-    values = replies[0]
-    head = [values[:-extra], *replies[1:]] if extra else replies
-    return read_result(head, guard, with_ttl), list(values[-extra:]) if extra else []
 
 
 def many_command(keys: Sequence[str]) -> tuple[tuple[str, ...], list[str] | str]:

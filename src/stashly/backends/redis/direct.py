@@ -14,6 +14,7 @@ import asyncio
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -23,7 +24,22 @@ from redis.asyncio.connection import ConnectionPool as AsyncConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["LoopConnections", "ThreadConnections", "send"]
+_pack_command: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _pack_command
+except ImportError:  # redis-py without its hiredis extra: its own packer
+    _pack_command = None
+
+__all__ = ["LoopConnections", "ThreadConnections", "pack", "send"]
+
+
+def pack(connection: redis.Connection | AbstractConnection, commands: tuple[tuple[Any, ...], ...]) -> list[bytes]:
+    """``commands`` in the protocol, as redis-py's ``pack_commands`` would write them. With hiredis they are packed
+    by it directly: the commands sent here are reads of ``str`` keys (UTF-8, redis-py's default encoding), and
+    redis-py's own packer, which checks and converts each argument in Python, costs 3 µs of a 20 µs hit."""
+    if _pack_command is None:
+        return connection.pack_commands(commands)
+    return [_pack_command(command) for command in commands]
 
 
 class ThreadConnections:
@@ -54,8 +70,7 @@ class ThreadConnections:
                 # skipping a subclass's connect() (Sentinel's asks the sentinels for the primary there).
                 if connection._sock is None:  # connect() itself costs 0.4 µs even when connected
                     connection.connect()  # type: ignore[no-untyped-call]
-                packed = connection.pack_commands(commands)  # type: ignore[no-untyped-call]
-                connection.send_packed_command(packed, check_health=False)  # type: ignore[no-untyped-call]
+                connection.send_packed_command(pack(connection, commands), check_health=False)  # type: ignore[no-untyped-call]
                 return [connection.read_response() for _ in commands]
             except RedisConnectionError:
                 connection.disconnect()  # type: ignore[no-untyped-call]
@@ -105,7 +120,7 @@ class LoopConnections:
                 try:
                     if not connection.is_connected:  # through connect(), as in ThreadConnections
                         await connection.connect()  # type: ignore[no-untyped-call]
-                    await send(connection, connection.pack_commands(commands))
+                    await send(connection, pack(connection, commands))
                     return [await connection.read_response() for _ in commands]
                 except RedisConnectionError:
                     await connection.disconnect()

@@ -39,7 +39,6 @@ from .commands import (
     many_result,
     read_commands,
     read_result,
-    read_with_result,
     staged_fill_call,
     unavailable,
 )
@@ -115,7 +114,8 @@ class AsyncRedisBackend:
             replies = await (await self._loops.get()).reads.execute(*read_commands(key, guard, with_ttl, extra))
         except _FAILURES as exc:
             raise unavailable("MGET", exc) from exc
-        return read_with_result(replies, guard, with_ttl, len(extra))
+        values = replies[0]  # the extra keys' values end the MGET
+        return read_result(replies, guard, with_ttl), values[len(values) - len(extra) :]
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         arguments = [value, "" if ttl is None else expiry_ms(ttl)]
