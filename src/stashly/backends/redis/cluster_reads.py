@@ -29,7 +29,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainError
 
-from .direct import send
+from .direct import pack, send
 
 __all__ = ["REDIRECTED", "AsyncNodeReads", "NodeReads"]
 
@@ -70,8 +70,7 @@ class NodeReads:
             for connection, commands in plan.values():
                 if connection._sock is None:
                     connection.connect()  # type: ignore[no-untyped-call]
-                packed = connection.pack_commands(commands)  # type: ignore[no-untyped-call]
-                connection.send_packed_command(packed, check_health=False)  # type: ignore[no-untyped-call]
+                connection.send_packed_command(pack(connection, commands), check_health=False)  # type: ignore[no-untyped-call]
             replies = {
                 name: [connection.read_response() for _ in commands] for name, (connection, commands) in plan.items()
             }
@@ -118,7 +117,7 @@ class AsyncNodeReads:
             for connection, commands in plan.values():
                 if not connection.is_connected:
                     await connection.connect()
-                await send(connection, connection.pack_commands(commands))
+                await send(connection, pack(connection, commands))
             replies = {
                 name: [await connection.read_response() for _ in commands]
                 for name, (connection, commands) in plan.items()
