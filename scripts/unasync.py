@@ -30,6 +30,7 @@ FILES: dict[str, str] = {
     "backends/layers/tiered_async.py": "backends/layers/tiered_sync.py",
     "backends/redis/single_async.py": "backends/redis/single_sync.py",
     "engine/engine_async.py": "engine/engine_sync.py",
+    "engine/replay_async.py": "engine/replay_sync.py",
     "decorator/flow_async.py": "decorator/flow_sync.py",
     "integrations/fastapi/endpoint_async.py": "integrations/fastapi/endpoint_sync.py",
 }

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from stashly import CacheManager
+from stashly.keys.layout import generation_key
 from stashly.keys.slots import slot_of
 
 from tests.harness.cluster import LocalCluster
@@ -62,3 +63,43 @@ def _probed(invalidator: CacheManager, clock: Clock) -> bool:
     """One probe per cool-down, as time passes: the first may still meet the dead primary's address."""
     clock.now += 10
     return invalidator.get("k") is None and invalidator.stats().pending_invalidations == 0
+
+
+def test_a_dead_primary_holds_back_only_its_own_pending_invalidations(cluster: LocalCluster) -> None:
+    """Removals journaled while the breaker was open, then one primary dies: the replay delivers the others' at
+    once, keeps the dead one's pending (its keys bypassed meanwhile), and delivers those after the failover."""
+    names = [f"k{i}" for i in range(60)]
+    with (
+        CacheManager(cluster.url, namespace="app", **GENEROUS) as invalidator,
+        CacheManager(cluster.url, namespace="app", **GENEROUS) as other,
+    ):
+        for name in names:
+            invalidator.set(name, OLD, 300)
+        cluster.wait_replicated()
+        generation_slot = slot_of(generation_key(invalidator.key(names[0])))
+        victim = next(node for node in cluster.primaries() if generation_slot not in cluster.slots_of(node))
+        on_victim = {name for name in names if slot_of(invalidator.key(name)) in cluster.slots_of(victim)}
+        assert on_victim
+        assert len(on_victim) < len(names)
+        healthy = [name for name in names if name not in on_victim]
+        assert other.get(healthy[0]) == OLD  # connected before the kill
+        clock = open_breaker(invalidator)
+        for name in names:
+            assert invalidator.remove(name) is False  # refused: journaled
+        cluster.kill(victim)
+        clock.now += 10  # the cool-down passes: the next operation replays
+        assert invalidator.get(healthy[0]) is None
+        assert invalidator.stats().pending_invalidations == len(on_victim)
+        errors = other.totals().errors
+        assert [other.get(name) for name in healthy] == [None] * len(healthy)  # delivered: gone for everyone
+        assert other.totals().errors == errors  # read from Redis, not a failure's miss
+        assert all(invalidator.get(name) is None for name in on_victim)  # pending: this process bypasses them
+        cluster.wait_failover(victim)
+        assert eventually(lambda: _drained(invalidator, clock, healthy[0]))
+        assert eventually(lambda: all(other.get(name) is None for name in on_victim))
+
+
+def _drained(invalidator: CacheManager, clock: Clock, name: str) -> bool:
+    clock.now += 10
+    invalidator.get(name)
+    return invalidator.stats().pending_invalidations == 0

@@ -39,6 +39,10 @@ class CacheUnavailableError(StashlyError):
     Raised to callers only in strict mode; otherwise stashly logs it, counts it and carries on without the cache.
     """
 
+    node: str | None = None
+    """On Redis Cluster, the node (``host:port``) that failed when the others may still answer; ``None`` when the
+    failure is the backend's as a whole."""
+
 
 class FactoryTimeoutError(StashlyError, TimeoutError):
     """A cached function did not return within its ``hard_timeout`` and there was no stale value to serve.

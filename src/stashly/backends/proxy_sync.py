@@ -31,6 +31,11 @@ class ProxyBackend:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
+    def node_of(self, key: str) -> str | None:
+        """The Redis Cluster node serving ``key``, when a layer below knows it (``None`` otherwise)."""
+        node_of = getattr(self.backend, "node_of", None)
+        return None if node_of is None else node_of(key)
+
     def get(self, key: str) -> bytes | None:
         return self.backend.get(key)
 

@@ -28,7 +28,8 @@ from ..storage.codec import Serializer, Stale
 from ..tags import core as tags
 from ..tags import uncommitted
 from .core import FAILED, EngineCore, Hooks, Lookup, Token, stored_tags
-from .journal import Journal, Pending
+from .journal import Journal
+from .replay_async import new_tag_epoch, replay
 
 __all__ = ["AsyncEngine"]
 
@@ -49,45 +50,19 @@ class AsyncEngine(EngineCore):
         self.backend = backend
 
     async def replay(self) -> CacheUnavailableError | None:
-        """Deliver the pending invalidations, oldest first; the failure that stopped it, if the backend is still
-        down (``None`` also when another thread or task is replaying)."""
-        journal = self.journal
-        if not journal.try_replaying():
-            return None
-        delivered = 0
-        try:
-            for pending in journal.snapshot():
-                try:
-                    await self._deliver(pending)
-                except CacheUnavailableError as exc:
-                    return exc
-                journal.delivered(pending)
-                delivered += 1
-        finally:
-            journal.done()
-            if delivered:
-                self.failures.replayed(delivered, len(journal))
-        return None
-
-    async def _deliver(self, pending: Pending) -> None:
-        if pending.kind == "key":
-            await self.backend.delete(pending.target, pending.guard)
-        elif pending.kind == "tag":
-            await self._new_tag_epoch()
-            await self.backend.delete(pending.target)
-        elif pending.kind == "scan":
-            await self.backend.delete_prefix(pending.target, pending.guard)
-        else:
-            await self.backend.retire_prefix(pending.target, pending.guard)
-
-    async def _new_tag_epoch(self) -> None:
-        """Replace the tag epoch, before a tag's token is dropped: a fill reading it afterwards sees it changed."""
-        await self.backend.set(keys.tags_epoch_key(self.settings.prefix), tags.new_token(), tags.TAG_TTL)
+        """Deliver the pending invalidations (:mod:`.replay_async`); the first refusal, if any (``None`` also when
+        another thread or task is replaying)."""
+        delivered, failure = await replay(self.journal, self.backend, self.settings.prefix)
+        if delivered:
+            self.failures.replayed(delivered, len(self.journal))
+        return failure
 
     async def _replayed(self, key: str, strict: bool | None, site: Site) -> bool:
-        """Replay what is pending; ``False`` when the backend refused (handled as a failure of ``key``'s read)."""
+        """Replay what is pending; ``False`` when the backend as a whole refused (handled as a failure of ``key``'s
+        read). One Cluster node's refusal leaves the other nodes' reads alone: the keys still pending are kept off
+        the backend by :meth:`~.journal.Journal.blocks`, whoever asks."""
         failure = await self.replay()
-        if failure is not None:
+        if failure is not None and failure.node is None:
             self.failed(failure, "replay", key, strict, site)
             return False
         return True
@@ -206,7 +181,7 @@ class AsyncEngine(EngineCore):
         for done, tag_key in enumerate(tag_keys):
             try:
                 if not done:
-                    await self._new_tag_epoch()
+                    await new_tag_epoch(self.backend, self.settings.prefix)
                 removed += await self.backend.delete(tag_key)
             except CacheUnavailableError as exc:
                 for pending in tag_keys[done:]:

@@ -83,6 +83,13 @@ class CircuitBreaker:
                     "cache %s is answering again: circuit closed", self._what(), extra=_fields("breaker_closed")
                 )
 
+    def unprobed(self) -> None:
+        """The operation let through as a probe failed on one Cluster node only: that says nothing of the backend
+        as a whole, so the next operation may probe at once (its node may answer)."""
+        if self._opened_at is not None:
+            with self._lock:
+                self._probe_at = -float("inf")
+
     def failed(self) -> None:
         now = self._clock()
         with self._lock:

@@ -49,16 +49,24 @@ class AsyncGuardedBackend(AsyncProxyBackend):
         if not whole.allow():
             raise CacheUnavailableError(OPEN_MESSAGE)
         if not node.allow():
-            raise CacheUnavailableError(f"{OPEN_MESSAGE} (node {node.node})")
+            refused = CacheUnavailableError(f"{OPEN_MESSAGE} (node {node.node})")
+            refused.node = node.node
+            raise refused
         epochs = whole.epoch, node.epoch
         try:
             result = await operation()
-        except CacheUnavailableError:
+        except CacheUnavailableError as exc:
             node.failed()
+            whole.unprobed()
+            exc.node = node.node
             raise
         node.succeeded(epochs[1])
         whole.succeeded(epochs[0])
         return result
+
+    def node_of(self, key: str) -> str | None:
+        """The Cluster node serving ``key`` (``None`` elsewhere, or while the slot map is unknown)."""
+        return None if self._node_of is None else self._node_of(key)
 
     def _node(self, key: str) -> CircuitBreaker | None:
         node_of = self._node_of

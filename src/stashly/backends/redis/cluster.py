@@ -172,7 +172,10 @@ class ClusterBackend:
         """The replies to the batches' commands: straight from the primaries when it can, else through redis-py."""
         reads = self._reads
         if reads is None:
-            self._redis()
+            try:
+                self._redis()  # connects: a dead startup node can fail it
+            except _Failure as exc:
+                raise unavailable(operation, exc) from exc
             reads = self._reads
             assert reads is not None
         if not self._degraded:
