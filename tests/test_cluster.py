@@ -19,7 +19,7 @@ from stashly.storage.stamps import fill_token, parse_stamp, split_token, stamp, 
 from tests.harness.cluster import LocalCluster
 from tests.harness.sentinel import LocalSentinel
 from tests.harness.server import ACL_CHANNELS, ACL_COMMANDS, ACL_KEYS, ACL_OPTIONAL, ACL_PASSWORD, ACL_USER
-from tests.support import eventually
+from tests.support import Api, eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -235,3 +235,37 @@ async def test_the_least_privilege_user_is_enough_on_a_cluster(cluster_url: str,
                 denials += admin.acl_log()
                 admin.execute_command("ACL", "DELUSER", ACL_USER)
     assert not denials, denials
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_set_writes_once_beside_its_generation_and_sees_a_flush_made_elsewhere(
+    cluster_url: str, redis_cluster: LocalCluster, mode: str
+) -> None:
+    """The entry and its namespace's generation are in different slots: after the first set of a namespace, a set
+    is one SET stamped with the generation last seen, sent with a GET of the current one (one round trip). A
+    flush by another process changes it: the next set sees that and writes again, stamped right."""
+    namespace = f"once-{mode}"
+    with CacheManager(url=cluster_url, namespace=namespace) as writer, CacheManager(url=cluster_url) as flusher:
+        api = Api(writer, mode)
+        await api.set("k0", 0, 300)  # learns the generation
+        before = _calls(redis_cluster, "set")
+        for index in range(1, 11):
+            await api.set(f"k{index}", index, 300)
+        assert _calls(redis_cluster, "set") - before == 10  # one write each
+        for _ in range(3):
+            flusher.flush_namespace(namespace=namespace, mode="versioned")  # the generation moves on
+            before = _calls(redis_cluster, "set")
+            await api.set("k1", "after the flush", 300)
+            assert _calls(redis_cluster, "set") - before == 2  # the stamp was stale: written again
+            assert await api.get("k1") == "after the flush"
+            assert flusher.get("k1", namespace=namespace) == "after the flush"
+            assert await api.get("k2") is None  # flushed
+
+
+def _calls(cluster: LocalCluster, command: str) -> int:
+    """How many times the primaries have run ``command`` so far (``INFO commandstats``)."""
+    total = 0
+    for node in cluster.primaries():
+        with node.client() as client:
+            total += int(client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+    return total

@@ -30,6 +30,8 @@ from redis.retry import Retry
 from ...errors import ConfigError
 from ...keys.layout import generation_key
 from ...keys.slots import colocated, lock_in_slot, slot_of
+from ...memo import remember
+from ...sentinels import MISSING, Missing
 from ..base import Lock, Read
 from .cluster_reads import REDIRECTED, NodeReads
 from .commands import (
@@ -41,8 +43,9 @@ from .commands import (
     cluster_fill_call,
     cluster_many_plan,
     cluster_many_result,
-    cluster_read_plan,
+    cluster_read_batches,
     cluster_read_result,
+    cluster_set_batches,
     cluster_set_command,
     escape_glob,
     expiry_ms,
@@ -102,6 +105,27 @@ def check_prefix(prefix: str) -> None:
         )
 
 
+class Generations:
+    """The generation last seen of each namespace (a bounded memo), so that a Cluster ``set`` takes one round trip.
+
+    The entry and its namespace's generation live in different slots, so no script can stamp one with the other.
+    The entry is written stamped with the generation last seen while the current one is read from its own node,
+    in the same round trip. The same value means no flush came between: the write stands. Another (a flush since)
+    means one more write, stamped with the one just read; until then the entry carries an old generation and reads
+    as a miss, never as current. The first write of a namespace reads the generation first.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, bytes | None] = {}
+
+    def guess(self, generation: str) -> bytes | Missing | None:
+        """The value last seen under the ``generation`` key (``None``: absent), or ``MISSING`` if never seen."""
+        return self._last.get(generation, MISSING)
+
+    def seen(self, generation: str, value: bytes | None) -> None:
+        remember(self._last, generation, value)
+
+
 class ClusterBackend:
     """The synchronous Cluster backend; connects on first use (and learns the slot map then)."""
 
@@ -112,6 +136,7 @@ class ClusterBackend:
         self._scripts: tuple[Script, Script] | None = None
         self._reads: NodeReads | None = None
         self._degraded = False  # read through redis-py until it succeeds (see .cluster_reads)
+        self._generations = Generations()
         self._relearning: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -206,16 +231,25 @@ class ClusterBackend:
         return cluster_many_result(keys, self._pipeline(commands, "MGET"), groups, per_key)
 
     def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
-        commands = cluster_read_plan(key, guard, with_ttl)
-        batches = ((slot_of(key), commands[:-1]), (slot_of(commands[-1][1]), commands[-1:]))
+        batches = cluster_read_batches(key, guard, with_ttl)
         return cluster_read_result(self._fetch(batches, "GET" if guard is None else "MGET"), guard, with_ttl)
 
     def read_with(self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]) -> tuple[Read, Others]:
-        return self.read(key, guard, with_ttl), self.get_many(extra)  # other slots: other round trips
+        replies = self._fetch(cluster_read_batches(key, guard, with_ttl, extra), "MGET")
+        split = len(replies) - len(extra)
+        return cluster_read_result(replies[:split], guard, with_ttl), replies[split:]
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        generation = self._call(("GET", generation_key(key)), "GET (generation)")
-        self._call(cluster_set_command(key, value, ttl, generation), "SET")
+        where = generation_key(key)
+        guess = self._generations.guess(where)
+        if guess is not MISSING:  # written with the generation it is stamped with read beside it: see Generations
+            current = self._fetch(cluster_set_batches(key, value, ttl, guess), "SET")[1]
+            if current == guess:
+                return
+        else:
+            current = self._call(("GET", where), "GET (generation)")
+        self._generations.seen(where, current)
+        self._call(cluster_set_command(key, value, ttl, current), "SET")
 
     def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None

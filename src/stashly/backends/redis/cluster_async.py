@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any, cast
 import redis.asyncio.cluster
 
 from ...keys.layout import generation_key
-from ...keys.slots import colocated, lock_in_slot, slot_of
+from ...keys.slots import colocated, lock_in_slot
+from ...sentinels import MISSING
 from ..base import Lock, Read
-from .cluster import Others, client_arguments, primary_of
+from .cluster import Generations, Others, client_arguments, primary_of
 from .cluster import failures as _Failure
 from .cluster_reads import REDIRECTED, AsyncNodeReads
 from .commands import (
@@ -29,8 +30,9 @@ from .commands import (
     cluster_fill_call,
     cluster_many_plan,
     cluster_many_result,
-    cluster_read_plan,
+    cluster_read_batches,
     cluster_read_result,
+    cluster_set_batches,
     cluster_set_command,
     escape_glob,
     expiry_ms,
@@ -50,6 +52,7 @@ class AsyncClusterBackend:
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
         self._loops = PerLoop(self._loop_cluster, _close)
+        self._generations = Generations()  # shared by the loops: a namespace's generation is the same for all
 
     def _loop_cluster(self) -> _LoopCluster:
         # Arguments made afresh for each loop: the startup nodes hold connections, which belong to one loop.
@@ -100,30 +103,41 @@ class AsyncClusterBackend:
         return cluster_many_result(keys, await self._pipeline(commands, "MGET"), groups, per_key)
 
     async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
-        commands = cluster_read_plan(key, guard, with_ttl)
-        operation = "GET" if guard is None else "MGET"
+        batches = cluster_read_batches(key, guard, with_ttl)
+        return cluster_read_result(await self._fetch(batches, "GET" if guard is None else "MGET"), guard, with_ttl)
+
+    async def read_with(self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]) -> tuple[Read, Others]:
+        replies = await self._fetch(cluster_read_batches(key, guard, with_ttl, extra), "MGET")
+        split = len(replies) - len(extra)
+        return cluster_read_result(replies[:split], guard, with_ttl), replies[split:]
+
+    async def _fetch(self, batches: tuple[tuple[int, list[Command]], ...], operation: str) -> list[Any]:
+        """The replies to the batches' commands: straight from the primaries when it can, else through redis-py."""
         entry = await self._loops.get()
         if not entry.degraded:  # straight to the primaries, as the sync backend (see .cluster_reads)
             try:
-                replies = await entry.reads.execute(
-                    ((slot_of(key), commands[:-1]), (slot_of(commands[-1][1]), commands[-1:]))
-                )
+                replies = await entry.reads.execute(batches)
             except _Failure as exc:
                 entry.degraded = True  # read through redis-py until it succeeds: it re-learns the slot map
                 entry.relearn(exc)
                 raise unavailable(operation, exc) from exc
             if replies is not REDIRECTED:
-                return cluster_read_result(replies, guard, with_ttl)
-        replies = await self._pipeline(commands, operation)
+                return replies
+        replies = await self._pipeline([command for _, commands in batches for command in commands], operation)
         entry.degraded = False
-        return cluster_read_result(replies, guard, with_ttl)
-
-    async def read_with(self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]) -> tuple[Read, Others]:
-        return await self.read(key, guard, with_ttl), await self.get_many(extra)
+        return replies
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        generation = await self._call(("GET", generation_key(key)), "GET (generation)")
-        await self._call(cluster_set_command(key, value, ttl, generation), "SET")
+        where = generation_key(key)
+        guess = self._generations.guess(where)
+        if guess is not MISSING:  # as the sync backend: one round trip (see .cluster.Generations)
+            current = (await self._fetch(cluster_set_batches(key, value, ttl, guess), "SET"))[1]
+            if current == guess:
+                return
+        else:
+            current = await self._call(("GET", where), "GET (generation)")
+        self._generations.seen(where, current)
+        await self._call(cluster_set_command(key, value, ttl, current), "SET")
 
     async def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None

@@ -3,7 +3,8 @@
 redis-py's cluster pipeline spends more in Python than a single server's whole read. A cached read needs two
 things in two known slots, the entry (with its guard) and the namespace's generation, so this sends each
 primary its share on a thread-local connection, from the client's own slot map, before reading any reply:
-one round trip of wall time, none of the pipeline's layers.
+one round trip of wall time, none of the pipeline's layers. A tagged read adds its tags' tokens, and a ``set``
+sends its write beside the read of the generation it is stamped with (:class:`.cluster.Generations`), the same way.
 
 It never handles the unusual. A redirection (``MOVED``, ``ASK``, ``TRYAGAIN``) or a slot the map does not cover
 answers ``REDIRECTED``: the caller sends the read through redis-py, which follows it and updates the map. A

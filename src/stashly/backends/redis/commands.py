@@ -37,8 +37,10 @@ __all__ = [
     "cluster_fill_call",
     "cluster_many_plan",
     "cluster_many_result",
+    "cluster_read_batches",
     "cluster_read_plan",
     "cluster_read_result",
+    "cluster_set_batches",
     "cluster_set_command",
     "escape_glob",
     "expiry_ms",
@@ -240,6 +242,18 @@ def cluster_read_plan(key: str, guard: str | None, with_ttl: bool) -> list[Comma
     return [first, *([("PTTL", key)] if with_ttl else []), ("GET", generation_key(key))]
 
 
+def cluster_read_batches(
+    key: str, guard: str | None, with_ttl: bool, extra: Sequence[str] = ()
+) -> tuple[tuple[int, list[Command]], ...]:
+    """``cluster_read_plan`` by slot, then a ``GET`` of each of the ``extra`` keys (``read_with``): one round trip,
+    each primary sent its share."""
+    commands = cluster_read_plan(key, guard, with_ttl)
+    entry, generation = (slot_of(key), commands[:-1]), (slot_of(commands[-1][1]), commands[-1:])
+    if not extra:
+        return entry, generation
+    return entry, generation, *((slot_of(other), [("GET", other)]) for other in extra)
+
+
 def cluster_read_result(replies: list[Any], guard: str | None, with_ttl: bool) -> Read:
     """The value, the fill token and maybe the TTL left, from the replies to ``cluster_read_plan``."""
     raw, guard_value = (replies[0], None) if guard is None else replies[0]
@@ -281,6 +295,14 @@ def cluster_fill_call(
     if lock is None:
         return keys, arguments
     return [*keys, lock_in_slot(lock[0])], [*arguments, lock[1]]
+
+
+def cluster_set_batches(
+    key: str, value: bytes, ttl: float | None, generation: bytes | None
+) -> tuple[tuple[int, list[Command]], ...]:
+    """The ``SET`` of ``value`` stamped with ``generation``, and a ``GET`` of the generation's key (in its slot)."""
+    where = generation_key(key)
+    return (slot_of(key), [cluster_set_command(key, value, ttl, generation)]), (slot_of(where), [("GET", where)])
 
 
 def cluster_set_command(key: str, value: bytes, ttl: float | None, generation: bytes | None) -> Command:
