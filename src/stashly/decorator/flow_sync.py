@@ -25,10 +25,11 @@ from ..sentinels import MISSING
 from ..storage import codec
 from ..tags import core as tag_names
 from ..tags import uncommitted
-from .plan import Binding, Plan, TaggedKey, check_max_age
+from .plan import Binding, Plan, check_max_age
 from .refresh import LEASE, Refresher, refresh_failed
 from .singleflight import Overdue, SingleFlight
 from .stampede import Filled, Wait, lock_for
+from .tagging import TaggedCall
 
 __all__ = [
     "Compute",
@@ -218,41 +219,40 @@ def refresh(plan: Plan, binding: Binding, key: str, token: Token, compute: Compu
 
 
 def tagged_lookup(
-    plan: Plan, binding: Binding, tagged: TaggedKey, reader: codec.Reader, with_ttl: bool = False
+    plan: Plan, binding: Binding, call: TaggedCall, reader: codec.Reader, with_ttl: bool = False
 ) -> tuple[Lookup, bytes | None] | None:
-    """The lookup of a call (``tagged``: its key, tags and their keys, :meth:`Plan.tagged_key`), with the tokens
-    its tags have now (read with the entry, before anything is computed), as the fragment a fill stores; the
-    entry counts only if it carries the same. ``None`` when the call must bypass the cache: the tokens cannot be
-    known (backend down, an invalidation of the entry or a tag pending) or a tag was written by this context's
-    open transaction (read-your-writes).
+    """The lookup of ``call`` (:meth:`Plan.tagged_key`), with the tokens its tags have now (read with the entry,
+    before anything is computed), as the fragment a fill stores; the entry counts only if it carries the same.
+    ``None`` when the call must bypass the cache: the tokens cannot be known (backend down, an invalidation of the
+    entry or a tag pending) or a tag was written by this context's open transaction (read-your-writes).
 
     With ``result_tags`` the fragment also carries the tag epoch read with them (:data:`~stashly.tags.core.EPOCH`),
     for :func:`with_result_tags`; an entry then counts when every tag it was stored with is current."""
-    engine, site, strict = binding.engine, binding.site, binding.strict
-    key, names, tag_keys = tagged
+    engine, site, strict, names = binding.engine, binding.site, binding.strict, call.names
     if not names:
-        return engine.lookup(key, binding.guard, reader, strict, site, with_ttl), None
+        return engine.lookup(call.key, binding.guard, reader, strict, site, with_ttl), None
     if uncommitted.MARKS.get() is not None and not uncommitted.current().isdisjoint(names):
         return None  # its own change must be seen, and nothing computed from uncommitted rows stored
-    looked = engine.lookup_tagged(key, binding.guard, reader, strict, site, with_ttl, tag_keys)
+    looked = engine.lookup_tagged(call.key, binding.guard, reader, strict, site, with_ttl, call.tag_keys)
     if looked is None:
         return None
     found, tokens = looked
-    probe = (names, *tokens)
-    fragment = binding.fragments.get(probe)  # remembered: a hit neither checks nor serialises the tokens
-    if fragment is None:
+    last = call.last
+    if last is None or last[0] != tokens:  # the tokens changed (or first read): their fragment, remembered
         if None in tokens:  # a tag without a token (first use, invalidated, expired): no entry can be current
-            drawn = engine.draw_tokens(tag_keys, tokens, site, strict)
+            drawn = engine.draw_tokens(call.tag_keys, tokens, site, strict)
             if drawn is None:
                 return None
-            probe = (names, *drawn)
-        fragment = tag_names.remembered_fragment(binding.fragments, probe)
+            tokens = list(drawn)
+        probe = (names, *tokens)
+        fragment = binding.fragments.get(probe) or tag_names.remembered_fragment(binding.fragments, probe)
+        call.last = last = tokens, fragment, codec.TAGGED + fragment
+    fragment = last[1]
     if plan.result_tags is None:
-        raw = found.raw  # the hit: codec.carries_tags spelled out (one tagged hit in one frame fewer)
-        if raw.startswith(fragment, codec.TAGS_AT + 7) and raw.startswith(codec.TAGGED, codec.TAGS_AT):
+        if found.raw.startswith(last[2], codec.TAGS_AT):  # the hit: filed under these tokens (codec.carries_tags)
             return found, fragment
         return current(found, fragment, site), fragment
-    return still_current(plan, binding, key, found, fragment), fragment
+    return still_current(plan, binding, call.key, found, fragment), fragment
 
 
 def still_current(plan: Plan, binding: Binding, key: str, found: Lookup, tags: bytes | None) -> Lookup:
@@ -302,9 +302,9 @@ def wrapper(plan: Plan) -> Callable[..., Any]:
         binding = plan.binding()
         tags: bytes | None = None
         if tagged:
-            call_tags = plan.tagged_key(binding, args, kwargs)
-            key = call_tags[0]
-            looked = tagged_lookup(plan, binding, call_tags, binding.reader, with_ttl)
+            filed = plan.tagged_key(binding, args, kwargs)
+            key = filed.key
+            looked = tagged_lookup(plan, binding, filed, binding.reader, with_ttl)
             if looked is None:  # unprovable (backend down, invalidation pending) or uncommitted: no cache
                 return fn(*args, **kwargs)
             found, tags = looked
@@ -330,9 +330,9 @@ def recomputer(plan: Plan) -> Callable[..., Any]:
 
     def refresh_entry(*args: Any, **kwargs: Any) -> Any:
         binding = plan.binding()
-        call_tags = plan.tagged_key(binding, args, kwargs)
-        key = call_tags[0]
-        looked = tagged_lookup(plan, binding, call_tags, binding.reader)
+        tagged = plan.tagged_key(binding, args, kwargs)
+        key = tagged.key
+        looked = tagged_lookup(plan, binding, tagged, binding.reader)
         if looked is None:
             return plan.fn(*args, **kwargs)
         found, tags = looked
@@ -354,9 +354,9 @@ def limiter(plan: Plan) -> Callable[[float], Callable[..., Any]]:
 
         def within(*args: Any, **kwargs: Any) -> Any:
             binding = plan.binding()
-            call_tags = plan.tagged_key(binding, args, kwargs)
-            key, site = call_tags[0], binding.site
-            looked = tagged_lookup(plan, binding, call_tags, binding.reader)
+            tagged = plan.tagged_key(binding, args, kwargs)
+            key, site = tagged.key, binding.site
+            looked = tagged_lookup(plan, binding, tagged, binding.reader)
             if looked is None:
                 return plan.fn(*args, **kwargs)
             found, tags = looked

@@ -13,7 +13,7 @@ import logging
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 
@@ -28,7 +28,7 @@ from ..storage import codec
 from ..tags import core as tag_names
 from ..ttl import TTL, check_ttl, resolve_ttl
 from .context import is_context
-from .tagging import CallTags, TagSpec
+from .tagging import CallTags, TaggedCall, TagSpec
 
 if TYPE_CHECKING:
     from ..manager import CacheManager
@@ -44,10 +44,6 @@ _MEMO_TEXT = 256  # longer strings are not remembered (the memo must stay small)
 class Serialized(dict[str, Any]):
     """A result already serialized for storage (``@cached(http=True)``'s response bodies): stored as it is,
     never narrowed into the return annotation."""
-
-
-TaggedKey: TypeAlias = tuple[str, tuple[str, ...], list[str]]
-"""A call's key, its tags (sorted) and their keys: what a tagged lookup reads (:meth:`Plan.tagged_key`)."""
 
 
 class Binding:
@@ -97,7 +93,7 @@ class Binding:
         # A call's tags and their keys, by its tags, and with its key by its arguments (Plan.tagged_key); the
         # fragment of tags' tokens, by the tags and tokens (tagged_lookup): a hit neither renders nor serialises.
         self.tag_keys: dict[tuple[str, ...], tuple[tuple[str, ...], list[str]]] = {}
-        self.calls: dict[tuple[Any, ...], TaggedKey] = {}
+        self.calls: dict[tuple[Any, ...], TaggedCall] = {}
         self.fragments: dict[tuple[object, ...], bytes] = {}
         self.site: Site = manager.function_site(namespace, plan.name)
         self.grace: float = plan.fail_safe or 0.0  # a fail-safe entry outlives its logical expiry by this much
@@ -255,7 +251,7 @@ class Plan:
             return ()
         return self.tags(self._names, self.bind(args, kwargs), args, kwargs)
 
-    def tagged_key(self, binding: Binding, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaggedKey:
+    def tagged_key(self, binding: Binding, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaggedCall:
         """:meth:`key`, the call's tags and their keys, with the tag epoch's last under ``result_tags`` (a fill
         needs it). Remembered per argument tuple like the key, unless a callable names the tags (called each time)."""
         by_args = self._tags_by_arguments and self._remembered(args, kwargs)
@@ -272,7 +268,7 @@ class Plan:
             else:
                 tagged = names, tag_keys
             remember(binding.tag_keys, names, tagged)
-        found = (self.key(binding, args, kwargs), *tagged)
+        found = TaggedCall(self.key(binding, args, kwargs), *tagged)
         if by_args:
             remember(binding.calls, args, found)
         return found

@@ -20,7 +20,7 @@ from .. import keys
 from ..memo import remember
 from ..tags.core import check_tag, checked_tags, unique
 
-__all__ = ["CallTags", "TagSpec"]
+__all__ = ["CallTags", "TagSpec", "TaggedCall"]
 
 TagSpec: TypeAlias = Sequence[str] | Callable[..., Iterable[str]]
 """What ``@cached(tags=...)`` takes: tags and templates, or a callable of the call's arguments."""
@@ -85,3 +85,17 @@ class CallTags:
         if roots:
             remember(memo, roots, tags)
         return tags
+
+
+class TaggedCall:
+    """One call's key, its tags (sorted; the tag epoch last under ``result_tags``) and their keys, with the tokens
+    they had when last read and what those make: the fragment an entry stores, and that fragment as the entry's
+    ``"tags"`` field (``field``). A hit that reads the same tokens again compares bytes and nothing more."""
+
+    __slots__ = ("key", "last", "names", "tag_keys")
+
+    def __init__(self, key: str, names: tuple[str, ...], tag_keys: list[str]) -> None:
+        self.key = key
+        self.names = names
+        self.tag_keys = tag_keys
+        self.last: tuple[list[bytes | None], bytes, bytes] | None = None  # tokens, fragment, field: set at once

@@ -30,10 +30,10 @@ def endpoint(plan: Plan) -> Callable[..., Any]:
     async def cached_endpoint(*args: Any, **kwargs: Any) -> Any:
         request, response, route = http.context(kwargs)
         binding = plan.binding()
-        call_tags = plan.tagged_key(binding, args, kwargs)
-        key = call_tags[0]
+        tagged = plan.tagged_key(binding, args, kwargs)
+        key = tagged.key
         reader = http.reader_for(binding, route)
-        looked = await flow.tagged_lookup(plan, binding, call_tags, reader, True)
+        looked = await flow.tagged_lookup(plan, binding, tagged, reader, True)
         if looked is None:  # tags unprovable or uncommitted: answered without the cache
             return http.bypass(response, await fn(*args, **kwargs))
         found, tags = looked
