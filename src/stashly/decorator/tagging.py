@@ -95,7 +95,7 @@ class TaggedCall:
     __slots__ = ("key", "last", "names", "tag_keys")
 
     def __init__(self, key: str, names: tuple[str, ...], tag_keys: list[str]) -> None:
-        self.key = key
-        self.names = names
-        self.tag_keys = tag_keys
+        self.key: str = key
+        self.names: tuple[str, ...] = names
+        self.tag_keys: list[str] = tag_keys
         self.last: tuple[list[bytes | None], bytes, bytes] | None = None  # tokens, fragment, field: set at once
