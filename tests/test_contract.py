@@ -95,6 +95,18 @@ async def test_set_then_get_and_overwrite(backend: Contract) -> None:
     assert await backend.get(key) == b"two"
 
 
+async def test_draw_keeps_the_value_that_is_there(backend: Contract) -> None:
+    key = backend.key("token")
+    assert await backend.draw(key, b"first", 60) == b"first"
+    assert await backend.draw(key, b"second", 60) == b"first"  # drawn at once elsewhere: the first one stands
+    value, ttl = await backend.entry(key)
+    assert value == b"first"
+    assert ttl is not None
+    assert 0 < ttl <= 60
+    assert await backend.delete(key) is True
+    assert await backend.draw(key, b"third", 60) == b"third"
+
+
 async def test_bytes_come_back_unchanged(backend: Contract) -> None:
     values = {"empty": b"", "nul": b"\x00\x00lead", "binary": bytes(range(256)), "big": b"x" * 300_000}
     for name, value in values.items():

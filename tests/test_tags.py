@@ -3,6 +3,7 @@ entry of a tag a miss — across namespaces and functions, on every topology, in
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 from collections.abc import Callable, Iterator
@@ -58,6 +59,47 @@ async def test_an_evicted_tag_token_makes_its_entries_misses_not_current(manager
     assert manager.get("k") is None
     manager.set("k", 2, tags=["t"])
     assert manager.get("k") == 2
+
+
+async def test_calls_that_first_use_a_tag_at_once_agree_on_its_token(manager: CacheManager, mode: str) -> None:
+    """Each of them finds the tag without a token and draws one; the first drawn is the one they all file their
+    entry under (another process's manager too), so the entry they store is a hit for the next call."""
+    computed: list[int] = []
+
+    def body(n: int) -> dict[str, int]:
+        computed.append(n)
+        return {"n": n}
+
+    async def abody(n: int) -> dict[str, int]:
+        await asyncio.sleep(0.001)  # the others read the absent token meanwhile
+        return body(n)
+
+    cache = Cached("drawn", ttl=300, manager=manager)
+    with CacheManager(manager.settings.url, namespace="tg") as other:
+        others = Cached("drawn", ttl=300, manager=other)
+        decorate_mine, decorate_theirs = cache.cached(tags=["user:{n}"]), others.cached(tags=["user:{n}"])
+        if mode == "async":
+            mine, theirs = decorate_mine(abody), decorate_theirs(abody)
+            for n in range(20):
+                await asyncio.gather(*(function(n) for function in (mine, theirs) * 3))
+        else:
+            mine, theirs = decorate_mine(body), decorate_theirs(body)
+            for n in range(20):
+                threads = [threading.Thread(target=function, args=(n,)) for function in (mine, theirs) * 3]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+        before = len(computed)
+        for n in range(20):
+            assert await _call(mine, n, mode) == {"n": n}
+            assert await _call(theirs, n, mode) == {"n": n}
+        assert len(computed) == before  # every entry stored was filed under the token that stood
+
+
+async def _call(function: Callable[..., Any], n: int, mode: str) -> Any:
+    result = function(n)
+    return await result if mode == "async" else result
 
 
 async def test_a_removed_tagged_entry_is_gone_and_untagged_keys_are_untouched(manager: CacheManager) -> None:

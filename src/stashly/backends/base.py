@@ -56,6 +56,11 @@ class Backend(Protocol):
         """Store ``value`` under ``key`` for ``ttl`` seconds (fractions honoured); ``None`` never expires."""
         ...
 
+    def draw(self, key: str, value: bytes, ttl: float) -> bytes:
+        """Store ``value`` under ``key`` for ``ttl`` seconds unless a value is there already, atomically; the value
+        there now (``value`` when it was stored). A tag's token: processes that draw one at once agree on it."""
+        ...
+
     def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:
@@ -110,6 +115,8 @@ class AsyncBackend(Protocol):
     ) -> tuple[Read, list[bytes | None]]: ...
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None: ...
+
+    async def draw(self, key: str, value: bytes, ttl: float) -> bytes: ...
 
     async def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None

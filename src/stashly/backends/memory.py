@@ -114,6 +114,17 @@ class MemoryStore:
         with self._lock:
             self._put(key, value, deadline)
 
+    def draw(self, key: str, value: bytes, ttl: float) -> bytes:
+        if self._forked:
+            self._first_use_after_fork()
+        now = self._clock()
+        with self._lock:
+            found = self._live(key, now)[0]
+            if found is not None:
+                return found
+            self._put(key, value, _deadline(now, ttl))
+            return value
+
     def _put(self, key: str, value: bytes, deadline: float | None) -> None:
         self._entries[key] = (deadline, value)
         self._entries.move_to_end(key)
@@ -230,6 +241,9 @@ class AsyncMemoryBackend:
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return self.store.get_many(keys)
+
+    async def draw(self, key: str, value: bytes, ttl: float) -> bytes:
+        return self.store.draw(key, value, ttl)
 
     async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
         return self.store.read(key, guard, with_ttl)

@@ -51,6 +51,9 @@ class AsyncProxyBackend:
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         await self.backend.set(key, value, ttl)
 
+    async def draw(self, key: str, value: bytes, ttl: float) -> bytes:
+        return await self.backend.draw(key, value, ttl)
+
     async def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:

@@ -53,6 +53,9 @@ class ProxyBackend:
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         self.backend.set(key, value, ttl)
 
+    def draw(self, key: str, value: bytes, ttl: float) -> bytes:
+        return self.backend.draw(key, value, ttl)
+
     def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:

@@ -162,9 +162,8 @@ class AsyncEngine(EngineCore):
         drawn = list(found)
         try:
             for i, token in enumerate(drawn):
-                if token is None:  # two processes drawing at once both store: the last wins, the other's entry
-                    drawn[i] = fresh = tags.new_token()  # is a miss (never stale)
-                    await self.backend.set(tag_keys[i], fresh, tags.TAG_TTL)
+                if token is None:  # whoever draws first sets it; the others, in any process, get that one
+                    drawn[i] = await self.backend.draw(tag_keys[i], tags.new_token(), tags.TAG_TTL)
         except CacheUnavailableError as exc:
             self.failed(exc, "set (tags)", tag_keys[0], strict, site)
             return None

@@ -130,6 +130,9 @@ class AsyncGuardedBackend(AsyncProxyBackend):
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         await self._call_at(key, lambda: self.backend.set(key, value, ttl))
 
+    async def draw(self, key: str, value: bytes, ttl: float) -> bytes:
+        return await self._call_at(key, lambda: self.backend.draw(key, value, ttl))
+
     async def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:

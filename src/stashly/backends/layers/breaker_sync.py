@@ -132,6 +132,9 @@ class GuardedBackend(ProxyBackend):
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         self._call_at(key, lambda: self.backend.set(key, value, ttl))
 
+    def draw(self, key: str, value: bytes, ttl: float) -> bytes:
+        return self._call_at(key, lambda: self.backend.draw(key, value, ttl))
+
     def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:

@@ -86,6 +86,12 @@ class AsyncTieredBackend(AsyncProxyBackend):
         finally:
             self._tier.invalidate((key,))
 
+    async def draw(self, key: str, value: bytes, ttl: float) -> bytes:
+        try:
+            return await self.backend.draw(key, value, ttl)
+        finally:
+            self._tier.invalidate((key,))
+
     async def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:

@@ -88,6 +88,12 @@ class TieredBackend(ProxyBackend):
         finally:
             self._tier.invalidate((key,))
 
+    def draw(self, key: str, value: bytes, ttl: float) -> bytes:
+        try:
+            return self.backend.draw(key, value, ttl)
+        finally:
+            self._tier.invalidate((key,))
+
     def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:

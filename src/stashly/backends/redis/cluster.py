@@ -35,6 +35,7 @@ from ...sentinels import MISSING, Missing
 from ..base import Lock, Read
 from .cluster_reads import REDIRECTED, NodeReads
 from .commands import (
+    DRAW_SCRIPT,
     GUARDED_SET_SCRIPT,
     RELEASE_SCRIPT,
     SCAN_COUNT,
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
 __all__ = ["ClusterBackend", "Others", "check_prefix", "client_arguments", "failures", "primary_of"]
 
 Others = list[bytes | None]
+SCRIPTS = (GUARDED_SET_SCRIPT, RELEASE_SCRIPT, DRAW_SCRIPT)
+"""The Cluster backends' scripts, registered with each client, by index: guarded store, lock release, draw."""
 
 failures: tuple[type[Exception], ...] = (RedisError, OSError, TimeoutError)
 """What a failed Cluster call raises: redis-py's errors and the socket's."""
@@ -133,7 +136,7 @@ class ClusterBackend:
         self.options = options
         self._arguments = client_arguments(options)
         self._client: RedisCluster | None = None
-        self._scripts: tuple[Script, Script] | None = None
+        self._scripts: tuple[Script, ...] | None = None
         self._reads: NodeReads | None = None
         self._degraded = False  # read through redis-py until it succeeds (see .cluster_reads)
         self._generations = Generations()
@@ -147,7 +150,7 @@ class ClusterBackend:
                 client = self._client
                 if client is None:
                     client = RedisCluster(**self._arguments)
-                    self._scripts = client.register_script(GUARDED_SET_SCRIPT), client.register_script(RELEASE_SCRIPT)
+                    self._scripts = tuple(map(client.register_script, SCRIPTS))
                     self._reads = NodeReads(client)
                     self._client = client
         return client
@@ -250,6 +253,9 @@ class ClusterBackend:
             current = self._call(("GET", where), "GET (generation)")
         self._generations.seen(where, current)
         self._call(cluster_set_command(key, value, ttl, current), "SET")
+
+    def draw(self, key: str, value: bytes, ttl: float) -> bytes:
+        return bytes(self._script(2, [key], [value, expiry_ms(ttl)], "EVALSHA (SET NX)"))
 
     def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None

@@ -18,12 +18,10 @@ from ...keys.layout import generation_key
 from ...keys.slots import colocated, lock_in_slot
 from ...sentinels import MISSING
 from ..base import Lock, Read
-from .cluster import Generations, Others, client_arguments, primary_of
+from .cluster import SCRIPTS, Generations, Others, client_arguments, primary_of
 from .cluster import failures as _Failure
 from .cluster_reads import REDIRECTED, AsyncNodeReads
 from .commands import (
-    GUARDED_SET_SCRIPT,
-    RELEASE_SCRIPT,
     SCAN_COUNT,
     Command,
     abatches_of,
@@ -139,6 +137,9 @@ class AsyncClusterBackend:
         self._generations.seen(where, current)
         await self._call(cluster_set_command(key, value, ttl, current), "SET")
 
+    async def draw(self, key: str, value: bytes, ttl: float) -> bytes:
+        return bytes(await self._script(2, [key], [value, expiry_ms(ttl)], "EVALSHA (SET NX)"))
+
     async def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:
@@ -195,7 +196,7 @@ class _LoopCluster:
         self.client = client
         self.reads = AsyncNodeReads(client)
         self.degraded = False  # read through redis-py until it succeeds (see .cluster_reads)
-        self.scripts = client.register_script(GUARDED_SET_SCRIPT), client.register_script(RELEASE_SCRIPT)
+        self.scripts = tuple(map(client.register_script, SCRIPTS))
         self.relearning: asyncio.Task[None] | None = None
 
     def relearn(self, exc: BaseException) -> None:

@@ -22,6 +22,8 @@ from ...storage.stamps import fill_token, split_token, stamp, unstamp, unstamp_a
 from ..base import Lock, Read
 
 __all__ = [
+    "DRAW_SCRIPT",
+    "DRAW_SHA",
     "FILL_SCRIPT",
     "FILL_SHA",
     "GUARDED_SET_SCRIPT",
@@ -100,6 +102,13 @@ if ARGV[2] == '' then redis.call('SET', KEYS[1], value) else redis.call('SET', K
 return 1
 """
 SET_SHA = hashlib.sha1(SET_SCRIPT.encode()).hexdigest()
+DRAW_SCRIPT = """
+local found = redis.call('GET', KEYS[1])
+if found then return found end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+"""
+DRAW_SHA = hashlib.sha1(DRAW_SCRIPT.encode()).hexdigest()
 RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0

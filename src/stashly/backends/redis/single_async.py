@@ -23,6 +23,8 @@ from ...keys.layout import generation_key
 from ...storage.stamps import unstamp
 from ..base import Lock, Read
 from .commands import (
+    DRAW_SCRIPT,
+    DRAW_SHA,
     FILL_SCRIPT,
     FILL_SHA,
     RELEASE_SCRIPT,
@@ -123,6 +125,12 @@ class AsyncRedisBackend:
             await self._script(SET_SCRIPT, SET_SHA, [key, generation_key(key)], arguments)
         except _FAILURES as exc:
             raise unavailable("EVALSHA (SET)", exc) from exc
+
+    async def draw(self, key: str, value: bytes, ttl: float) -> bytes:
+        try:
+            return bytes(await self._script(DRAW_SCRIPT, DRAW_SHA, [key], [value, expiry_ms(ttl)]))
+        except _FAILURES as exc:
+            raise unavailable("EVALSHA (SET NX)", exc) from exc
 
     async def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None

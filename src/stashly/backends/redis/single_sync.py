@@ -25,6 +25,8 @@ from ...keys.layout import generation_key
 from ...storage.stamps import unstamp
 from ..base import Lock, Read
 from .commands import (
+    DRAW_SCRIPT,
+    DRAW_SHA,
     FILL_SCRIPT,
     FILL_SHA,
     RELEASE_SCRIPT,
@@ -124,6 +126,12 @@ class RedisBackend:
             self._script(SET_SCRIPT, SET_SHA, [key, generation_key(key)], arguments)
         except _FAILURES as exc:
             raise unavailable("EVALSHA (SET)", exc) from exc
+
+    def draw(self, key: str, value: bytes, ttl: float) -> bytes:
+        try:
+            return bytes(self._script(DRAW_SCRIPT, DRAW_SHA, [key], [value, expiry_ms(ttl)]))
+        except _FAILURES as exc:
+            raise unavailable("EVALSHA (SET NX)", exc) from exc
 
     def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
