@@ -32,6 +32,8 @@ except ImportError:  # redis-py without its hiredis extra: its own packer
 
 __all__ = ["LoopConnections", "ThreadConnections", "pack", "send"]
 
+_ONE_WRITE = 65536  # commands up to this size in all are joined into one write; larger ones go as they are
+
 
 def pack(connection: redis.Connection | AbstractConnection, commands: Sequence[tuple[Any, ...]]) -> list[bytes]:
     """``commands`` in the protocol, as redis-py's ``pack_commands`` would write them. With hiredis each is packed
@@ -39,7 +41,10 @@ def pack(connection: redis.Connection | AbstractConnection, commands: Sequence[t
     20 µs hit): the commands sent here hold only ``str`` (UTF-8, redis-py's default encoding), bytes and ints."""
     if _pack_command is None:
         return connection.pack_commands(commands)
-    return [_pack_command(command) for command in commands]
+    packed = [_pack_command(command) for command in commands]
+    if len(packed) == 1 or sum(map(len, packed)) > _ONE_WRITE:
+        return packed
+    return [b"".join(packed)]  # one write, not one per command: each costs a system call and a wake-up
 
 
 class ThreadConnections:
