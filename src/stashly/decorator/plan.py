@@ -214,13 +214,18 @@ class Plan:
     def key(self, binding: Binding, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The full key for a call. Calls with only positional ``int`` and ``str`` arguments (exactly those
         types: ``1``, ``1.0`` and ``True`` are equal as dict keys but must key apart) are remembered."""
-        if self._remembered(args, kwargs):
-            memo = binding.keys
-            key = memo.get(args)
-            if key is None:
-                key = self._key(binding, args, kwargs)
-                remember(memo, args, key)
-            return key
+        if not kwargs and not self._receiver:  # self._remembered spelled out: every untagged hit
+            for arg in args:
+                kind = type(arg)
+                if kind is not int and (kind is not str or len(arg) > _MEMO_TEXT):
+                    break
+            else:
+                memo = binding.keys
+                key = memo.get(args)
+                if key is None:
+                    key = self._key(binding, args, kwargs)
+                    remember(memo, args, key)
+                return key
         return self._key(binding, args, kwargs)
 
     def _remembered(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
@@ -268,10 +273,11 @@ class Plan:
             else:
                 tagged = names, tag_keys
             remember(binding.tag_keys, names, tagged)
-        found = TaggedCall(self.key(binding, args, kwargs), *tagged)
-        if by_args:
+        if by_args:  # remembered here with its key: not in binding.keys as well
+            found = TaggedCall(self._key(binding, args, kwargs), *tagged)
             remember(binding.calls, args, found)
-        return found
+            return found
+        return TaggedCall(self.key(binding, args, kwargs), *tagged)
 
     def payload(
         self, binding: Binding, result: object, key: str, ttl: float | None, tags: bytes | None = None

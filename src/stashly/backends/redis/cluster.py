@@ -246,7 +246,7 @@ class ClusterBackend:
         where = generation_key(key)
         guess = self._generations.guess(where)
         if guess is not MISSING:  # written with the generation it is stamped with read beside it: see Generations
-            current = self._fetch(cluster_set_batches(key, value, ttl, guess), "SET")[1]
+            current = self._fetch(cluster_set_batches(key, value, ttl, where, guess), "SET")[1]
             if current == guess:
                 return
         else:

@@ -129,7 +129,7 @@ class AsyncClusterBackend:
         where = generation_key(key)
         guess = self._generations.guess(where)
         if guess is not MISSING:  # as the sync backend: one round trip (see .cluster.Generations)
-            current = (await self._fetch(cluster_set_batches(key, value, ttl, guess), "SET"))[1]
+            current = (await self._fetch(cluster_set_batches(key, value, ttl, where, guess), "SET"))[1]
             if current == guess:
                 return
         else:

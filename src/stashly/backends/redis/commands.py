@@ -307,10 +307,9 @@ def cluster_fill_call(
 
 
 def cluster_set_batches(
-    key: str, value: bytes, ttl: float | None, generation: bytes | None
+    key: str, value: bytes, ttl: float | None, where: str, generation: bytes | None
 ) -> tuple[tuple[int, list[Command]], ...]:
-    """The ``SET`` of ``value`` stamped with ``generation``, and a ``GET`` of the generation's key (in its slot)."""
-    where = generation_key(key)
+    """The ``SET`` of ``value`` stamped with ``generation``, and a ``GET`` of its key ``where`` (in its slot)."""
     return (slot_of(key), [cluster_set_command(key, value, ttl, generation)]), (slot_of(where), [("GET", where)])
 
 
