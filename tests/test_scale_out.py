@@ -394,4 +394,5 @@ async def test_a_manager_first_used_while_a_primary_is_dead_carries_on_without_t
             assert manager.get("k") is None
             assert await manager.aget("k") is None
             manager.set("k", 1)  # refused or stored; never raised
+        await manager.aclose()  # this loop's connections (the with block closes the sync ones)
     cluster.wait_failover(victim)
