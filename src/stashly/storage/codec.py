@@ -197,15 +197,16 @@ def _has_non_finite(value: object) -> bool:
 
 
 @lru_cache(maxsize=8192)  # hot keys are read over and over: hash each once
-def binding(key: str) -> bytes:
-    """What ties an entry to its key: 16 hex characters of BLAKE2b over the full key."""
-    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest().encode()
+def binding_text(key: str) -> str:
+    """What ties an entry to its key: 16 hex characters of BLAKE2b over the full key, as a decoded envelope
+    holds them (a hit on a key past this cache's reach hashes it once, with no second cache to fill)."""
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 @lru_cache(maxsize=8192)
-def binding_text(key: str) -> str:
-    """:func:`binding` as the ``str`` a decoded envelope holds."""
-    return binding(key).decode()
+def binding(key: str) -> bytes:
+    """:func:`binding_text` as the bytes an encoded envelope holds."""
+    return binding_text(key).encode()
 
 
 def decode(raw: bytes, key: str) -> object | Missing:
