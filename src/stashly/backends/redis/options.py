@@ -69,10 +69,10 @@ class RedisOptions:
         if where.kind != "sentinel":
             return redis.BlockingConnectionPool.from_url(self.url, **self.pool_arguments())
         ask = self._sentinel_arguments()
-        sentinels = redis.sentinel.Sentinel(list(where.nodes), sentinel_kwargs=ask)  # type: ignore[no-untyped-call]
+        sentinels = redis.sentinel.Sentinel(list(where.nodes), sentinel_kwargs=ask)  # type: ignore[no-untyped-call, unused-ignore]
         arguments = self.pool_arguments()
         del arguments["timeout"]  # the Sentinel pool does not block: beyond max_connections it fails (open)
-        pool = redis.sentinel.SentinelConnectionPool(where.service, sentinels, db=where.db, **arguments)  # type: ignore[no-untyped-call]
+        pool = redis.sentinel.SentinelConnectionPool(where.service, sentinels, db=where.db, **arguments)  # type: ignore[no-untyped-call, unused-ignore]
         return cast("redis.ConnectionPool", pool)
 
     def async_pool(self) -> AsyncConnectionPool:
@@ -82,9 +82,9 @@ class RedisOptions:
         if where.kind != "sentinel":
             return redis.asyncio.BlockingConnectionPool.from_url(self.url, **arguments)
         ask = self._sentinel_arguments()
-        sentinels = redis.asyncio.sentinel.Sentinel(list(where.nodes), sentinel_kwargs=ask)  # type: ignore[no-untyped-call]
+        sentinels = redis.asyncio.sentinel.Sentinel(list(where.nodes), sentinel_kwargs=ask)  # type: ignore[no-untyped-call, unused-ignore]
         del arguments["timeout"]
-        pool = redis.asyncio.sentinel.SentinelConnectionPool(where.service, sentinels, db=where.db, **arguments)  # type: ignore[no-untyped-call]
+        pool = redis.asyncio.sentinel.SentinelConnectionPool(where.service, sentinels, db=where.db, **arguments)  # type: ignore[no-untyped-call, unused-ignore]
         return cast("AsyncConnectionPool", pool)
 
     def _sentinel_arguments(self) -> dict[str, Any]:
