@@ -11,7 +11,19 @@ from typing import Any, Literal
 from .server import PrivateRedis
 from .values import Shape, Size
 
-__all__ = ["Case", "Entry", "Env", "ExternalCase", "Mode", "Op", "Role", "Scenario", "Storage", "Unavailable"]
+__all__ = [
+    "MANY_KEYS",
+    "Case",
+    "Entry",
+    "Env",
+    "ExternalCase",
+    "Mode",
+    "Op",
+    "Role",
+    "Scenario",
+    "Storage",
+    "Unavailable",
+]
 
 Op = Literal["hit", "miss", "get_many", "tasks"]
 Mode = Literal["sync", "async"]
@@ -22,12 +34,17 @@ HIT_TTL = 3600  # seconds: nothing a HIT scenario primed expires during the run
 MISS_TTL = 5  # seconds: MISS scenarios write a fresh entry per call; let Redis drop them soon
 
 
+MANY_KEYS = 100_000
+"""The large key set: far more distinct calls than any of stashly's memos holds (4,096 each)."""
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One row group of the table: an operation on a value of a size and shape, driven sync or async.
 
-    ``keys`` is how many distinct arguments a HIT cycles through (100), or, for ``tasks`` (100 concurrent
-    asyncio tasks, measured in ops/s), how many keys those tasks share: 100, or 1 (one hot key).
+    ``keys`` is how many distinct arguments a HIT cycles through (100, or :data:`MANY_KEYS` for the large key
+    set, run by stashly and the baseline only), how many keys one ``get_many`` reads, or, for ``tasks`` (100
+    concurrent asyncio tasks, measured in ops/s), how many keys those tasks share: 100, or 1 (one hot key).
     """
 
     op: Op
@@ -44,7 +61,8 @@ class Scenario:
             return f"100 concurrent tasks · HIT over {spread} · {self.size} {shape} · async"
         if self.op == "get_many":
             return f"get_many of {self.keys} keys · {self.size} {shape} · {self.mode}"
-        return f"{self.op.upper()} · {self.size} {shape} · {self.mode}"
+        spread = f" · over {self.keys:,} keys" if self.keys != 100 else ""
+        return f"{self.op.upper()} · {self.size} {shape} · {self.mode}{spread}"
 
     @property
     def slug(self) -> str:

@@ -14,7 +14,7 @@ import stashly
 from stashly import Cached, CacheManager
 
 from . import values
-from .cases import Case, Entry, Env, Scenario, Storage, Unavailable
+from .cases import MANY_KEYS, Case, Entry, Env, Scenario, Storage, Unavailable
 
 __all__ = [
     "CLUSTER",
@@ -42,6 +42,13 @@ CLUSTER = "stashly @cached Cluster"
 
 def cases(scenario: Scenario, env: Env) -> list[Entry]:
     managers = _managers(env, "miss" if scenario.op == "miss" else "hit")
+    if scenario.keys == MANY_KEYS:  # a memory:// store holding them all: the default keeps 10,000
+        memory = CacheManager(url="memory://", max_entries=2 * MANY_KEYS)
+        env.on_close(memory.close)
+        return [
+            _decorated(DECORATOR, scenario, managers["redis"], "redis"),
+            _decorated(MEMORY, scenario, memory, "memory"),
+        ]
     if scenario.op == "get_many":
         return [_get_many(scenario, managers["redis"])]
     found: list[Entry] = [
