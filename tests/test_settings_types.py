@@ -80,6 +80,7 @@ KINDS: dict[str, list[object]] = {
     "local_max_entries": NOT_A_COUNT,
     "local_max_bytes": NOT_A_COUNT,
     "stats_max_names": NOT_A_COUNT,
+    "read_from_replicas": NOT_A_BOOL,
 }
 # The config.json keys that are not Settings fields.
 FILE_ONLY: dict[str, list[object]] = {
@@ -153,6 +154,7 @@ ENV_KINDS: dict[str, list[str]] = {
     "local_max_entries": BAD_COUNT_TEXT,
     "local_max_bytes": BAD_COUNT_TEXT,
     "stats_max_names": BAD_COUNT_TEXT,
+    "read_from_replicas": BAD_BOOL_TEXT,
 }
 
 

@@ -30,6 +30,8 @@ def create(
     ``tier`` puts a local tier in front of Redis (the memory backend is local already: it is ignored there);
     ``report`` hears why its invalidation connection was lost. The third item is Redis's circuit breaker.
     """
+    if settings.read_from_replicas:
+        _check_replicas(settings.url)
     if settings.url.startswith("memory:"):
         from .. import workers
 
@@ -65,6 +67,19 @@ def create(
 
     tracker = InvalidationTracker(tier, options, prefix_head(settings.prefix), report or _ignore)
     return TrackedTieredBackend(backend, tier, tracker), AsyncTieredBackend(abackend, tier), breaker
+
+
+def _check_replicas(url: str) -> None:
+    """``read_from_replicas`` keeps every invalidation guarantee only where an entry's guard shares its slot."""
+    from ..config.urls import topology
+
+    kind = "memory" if url.startswith("memory:") else topology(url).kind
+    if kind != "cluster":
+        found = {"memory": "memory://", "single": "a single-server url", "sentinel": "a Sentinel url"}[kind]
+        raise ConfigError(
+            "read_from_replicas: reading from replicas needs Redis Cluster (a redis+cluster:// url), where the "
+            f"counters that prove a replica's copy current are read from its slot's primary; found {found}"
+        )
 
 
 def _redis_backends(options: RedisOptions, settings: Settings) -> tuple[Backend, AsyncBackend]:

@@ -52,6 +52,7 @@ class Settings:
     local_max_entries: int = 10_000
     local_max_bytes: int = 64 * 1024 * 1024
     stats_max_names: int = 1000
+    read_from_replicas: bool = False
 
     def __repr__(self) -> str:
         fields = []
@@ -172,6 +173,7 @@ _PARSERS: Final[dict[str, Callable[[object, str], object]]] = {
     "local_max_entries": checks.positive_int,
     "local_max_bytes": checks.positive_int,
     "stats_max_names": checks.positive_int,
+    "read_from_replicas": checks.boolean,
 }
 _FILE_KEYS: Final = frozenset(_PARSERS) | {"ttl", *urls.URL_PARTS, *urls.TOPOLOGY_KEYS}
 
@@ -219,6 +221,7 @@ _FROM_TEXT: Final[dict[str, Callable[[str, str], object]]] = {
     "local_max_entries": _to_int,
     "local_max_bytes": _to_int,
     "stats_max_names": _to_int,
+    "read_from_replicas": _text_to_bool,
 }
 
 

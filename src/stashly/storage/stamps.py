@@ -11,6 +11,11 @@ plain envelope any client can read. Later generations prefix the envelope with `
 generation "none" for the rare value that itself starts with a NUL byte: neither of stashly's formats does).
 
 The fill's token carries both counters a computation must not have missed: ``<guard>/<generation>``.
+
+Read from replicas (Cluster, ``read_from_replicas``), an entry is also stamped with its guard as it was when the
+entry was written, ``\0<generation>|<guard>\0``, and a replica's copy is served only while both are still the
+primaries' (:func:`unstamp_guarded`): a replica that has not applied a removal yet holds an entry whose guard has
+moved on. Read from a primary, such an entry needs no more than its generation (the removal reached it first).
 """
 
 from __future__ import annotations
@@ -19,9 +24,19 @@ from collections.abc import Sequence
 from itertools import repeat
 from typing import Final
 
-__all__ = ["fill_token", "parse_stamp", "split_token", "stamp", "unstamp", "unstamp_all"]
+__all__ = [
+    "fill_token",
+    "guarded_stamp",
+    "parse_stamp",
+    "split_token",
+    "stamp",
+    "unstamp",
+    "unstamp_all",
+    "unstamp_guarded",
+]
 
 _MARK: Final = b"\x00"
+_GUARD: Final = b"|"  # between the generation and the guard of a guarded stamp
 
 
 def stamp(payload: bytes, generation: bytes | None) -> bytes:
@@ -31,12 +46,31 @@ def stamp(payload: bytes, generation: bytes | None) -> bytes:
     return _MARK + (generation or b"") + _MARK + payload
 
 
+def guarded_stamp(payload: bytes, generation: bytes | None, guard: bytes | None) -> bytes:
+    """What to store for ``payload`` written in ``generation`` while its guard counter read ``guard``."""
+    return _MARK + (generation or b"") + _GUARD + (guard or b"") + _MARK + payload
+
+
 def unstamp(raw: bytes | None, generation: bytes | None) -> bytes | None:
     """The payload of a stored entry if it belongs to the current ``generation``, else ``None`` (a miss)."""
     if raw is None or not raw.startswith(_MARK):
         return raw if generation is None else None
     end = raw.find(_MARK, 1)
-    return raw[end + 1 :] if end > 0 and raw[1:end] == (generation or b"") else None
+    if end < 0:
+        return None
+    word = raw[1:end]
+    if word == (generation or b"") or (_GUARD in word and word.partition(_GUARD)[0] == (generation or b"")):
+        return raw[end + 1 :]
+    return None
+
+
+def unstamp_guarded(raw: bytes | None, generation: bytes | None, guard: bytes | None) -> bytes | None:
+    """The payload of a replica's copy of an entry if it carries both counters as the primaries have them now."""
+    if raw is None or not raw.startswith(_MARK):
+        return None  # not written by a process reading from replicas: nothing says which guard it was written under
+    end = raw.find(_MARK, 1)
+    expected = (generation or b"") + _GUARD + (guard or b"")
+    return raw[end + 1 :] if end > 0 and raw[1:end] == expected else None
 
 
 def unstamp_all(raws: Sequence[bytes | None], generation: bytes | None) -> list[bytes | None]:
@@ -52,7 +86,7 @@ def unstamp_all(raws: Sequence[bytes | None], generation: bytes | None) -> list[
 def parse_stamp(raw: bytes) -> tuple[bytes | None, bytes]:
     """``(generation, payload)`` of stored bytes, for inspection (``None``: generation "none")."""
     end = raw.find(_MARK, 1) if raw.startswith(_MARK) else -1
-    return (raw[1:end] or None, raw[end + 1 :]) if end > 0 else (None, raw)
+    return (raw[1:end].partition(_GUARD)[0] or None, raw[end + 1 :]) if end > 0 else (None, raw)
 
 
 def fill_token(guard: bytes | None, generation: bytes | None) -> bytes:

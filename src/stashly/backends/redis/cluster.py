@@ -29,7 +29,7 @@ from redis.retry import Retry
 
 from ...errors import ConfigError
 from ...keys.layout import generation_key
-from ...keys.slots import colocated, lock_in_slot, slot_of
+from ...keys.slots import lock_in_slot, slot_of
 from ...memo import remember
 from ...sentinels import MISSING, Missing
 from ..base import Lock, Read
@@ -51,6 +51,14 @@ from .commands import (
     escape_glob,
     expiry_ms,
     unavailable,
+)
+from .replicas import (
+    FROM_REPLICA,
+    replica_guard,
+    replica_read_batches,
+    replica_read_result,
+    replica_set_command,
+    replica_stamp_batches,
 )
 
 if TYPE_CHECKING:
@@ -140,6 +148,7 @@ class ClusterBackend:
         self._reads: NodeReads | None = None
         self._degraded = False  # read through redis-py until it succeeds (see .cluster_reads)
         self._generations = Generations()
+        self._from_replicas = options.read_from_replicas  # entries from replicas: see .replicas
         self._relearning: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -180,8 +189,12 @@ class ClusterBackend:
         A failing node's keys are skipped by its breaker, so nothing else would send redis-py the command that
         makes it re-read the map, and the promoted replica would never be found.
         """
+        if isinstance(exc, RedisCluster.ERRORS_ALLOW_RETRY):
+            self._relearn_now()
+
+    def _relearn_now(self) -> None:
         client = self._client
-        if client is None or not isinstance(exc, RedisCluster.ERRORS_ALLOW_RETRY):
+        if client is None:
             return
         with self._lock:
             if self._relearning is not None and self._relearning.is_alive():
@@ -196,8 +209,11 @@ class ClusterBackend:
             self._relearn(exc)
             raise unavailable(operation, exc) from exc
 
-    def _fetch(self, batches: tuple[tuple[int, list[Command]], ...], operation: str) -> list[Any]:
-        """The replies to the batches' commands: straight from the primaries when it can, else through redis-py."""
+    def _fetch(
+        self, batches: tuple[tuple[int, list[Command]], ...], operation: str, replica: int | None = None
+    ) -> list[Any]:
+        """The replies to the batches' commands: straight from the primaries (batch ``replica`` from a replica)
+        when it can, else all through redis-py (from the primaries)."""
         reads = self._reads
         if reads is None:
             try:
@@ -208,11 +224,13 @@ class ClusterBackend:
             assert reads is not None
         if not self._degraded:
             try:
-                replies = reads.execute(batches)
+                replies = reads.execute(batches, replica)
             except _Failure as exc:
                 self._degraded = True  # redis-py re-learns the slot map: read through it until it succeeds
                 self._relearn(exc)
                 raise unavailable(operation, exc) from exc
+            if replica is not None and reads.replicas.relearn_due():
+                self._relearn_now()
             if replies is not REDIRECTED:
                 return replies
         replies = self._pipeline([command for _, commands in batches for command in commands], operation)
@@ -234,15 +252,26 @@ class ClusterBackend:
         return cluster_many_result(keys, self._pipeline(commands, "MGET"), groups, per_key)
 
     def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
+        if self._from_replicas:
+            replies = self._fetch(replica_read_batches(key, guard, with_ttl), "GET (replica)", FROM_REPLICA)
+            return replica_read_result(replies, with_ttl)
         batches = cluster_read_batches(key, guard, with_ttl)
         return cluster_read_result(self._fetch(batches, "GET" if guard is None else "MGET"), guard, with_ttl)
 
     def read_with(self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]) -> tuple[Read, Others]:
+        if self._from_replicas:
+            replies = self._fetch(replica_read_batches(key, guard, with_ttl, extra), "GET (replica)", FROM_REPLICA)
+            split = len(replies) - len(extra)
+            return replica_read_result(replies[:split], with_ttl), replies[split:]
         replies = self._fetch(cluster_read_batches(key, guard, with_ttl, extra), "MGET")
         split = len(replies) - len(extra)
         return cluster_read_result(replies[:split], guard, with_ttl), replies[split:]
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        if self._from_replicas:  # stamped with the entry's guard too: two round trips (see .replicas)
+            counters = self._fetch(replica_stamp_batches(key), "GET (guard, generation)")
+            self._call(replica_set_command(key, value, ttl, counters), "SET")
+            return
         where = generation_key(key)
         guess = self._generations.guess(where)
         if guess is not MISSING:  # written with the generation it is stamped with read beside it: see Generations
@@ -260,7 +289,7 @@ class ClusterBackend:
     def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:
-        keys, arguments = cluster_fill_call(key, value, ttl, guard, token, lock)
+        keys, arguments = cluster_fill_call(key, value, ttl, guard, token, lock, self._from_replicas)
         return bool(self._script(0, keys, arguments, "EVALSHA (guarded SET)"))
 
     def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
@@ -271,9 +300,9 @@ class ClusterBackend:
         self._script(1, [lock_in_slot(lock_key)], [owner], "EVALSHA (lock release)")
 
     def delete(self, key: str, guard: str | None = None) -> bool:
-        if guard is None:
+        if guard is None and not self._from_replicas:  # a replica's copy is told stale by its guard: bump it
             return bool(self._call(("UNLINK", key), "UNLINK"))
-        removed, _ = self._pipeline([("UNLINK", key), ("INCRBY", colocated(guard, key), 1)], "UNLINK/INCRBY")
+        removed, _ = self._pipeline([("UNLINK", key), ("INCRBY", replica_guard(key, guard), 1)], "UNLINK/INCRBY")
         return bool(removed)
 
     def delete_prefix(self, prefix: str, guard: str | None = None) -> int:

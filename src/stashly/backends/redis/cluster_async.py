@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 import redis.asyncio.cluster
 
 from ...keys.layout import generation_key
-from ...keys.slots import colocated, lock_in_slot
+from ...keys.slots import lock_in_slot
 from ...sentinels import MISSING
 from ..base import Lock, Read
 from .cluster import SCRIPTS, Generations, Others, client_arguments, primary_of
@@ -37,6 +37,14 @@ from .commands import (
     unavailable,
 )
 from .loops import PerLoop
+from .replicas import (
+    FROM_REPLICA,
+    replica_guard,
+    replica_read_batches,
+    replica_read_result,
+    replica_set_command,
+    replica_stamp_batches,
+)
 
 if TYPE_CHECKING:
     from .options import RedisOptions
@@ -51,6 +59,7 @@ class AsyncClusterBackend:
         self.options = options
         self._loops = PerLoop(self._loop_cluster, _close)
         self._generations = Generations()  # shared by the loops: a namespace's generation is the same for all
+        self._from_replicas = options.read_from_replicas  # entries from replicas: see .replicas
 
     def _loop_cluster(self) -> _LoopCluster:
         # Arguments made afresh for each loop: the startup nodes hold connections, which belong to one loop.
@@ -101,24 +110,37 @@ class AsyncClusterBackend:
         return cluster_many_result(keys, await self._pipeline(commands, "MGET"), groups, per_key)
 
     async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
+        if self._from_replicas:
+            replies = await self._fetch(replica_read_batches(key, guard, with_ttl), "GET (replica)", FROM_REPLICA)
+            return replica_read_result(replies, with_ttl)
         batches = cluster_read_batches(key, guard, with_ttl)
         return cluster_read_result(await self._fetch(batches, "GET" if guard is None else "MGET"), guard, with_ttl)
 
     async def read_with(self, key: str, guard: str | None, with_ttl: bool, extra: Sequence[str]) -> tuple[Read, Others]:
+        if self._from_replicas:
+            batches = replica_read_batches(key, guard, with_ttl, extra)
+            replies = await self._fetch(batches, "GET (replica)", FROM_REPLICA)
+            split = len(replies) - len(extra)
+            return replica_read_result(replies[:split], with_ttl), replies[split:]
         replies = await self._fetch(cluster_read_batches(key, guard, with_ttl, extra), "MGET")
         split = len(replies) - len(extra)
         return cluster_read_result(replies[:split], guard, with_ttl), replies[split:]
 
-    async def _fetch(self, batches: tuple[tuple[int, list[Command]], ...], operation: str) -> list[Any]:
-        """The replies to the batches' commands: straight from the primaries when it can, else through redis-py."""
+    async def _fetch(
+        self, batches: tuple[tuple[int, list[Command]], ...], operation: str, replica: int | None = None
+    ) -> list[Any]:
+        """The replies to the batches' commands: straight from the primaries (batch ``replica`` from a replica)
+        when it can, else all through redis-py (from the primaries)."""
         entry = await self._loops.get()
         if not entry.degraded:  # straight to the primaries, as the sync backend (see .cluster_reads)
             try:
-                replies = await entry.reads.execute(batches)
+                replies = await entry.reads.execute(batches, replica)
             except _Failure as exc:
                 entry.degraded = True  # read through redis-py until it succeeds: it re-learns the slot map
                 entry.relearn(exc)
                 raise unavailable(operation, exc) from exc
+            if replica is not None and entry.reads.replicas.relearn_due():
+                entry.relearn_now()
             if replies is not REDIRECTED:
                 return replies
         replies = await self._pipeline([command for _, commands in batches for command in commands], operation)
@@ -126,6 +148,10 @@ class AsyncClusterBackend:
         return replies
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        if self._from_replicas:  # as the sync backend: stamped with the entry's guard too
+            counters = await self._fetch(replica_stamp_batches(key), "GET (guard, generation)")
+            await self._call(replica_set_command(key, value, ttl, counters), "SET")
+            return
         where = generation_key(key)
         guess = self._generations.guess(where)
         if guess is not MISSING:  # as the sync backend: one round trip (see .cluster.Generations)
@@ -143,7 +169,7 @@ class AsyncClusterBackend:
     async def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:
-        keys, arguments = cluster_fill_call(key, value, ttl, guard, token, lock)
+        keys, arguments = cluster_fill_call(key, value, ttl, guard, token, lock, self._from_replicas)
         return bool(await self._script(0, keys, arguments, "EVALSHA (guarded SET)"))
 
     async def acquire(self, lock_key: str, owner: bytes, lease: float) -> bool:
@@ -154,9 +180,10 @@ class AsyncClusterBackend:
         await self._script(1, [lock_in_slot(lock_key)], [owner], "EVALSHA (lock release)")
 
     async def delete(self, key: str, guard: str | None = None) -> bool:
-        if guard is None:
+        if guard is None and not self._from_replicas:  # as the sync backend: a replica's copy is told by its guard
             return bool(await self._call(("UNLINK", key), "UNLINK"))
-        removed, _ = await self._pipeline([("UNLINK", key), ("INCRBY", colocated(guard, key), 1)], "UNLINK/INCRBY")
+        command = ("INCRBY", replica_guard(key, guard), 1)
+        removed, _ = await self._pipeline([("UNLINK", key), command], "UNLINK/INCRBY")
         return bool(removed)
 
     async def delete_prefix(self, prefix: str, guard: str | None = None) -> int:
@@ -206,9 +233,11 @@ class _LoopCluster:
         primary unless they may retry, and stashly's calls do not. The map is refreshed in place: closing the
         client instead would cut the other tasks' commands on healthy nodes too.
         """
-        if isinstance(exc, redis.asyncio.cluster.RedisCluster.ERRORS_ALLOW_RETRY) and (
-            self.relearning is None or self.relearning.done()
-        ):
+        if isinstance(exc, redis.asyncio.cluster.RedisCluster.ERRORS_ALLOW_RETRY):
+            self.relearn_now()
+
+    def relearn_now(self) -> None:
+        if self.relearning is None or self.relearning.done():
             self.relearning = asyncio.get_running_loop().create_task(_refresh(self.client))
 
 

@@ -13,12 +13,18 @@ through redis-py until a read succeeds there, since redis-py is what re-learns t
 
 :class:`AsyncNodeReads` is the asyncio twin, for one event loop: each read takes an idle connection of its own
 (never one of redis-py's, which it may tear down under a read), so concurrent tasks never share one mid-reply.
+
+Reading from replicas (:mod:`.replicas`), one batch of a read goes to a replica of its slot instead, on a
+connection that said ``READONLY`` when it connected. A replica that fails or redirects a read rests for
+:data:`REST` seconds: its slots' entries are read from their primaries meanwhile.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -32,11 +38,47 @@ from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainErr
 
 from .direct import pack, send
 
-__all__ = ["REDIRECTED", "AsyncNodeReads", "NodeReads"]
+__all__ = ["REDIRECTED", "REST", "AsyncNodeReads", "NodeReads", "Replicas"]
 
 REDIRECTED: Final = None
 """What :meth:`NodeReads.execute` answers when redis-py has to take the read."""
+REST: Final = 5.0
+"""Seconds a replica that failed a read is passed over (its primary answers instead)."""
 _REDIRECTIONS = (MovedError, AskError, TryAgainError, ClusterDownError)
+
+
+class Replicas:
+    """Which replica answers a slot's read, in turn, passing over the ones resting after a failure; and whether
+    the slot map should be read again because a slot listed none (a replica only appears in ``CLUSTER SLOTS``
+    once it has synced, and redis-py re-reads the map only after an error)."""
+
+    def __init__(self) -> None:
+        self._resting: dict[str, float] = {}
+        self._turn = itertools.count()
+        self._unlisted = False
+        self._relearned = -REST
+
+    def pick(self, nodes: Sequence[Any]) -> Any:
+        """A replica among a slot's ``nodes`` (its primary first), or the primary when none may answer."""
+        replicas = nodes[1:]
+        if not replicas:
+            self._unlisted = True
+            return nodes[0]
+        if self._resting:
+            now = time.monotonic()
+            replicas = [node for node in replicas if self._resting.get(node.name, 0.0) <= now]
+        return replicas[next(self._turn) % len(replicas)] if replicas else nodes[0]
+
+    def rest(self, node: Any) -> None:
+        self._resting[node.name] = time.monotonic() + REST
+
+    def relearn_due(self) -> bool:
+        """Whether to read the slot map again now: a slot listed no replica, and the last re-read is
+        :data:`REST` seconds old."""
+        if not self._unlisted or time.monotonic() - self._relearned < REST:
+            return False
+        self._unlisted, self._relearned = False, time.monotonic()
+        return True
 
 
 class NodeReads:
@@ -44,6 +86,7 @@ class NodeReads:
 
     def __init__(self, client: RedisCluster) -> None:
         self._nodes = client.nodes_manager  # its slot map is replaced, not updated, when re-read: look it up
+        self.replicas: Replicas = Replicas()
         self._local = threading.local()
         self._all: weakref.WeakSet[redis.Connection] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -60,17 +103,23 @@ class NodeReads:
                 self._all.add(connection)
         return connection
 
-    def execute(self, batches: Sequence[tuple[int, Sequence[tuple[Any, ...]]]]) -> list[Any] | None:
-        """The replies to each ``(slot, commands)`` batch, in order, or ``REDIRECTED``."""
+    def execute(
+        self, batches: Sequence[tuple[int, Sequence[tuple[Any, ...]]]], replica: int | None = None
+    ) -> list[Any] | None:
+        """The replies to each ``(slot, commands)`` batch, in order, or ``REDIRECTED``; batch ``replica`` (if
+        given) is read from a replica of its slot."""
         try:
-            nodes = _primaries(self._nodes.slots_cache, batches)
+            nodes, on_replica = _nodes(self._nodes.slots_cache, batches, replica, self.replicas)
             plan: dict[str, tuple[redis.Connection, list[tuple[Any, ...]]]] = _by_node(nodes, batches, self._connection)
         except Exception:  # a slot not covered, a node redis-py is still setting up: its own path will tell
             return REDIRECTED
         try:
-            for connection, commands in plan.values():
+            for name, (connection, commands) in plan.items():
                 if connection._sock is None:
                     connection.connect()  # type: ignore[no-untyped-call]
+                    if on_replica is not None and name == on_replica.name:
+                        connection.send_command("READONLY")  # type: ignore[no-untyped-call]
+                        connection.read_response()
                 connection.send_packed_command(pack(connection, commands), check_health=False)  # type: ignore[no-untyped-call]
             replies = {
                 name: [connection.read_response() for _ in commands] for name, (connection, commands) in plan.items()
@@ -78,6 +127,8 @@ class NodeReads:
         except BaseException as exc:
             for connection, _ in plan.values():  # some replies may be unread
                 connection.disconnect()  # type: ignore[no-untyped-call]
+            if on_replica is not None:
+                self.replicas.rest(on_replica)
             if isinstance(exc, _REDIRECTIONS):
                 return REDIRECTED
             raise
@@ -96,6 +147,7 @@ class AsyncNodeReads:
 
     def __init__(self, client: AsyncRedisCluster) -> None:
         self._nodes = client.nodes_manager  # its slot map is replaced, not updated, when re-read: look it up
+        self.replicas: Replicas = Replicas()
         self._idle: dict[str, list[Any]] = {}
 
     def _connection(self, node: AsyncClusterNode) -> Any:
@@ -107,17 +159,23 @@ class AsyncNodeReads:
         for name, (connection, _) in plan.items():
             self._idle.setdefault(name, []).append(connection)
 
-    async def execute(self, batches: Sequence[tuple[int, Sequence[tuple[Any, ...]]]]) -> list[Any] | None:
-        """The replies to each ``(slot, commands)`` batch, in order, or ``REDIRECTED``."""
+    async def execute(
+        self, batches: Sequence[tuple[int, Sequence[tuple[Any, ...]]]], replica: int | None = None
+    ) -> list[Any] | None:
+        """The replies to each ``(slot, commands)`` batch, in order, or ``REDIRECTED``; batch ``replica`` (if
+        given) is read from a replica of its slot."""
         try:
-            nodes = _primaries(self._nodes.slots_cache, batches)
+            nodes, on_replica = _nodes(self._nodes.slots_cache, batches, replica, self.replicas)
         except (KeyError, IndexError):  # a slot not covered: redis-py's own path will tell
             return REDIRECTED
         plan: dict[str, tuple[Any, list[tuple[Any, ...]]]] = _by_node(nodes, batches, self._connection)
         try:
-            for connection, commands in plan.values():
+            for name, (connection, commands) in plan.items():
                 if not connection.is_connected:
                     await connection.connect()
+                    if on_replica is not None and name == on_replica.name:
+                        await connection.send_command("READONLY")
+                        await connection.read_response()
                 await send(connection, pack(connection, commands))
             replies = {
                 name: [await connection.read_response() for _ in commands]
@@ -126,6 +184,8 @@ class AsyncNodeReads:
         except BaseException as exc:
             for connection, _ in plan.values():  # some replies may be unread
                 await connection.disconnect(nowait=True)
+            if on_replica is not None:
+                self.replicas.rest(on_replica)
             if isinstance(exc, _REDIRECTIONS):
                 return REDIRECTED
             raise
@@ -140,9 +200,19 @@ class AsyncNodeReads:
                 await connection.disconnect(nowait=True)
 
 
-def _primaries(slots: Any, batches: Sequence[tuple[int, Sequence[Any]]]) -> list[Any]:
-    """The primary serving each batch's slot, by a client's slot map (``KeyError``/``IndexError``: not covered)."""
-    return [slots[slot][0] for slot, _ in batches]
+def _nodes(
+    slots: Any, batches: Sequence[tuple[int, Sequence[Any]]], replica: int | None, replicas: Replicas
+) -> tuple[list[Any], Any]:
+    """The primary serving each batch's slot, by a client's slot map (``KeyError``/``IndexError``: not covered),
+    but for batch ``replica``, which a replica of its slot serves if one may; and that replica (``None``: none)."""
+    nodes = [slots[slot][0] for slot, _ in batches]
+    if replica is None:
+        return nodes, None
+    chosen = replicas.pick(slots[batches[replica][0]])
+    if chosen is nodes[replica]:  # no replica may answer: its primary does
+        return nodes, None
+    nodes[replica] = chosen
+    return nodes, chosen
 
 
 def _by_node(

@@ -18,7 +18,7 @@ from typing import Any, TypeAlias
 from ...errors import CacheUnavailableError
 from ...keys.layout import generation_key, generation_keys
 from ...keys.slots import colocated, lock_in_slot, slot_of
-from ...storage.stamps import fill_token, split_token, stamp, unstamp, unstamp_all
+from ...storage.stamps import fill_token, guarded_stamp, split_token, stamp, unstamp, unstamp_all
 from ..base import Lock, Read
 
 __all__ = [
@@ -295,12 +295,14 @@ def cluster_many_result(
 
 
 def cluster_fill_call(
-    key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock
+    key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock, guarded: bool = False
 ) -> tuple[list[str], list[bytes | int | str]]:
-    """KEYS and ARGV of GUARDED_SET_SCRIPT, all in the entry's slot; the value stamped with the token's generation."""
+    """KEYS and ARGV of GUARDED_SET_SCRIPT, all in the entry's slot; the value stamped with the token's generation
+    (``guarded``, reading from replicas: and with its guard, which the script stores under only while it holds)."""
     guard_value, generation = split_token(token)
     keys = [key, colocated(guard, key)]
-    arguments: list[bytes | int | str] = [stamp(value, generation), guard_value, "" if ttl is None else expiry_ms(ttl)]
+    stamped = guarded_stamp(value, generation, guard_value) if guarded else stamp(value, generation)
+    arguments: list[bytes | int | str] = [stamped, guard_value, "" if ttl is None else expiry_ms(ttl)]
     if lock is None:
         return keys, arguments
     return [*keys, lock_in_slot(lock[0])], [*arguments, lock[1]]

@@ -43,6 +43,7 @@ class RedisOptions:
     ssl_ca_certs: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    read_from_replicas: bool = False  # Cluster: entries from a replica of their slot, counters from the primaries
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisOptions:
