@@ -1,10 +1,11 @@
 """A reader process for the local tier's coherence tests: reads one key flat out through a local tier.
 
-Usage: ``python local_tier_reader.py REDIS_URL SECONDS [TASKS]``. With TASKS (default 0) above 0, that many
-asyncio tasks read the key in one event loop; otherwise one thread does. Prints ``ready`` once its tier serves,
-then, after SECONDS, one JSON line: how many reads, how many the tier answered, and the runs of equal answers
-(one list per reader), each as ``[value, start of its last read, end of its last read]`` (monotonic clock, shared
-by every process here).
+Usage: ``python local_tier_reader.py REDIS_URL SECONDS [TASKS [KEY]]``. With TASKS (default 0) above 0, that many
+asyncio tasks read the key (default ``k``) in one event loop; otherwise one thread does. The manager is strict: a
+read Redis could not answer (a failover under way) raises and is left out, rather than read as a miss. Prints
+``ready`` once its tier serves, then, after SECONDS, one JSON line: how many reads, how many the tier answered,
+and the runs of equal answers (one list per reader), each as ``[value, start of its last read, end of its last
+read]`` (monotonic clock, shared by every process here).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from stashly import CacheManager, LocalTier
+from stashly import CacheManager, CacheUnavailableError, LocalTier
 
 
 class Runs:
@@ -35,10 +36,16 @@ class Runs:
             self.runs.append([seen, start, end])
 
 
+KEY = sys.argv[4] if len(sys.argv) > 4 else "k"
+
+
 def read_sync(cm: CacheManager, deadline: float) -> list[Runs]:
     runs, clock = Runs(), time.monotonic
     while (start := clock()) < deadline:
-        seen = cm.get("k")
+        try:
+            seen = cm.get(KEY)
+        except CacheUnavailableError:
+            continue
         runs.add(seen, start, clock())
     return [runs]
 
@@ -47,7 +54,10 @@ async def read_async(cm: CacheManager, deadline: float, tasks: int) -> list[Runs
     async def reader() -> Runs:
         runs, clock = Runs(), time.monotonic
         while (start := clock()) < deadline:
-            seen = await cm.aget("k")
+            try:
+                seen = await cm.aget(KEY)
+            except CacheUnavailableError:
+                continue
             runs.add(seen, start, clock())
         return runs
 
@@ -55,8 +65,8 @@ async def read_async(cm: CacheManager, deadline: float, tasks: int) -> list[Runs
 
 
 async def serve_async(cm: CacheManager, tier: LocalTier, seconds: float, tasks: int) -> list[Runs]:
-    while not (tier.serving and tier.lookup(cm.key("k")) is not None):
-        await cm.aget("k")
+    while not (tier.serving and tier.lookup(cm.key(KEY)) is not None):
+        await cm.aget(KEY)
         await asyncio.sleep(0.001)
     tier.hits = 0  # count the hits of the measured reads only
     print("ready", flush=True)
@@ -64,8 +74,8 @@ async def serve_async(cm: CacheManager, tier: LocalTier, seconds: float, tasks: 
 
 
 def serve_sync(cm: CacheManager, tier: LocalTier, seconds: float) -> list[Runs]:
-    while not (tier.serving and tier.lookup(cm.key("k")) is not None):
-        cm.get("k")
+    while not (tier.serving and tier.lookup(cm.key(KEY)) is not None):
+        cm.get(KEY)
         time.sleep(0.001)
     tier.hits = 0  # count the hits of the measured reads only
     print("ready", flush=True)
@@ -74,7 +84,7 @@ def serve_sync(cm: CacheManager, tier: LocalTier, seconds: float) -> list[Runs]:
 
 def main(url: str, seconds: float, tasks: int) -> None:
     tier = LocalTier()
-    with CacheManager(url, namespace="coherence", local=tier) as cm:
+    with CacheManager(url, namespace="coherence", local=tier, strict=True) as cm:
         readers = asyncio.run(serve_async(cm, tier, seconds, tasks)) if tasks else serve_sync(cm, tier, seconds)
         report = {
             "reads": sum(runs.reads for runs in readers),

@@ -153,11 +153,6 @@ def test_a_brace_in_the_prefix_is_refused_on_a_cluster(redis_cluster: LocalClust
         CacheManager(url=redis_cluster.url, prefix="app{1}").get("k")
 
 
-def test_the_local_tier_is_refused_on_a_cluster(redis_cluster: LocalCluster) -> None:
-    with pytest.raises(ConfigError, match="local tier is not available on Redis Cluster"):
-        CacheManager(url=redis_cluster.url, local=True).get("k")
-
-
 # -- behind Sentinel ---------------------------------------------------------------------------------------------
 
 

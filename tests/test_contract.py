@@ -1,7 +1,7 @@
 """The backend contract (``stashly.backends.base``), every method, on every backend the factory builds.
 
-Memory, a single server, Redis Cluster and Sentinel, each sync and async, and the single server and Sentinel
-again with the local tier in front (``local=True``; not available on Cluster). The backends come from a
+Memory, a single server, Redis Cluster and Sentinel, each sync and async, and the single server, Cluster and
+Sentinel again with the local tier in front (``local=True``). The backends come from a
 ``CacheManager`` (``_backend``/``_abackend``: what ``stashly.backends.create`` built for its settings, with every
 layer it adds), never from a layer class by name. Keys are the manager's own (``stashly:<namespace>:...``, a fresh
 namespace per test), so the least-privilege ACL user of ``make test-acl`` may touch them all.
@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from stashly import CacheManager, ConfigError
+from stashly import CacheManager
 from stashly.keys import entry_key, guard_key, lock_key, namespace_prefix
 
 from tests.support import backend_url
 
 pytestmark = pytest.mark.timeout(60)
 
-STORES = ["memory", "redis", "redis+local", "cluster", "sentinel", "sentinel+local"]
+STORES = ["memory", "redis", "redis+local", "cluster", "cluster+local", "sentinel", "sentinel+local"]
 LEASE = 300.0  # seconds: no lock in these tests runs out by itself; a lost lock is taken over explicitly
 
 
@@ -342,8 +342,3 @@ async def test_close_then_reuse(backend: Contract) -> None:
     await backend.close()  # twice is harmless
     assert await backend.entry(key) == (b"after", None)
     assert await backend.delete(key, backend.guard) is True
-
-
-def test_the_factory_refuses_a_local_tier_on_cluster(request: pytest.FixtureRequest) -> None:
-    with pytest.raises(ConfigError, match="local"):
-        CacheManager(url=backend_url(request, "cluster"), local=True)

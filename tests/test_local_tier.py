@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +14,9 @@ from stashly import Cached, CacheManager, LocalTier
 from stashly.backends.layers.local import HEED_EVERY
 from stashly.backends.layers.tracking import SILENCE, _Replies
 
+from tests import coherence
 from tests.harness.server import RedisServer
-from tests.support import GENEROUS_ENV, REPORTS, eventually
+from tests.support import REPORTS, eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -539,8 +536,6 @@ def test_the_invalidation_connection_needs_only_the_documented_grants(redis_url:
 
 # -- several processes: the issue's coherence test ----------------------------------------------------------
 
-READER = Path(__file__).with_name("local_tier_reader.py")
-
 
 @pytest.mark.parametrize("tasks", [0, 5], ids=["one-thread", "five-tasks"])
 def test_readers_in_other_processes_never_serve_a_superseded_value_past_the_trust_window(
@@ -549,70 +544,14 @@ def test_readers_in_other_processes_never_serve_a_superseded_value_past_the_trus
     """A writer updates or removes a key every 200 ms for 10 s while 3 reader processes read it flat out.
 
     Each reader is one thread, or five asyncio tasks on one event loop (where coalesced reads overlap, and the
-    loop serving only hits starves the invalidation thread of the GIL).
-
-    What the design guarantees, and so what is asserted: no read returns a value that was superseded ``SILENCE``
-    (1 s) before the read began (a starved invalidation thread stops its tier by then). How stale reads really
-    were, typically well under 100 ms, and the share of local hits are measured and printed in the run's summary.
+    loop serving only hits starves the invalidation thread of the GIL). The bound asserted is the design's
+    (:mod:`tests.coherence`); how stale reads really were, typically well under 100 ms, and the share of local
+    hits are printed in the run's summary.
     """
-    with CacheManager(redis_url, namespace="coherence", strict=True) as cm:  # a failed write raises, never lies
-        cm.set("k", 0)
-        steps: list[tuple[float, float, int | None]] = [(0.0, time.monotonic(), 0)]  # (start, end, state)
-        readers = [
-            subprocess.Popen(
-                [sys.executable, str(READER), redis_url, "10", str(tasks)],
-                stdout=subprocess.PIPE,
-                text=True,
-                env=_child_env(),
-            )
-            for _ in range(3)
-        ]
-        try:
-            for reader in readers:
-                assert reader.stdout is not None
-                assert reader.stdout.readline().strip() == "ready"
-            version = 0
-            deadline = time.monotonic() + 10.5
-            while time.monotonic() < deadline:
-                time.sleep(0.2)
-                version += 1
-                start = time.monotonic()
-                if version % 5 == 0:
-                    cm.remove("k")
-                    state = None
-                else:
-                    cm.set("k", version)
-                    state = version
-                steps.append((start, time.monotonic(), state))
-            reports = [json.loads(reader.communicate(timeout=30)[0]) for reader in readers]
-        finally:
-            for reader in readers:
-                reader.kill()
-    stalest, ratios = 0.0, []
-    for report in reports:
-        for state, last_start, last_end in (run for runs in report["runs"] for run in runs):
-            # The newest step that could have produced this answer (started before the read ended)...
-            sources = [m for m, step in enumerate(steps) if step[2] == state and step[0] <= last_end]
-            assert sources, f"a reader returned {state!r}, which no step wrote before {last_end:.3f}"
-            superseded = sources[-1] + 1
-            if superseded < len(steps):  # ...and how long before the read began the step replacing it returned
-                staleness = last_start - steps[superseded][1]
-                stalest = max(stalest, staleness)
-                assert staleness < SILENCE, (
-                    f"a reader returned {state!r} at {last_start:.3f}, {staleness:.3f} s after step {superseded} "
-                    f"replaced it: {steps[superseded]}"
-                )
-        ratios.append(report["hits"] / report["reads"])
-        assert report["hits"] > 0, report  # the tiers served
+    found = coherence.run(redis_url, tasks)
     readers = "3 readers" if not tasks else f"3 readers of {tasks} asyncio tasks"
     REPORTS.append(
-        f"local tier: {readers}, a write every 200 ms for 10 s; stalest answer {max(stalest, 0) * 1000:.0f} ms "
+        f"local tier: {readers}, a write every 200 ms for 10 s; stalest answer {found.stalest * 1000:.0f} ms "
         f"after its value was replaced (bound {SILENCE * 1000:.0f} ms); local hits "
-        + ", ".join(f"{ratio:.1%}" for ratio in ratios)
+        + ", ".join(f"{ratio:.1%}" for ratio in found.ratios)
     )
-
-
-def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STASHLY_")} | GENEROUS_ENV
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH", "")]))
-    return env

@@ -42,7 +42,7 @@ def create(
     from .layers.breaker_async import AsyncGuardedBackend
     from .layers.breaker_sync import GuardedBackend
     from .layers.coalesce import AsyncCoalescedBackend
-    from .redis import RedisOptions
+    from .redis import AsyncClusterBackend, ClusterBackend, RedisOptions
 
     options = RedisOptions.from_settings(settings)
     plain, aplain = _redis_backends(options, settings)
@@ -56,16 +56,23 @@ def create(
     abackend: AsyncBackend = AsyncCoalescedBackend(guarded)
     if tier is None:
         return backend, abackend, breaker
-    if options.topology.kind == "cluster":
-        raise ConfigError(
-            "local: the local tier is not available on Redis Cluster yet (its invalidations come from one "
-            "server's client tracking); use it with a single server or Sentinel"
-        )
     from .layers.tiered import TrackedTieredBackend
     from .layers.tiered_async import AsyncTieredBackend
     from .layers.tracking import InvalidationTracker
 
-    tracker = InvalidationTracker(tier, options, prefix_head(settings.prefix), report or _ignore)
+    prefix = prefix_head(settings.prefix)
+    if isinstance(plain, ClusterBackend) and isinstance(aplain, AsyncClusterBackend):  # a tracker per primary
+        from .layers.cluster_tracking import ClusterTracking
+
+        tracking = ClusterTracking(tier, plain.connect_to, plain.known_nodes, prefix, report or _ignore)
+        return (
+            TrackedTieredBackend(backend, tier, tracking, plain.node_of),
+            AsyncTieredBackend(abackend, tier, aplain.node_of),
+            breaker,
+        )
+    pool = options.pool()  # only for its connection settings: the tracker makes its own connection
+    connect = (pool.connection_class, pool.connection_kwargs)
+    tracker = InvalidationTracker(tier, connect, prefix, report or _ignore)
     return TrackedTieredBackend(backend, tier, tracker), AsyncTieredBackend(abackend, tier), breaker
 
 

@@ -15,6 +15,11 @@ reads it would serve stale go to Redis instead, which lets the thread run.
 
 Entries are the bytes Redis returned: every hit is decoded afresh, so nothing a caller does to a returned
 value changes what the next caller gets.
+
+On Redis Cluster each primary has its own invalidation connection, and each entry remembers its *source*, the
+node it was read from: the liveness, the news not yet applied and the suspension are each source's own
+(``source=None`` is the one server), so a silent node suspends its own entries and the others are served on.
+Invalidations of keys apply whatever their source (a key moved by a reshard is written on another node).
 """
 
 from __future__ import annotations
@@ -39,10 +44,11 @@ HEED_EVERY = 0.001
 class Cohort:
     """The tickets of one key taken since its last invalidation; the table holds it while it is current."""
 
-    __slots__ = ("live",)
+    __slots__ = ("live", "source")
 
-    def __init__(self) -> None:
+    def __init__(self, source: str | None) -> None:
         self.live: int = 0  # tickets neither offered nor abandoned yet
+        self.source: str | None = source  # the node its reads go to (None: the one server)
 
 
 Ticket = tuple[Cohort, float]
@@ -50,12 +56,14 @@ Ticket = tuple[Cohort, float]
 
 
 class Entry(NamedTuple):
-    """One local entry: the stored bytes, the guard token read with them, and two deadlines (monotonic)."""
+    """One local entry: the stored bytes, the guard token read with them, two deadlines (monotonic), and the
+    node it was read from (``None``: the one server)."""
 
     raw: bytes
     token: bytes | Missing | None  # MISSING when read without the guard (``get``): ``read`` then asks Redis
     local_deadline: float
     redis_deadline: float | None  # None: the Redis entry never expires
+    source: str | None = None
 
 
 class LocalTier:
@@ -88,8 +96,10 @@ class LocalTier:
         self._tickets: dict[str, Cohort] = {}
         self._bytes = 0
         self._alive_until = -math.inf  # serve nothing until the invalidation connection says it is listening
-        self._wake: Callable[[], None] | None = None
+        self._sources: dict[str, float] = {}  # on Cluster: each node's own _alive_until
+        self._wake: Callable[[str | None], None] | None = None
         self._unapplied: Callable[[], bool] | None = None
+        self._heeds: dict[str, Callable[[], bool]] = {}  # on Cluster: each node's own _unapplied
         self._heeded_until = -math.inf
         self._claimed = False
         self.hits: int = 0
@@ -111,8 +121,13 @@ class LocalTier:
 
     @property
     def serving(self) -> bool:
-        """Whether the tier serves entries now (its invalidation connection answered within the last second)."""
-        return self._clock() < self._alive_until
+        """Whether the tier serves entries now (its invalidation connection answered within the last second; on
+        Cluster, one node's at least)."""
+        now = self._clock()
+        return now < self._alive_until or any(now < until for until in list(self._sources.values()))
+
+    def _alive(self, source: str | None) -> float:
+        return self._alive_until if source is None else self._sources.get(source, -math.inf)
 
     # -- the hit path -------------------------------------------------------------------------------------
 
@@ -123,7 +138,8 @@ class LocalTier:
             self.misses += 1
             return None
         now = self._clock()
-        if now >= entry.local_deadline or now >= self._alive_until or (now >= self._heeded_until and self._news(now)):
+        alive = self._alive_until if entry.source is None else self._sources.get(entry.source, -math.inf)
+        if now >= entry.local_deadline or now >= alive or (now >= self._heeded_until and self._news(now)):
             self.misses += 1
             return None
         self.hits += 1
@@ -138,6 +154,8 @@ class LocalTier:
         unapplied = self._unapplied
         if unapplied is not None and unapplied():
             return True
+        if self._heeds and any(heard() for heard in list(self._heeds.values())):  # any node's news: keys move
+            return True
         self._heeded_until = now + HEED_EVERY
         return False
 
@@ -147,22 +165,23 @@ class LocalTier:
 
     # -- filling from Redis -------------------------------------------------------------------------------
 
-    def ticket(self, key: str) -> Ticket | None:
-        """Announce a read of ``key`` whose result may be stored: a ticket and the time, or ``None`` (not serving).
+    def ticket(self, key: str, source: str | None = None) -> Ticket | None:
+        """Announce a read of ``key`` (from node ``source`` on Cluster) whose result may be stored: a ticket and
+        the time, or ``None`` (not serving, or not from that node).
 
         Take it *before* sending the read: an invalidation that arrives while the read is in flight voids it.
         Hand every ticket back, through :meth:`offer` or, if the read failed, :meth:`abandon`.
         """
         now = self._clock()
-        if now >= self._alive_until:
+        if now >= self._alive(source):
             wake = self._wake
             if wake is not None:
-                wake()  # (re)start the invalidation connection: after a fork, a close, or at first use
+                wake(source)  # (re)start the invalidation connection: after a fork, a close, or at first use
             return None
         with self._lock:
             cohort = self._tickets.get(key)
-            if cohort is None:
-                cohort = self._tickets[key] = Cohort()
+            if cohort is None or cohort.source != source:
+                cohort = self._tickets[key] = Cohort(source)
             cohort.live += 1
         return cohort, now
 
@@ -181,14 +200,14 @@ class LocalTier:
             return
         redis_deadline = None if ttl is None else started + ttl
         local_deadline = started + (self.ttl if ttl is None else min(self.ttl, ttl))
-        entry = Entry(raw, token, local_deadline, redis_deadline)
+        entry = Entry(raw, token, local_deadline, redis_deadline, cohort.source)
         with self._lock:
             cohort.live -= 1
             if self._tickets.get(key) is not cohort:
                 return  # voided: an invalidation of the key arrived after this ticket was taken
             if cohort.live <= 0:
                 del self._tickets[key]
-            if self._clock() >= self._alive_until:
+            if self._clock() >= self._alive(cohort.source):
                 return
             self._discard(key)
             self._entries[key] = entry
@@ -226,33 +245,54 @@ class LocalTier:
             doomed = [key for key in (*self._entries, *self._tickets) if key.startswith(prefix)]
         self.invalidate(doomed)
 
-    def clear(self) -> None:
-        """Drop everything and void every ticket."""
+    def clear(self, source: str | None = None) -> None:
+        """Drop everything and void every ticket; on Cluster with ``source``, only what that node answered."""
         with self._lock:
-            self._entries.clear()
-            self._tickets.clear()
-            self._bytes = 0
+            if source is None:
+                self._entries.clear()
+                self._tickets.clear()
+                self._bytes = 0
+                return
+            doomed = [key for key, entry in self._entries.items() if entry.source == source]
+            for key in doomed:
+                self._discard(key)
+            for key in [key for key, cohort in self._tickets.items() if cohort.source == source]:
+                del self._tickets[key]
 
     # -- driven by the invalidation connection -------------------------------------------------------------
 
-    def keep_alive(self, until: float) -> None:
-        """Serve entries until ``until`` (monotonic), unless told again before then."""
-        self._alive_until = until
+    def keep_alive(self, until: float, source: str | None = None) -> None:
+        """Serve entries (of node ``source`` on Cluster) until ``until`` (monotonic), unless told again before."""
+        if source is None:
+            self._alive_until = until
+        else:
+            self._sources[source] = until
 
-    def suspend(self) -> None:
-        """Stop serving and drop everything: invalidations may have been missed."""
-        self._alive_until = -math.inf
-        self._unapplied = None
-        self.clear()
+    def suspend(self, source: str | None = None) -> None:
+        """Stop serving and drop everything (on Cluster with ``source``, that node's): invalidations may have
+        been missed."""
+        if source is None:
+            self._alive_until = -math.inf
+            self._unapplied = None
+            self._sources.clear()
+            self._heeds.clear()
+        else:
+            self._sources.pop(source, None)
+            self._heeds.pop(source, None)
+        self.clear(source)
 
-    def heed(self, unapplied: Callable[[], bool]) -> None:
+    def heed(self, unapplied: Callable[[], bool], source: str | None = None) -> None:
         """Refuse hits whenever ``unapplied()`` says the invalidation connection has news it has not applied yet.
 
         Asked at most once per ``HEED_EVERY`` (a millisecond): that bounds how long this process serves an entry
         whose invalidation has reached it, even while its listener thread waits for the GIL behind a loop that
         serves only hits. The refused reads go to Redis, and their waits let that thread run. ``suspend`` forgets it.
+        On Cluster each node's connection (``source``) is asked, and news on any refuses every hit.
         """
-        self._unapplied = unapplied
+        if source is None:
+            self._unapplied = unapplied
+        else:
+            self._heeds[source] = unapplied
         self._heeded_until = -math.inf
 
     def claim(self) -> None:
@@ -261,8 +301,9 @@ class LocalTier:
             raise ValueError(f"{self!r} already belongs to a manager: give each manager its own LocalTier")
         self._claimed = True
 
-    def on_wake(self, wake: Callable[[], None] | None) -> None:
-        """What to call when a read finds the tier not serving (the tracker starts its connection there)."""
+    def on_wake(self, wake: Callable[[str | None], None] | None) -> None:
+        """What to call when a read finds the tier not serving, with the node it would read from (``None``: the
+        one server): the tracker starts its connection there."""
         self._wake = wake
 
     def _forked(self) -> None:

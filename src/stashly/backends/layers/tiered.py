@@ -7,7 +7,10 @@ join, which must not block an event loop), and a later read starts it again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..base import Backend
+from .cluster_tracking import ClusterTracking
 from .local import LocalTier
 from .tiered_sync import TieredBackend
 from .tracking import InvalidationTracker
@@ -16,10 +19,17 @@ __all__ = ["TrackedTieredBackend"]
 
 
 class TrackedTieredBackend(TieredBackend):
-    """A :class:`~.tiered_sync.TieredBackend` that stops ``tracker`` (the tier's invalidations) when closed."""
+    """A :class:`~.tiered_sync.TieredBackend` that stops ``tracker`` (the tier's invalidations: one connection,
+    or one per Cluster primary) when closed."""
 
-    def __init__(self, backend: Backend, tier: LocalTier, tracker: InvalidationTracker) -> None:
-        super().__init__(backend, tier)
+    def __init__(
+        self,
+        backend: Backend,
+        tier: LocalTier,
+        tracker: InvalidationTracker | ClusterTracking,
+        node_of: Callable[[str], str | None] | None = None,
+    ) -> None:
+        super().__init__(backend, tier, node_of)
         self._tracker = tracker
 
     def close(self) -> None:

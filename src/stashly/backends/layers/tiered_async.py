@@ -7,18 +7,20 @@ they share answer them all: the first answer back fills the tier.
 Every write made through this process drops its key here as soon as Redis has answered (and also when it
 failed: the write may have landed), so this process reads its own writes at once; other processes' writes
 arrive through the tracking connection. ``get_many`` serves what the tier holds and asks Redis for the rest
-without storing it (``MGET`` carries no TTLs). ``scripts/unasync.py`` derives the other mode's twin from this
-module; the sync backend also owns the tracking connection (:mod:`stashly.backends.layers.tiered`).
+without storing it (``MGET`` carries no TTLs). On Cluster, ``node_of`` names the node a read goes to, the source
+of what it stores (:mod:`.local`); a read after which the slot map puts its key on another node stores nothing.
+``scripts/unasync.py`` derives the other mode's twin from this module; the sync backend also owns the tracking
+connection (:mod:`stashly.backends.layers.tiered`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from ...sentinels import MISSING
+from ...sentinels import MISSING, Missing
 from ..base import AsyncBackend, Lock, Read
 from ..proxy_async import AsyncProxyBackend
-from .local import LocalTier
+from .local import LocalTier, Ticket
 
 __all__ = ["AsyncTieredBackend"]
 
@@ -29,16 +31,32 @@ class AsyncTieredBackend(AsyncProxyBackend):
     A local hit is a dictionary lookup: no round trip (and under asyncio, no task or loop turn).
     """
 
-    def __init__(self, backend: AsyncBackend, tier: LocalTier) -> None:
+    def __init__(
+        self, backend: AsyncBackend, tier: LocalTier, node_of: Callable[[str], str | None] | None = None
+    ) -> None:
         super().__init__(backend)
         self._tier = tier
+        self._node_of = node_of
+
+    def _ticket(self, key: str) -> Ticket | None:
+        node_of = self._node_of
+        return self._tier.ticket(key) if node_of is None else self._tier.ticket(key, node_of(key))
+
+    def _offer(
+        self, key: str, ticket: Ticket, raw: bytes | None, token: bytes | Missing | None, ttl: float | None
+    ) -> None:
+        node_of = self._node_of
+        if node_of is not None and node_of(key) != ticket[0].source:  # the slot moved meanwhile
+            self._tier.abandon(key, ticket)
+        else:
+            self._tier.offer(key, ticket, raw, token, ttl)
 
     async def read(self, key: str, guard: str | None, with_ttl: bool = False) -> Read:
         tier = self._tier
         entry = tier.lookup(key)
         if entry is not None and entry.token is not MISSING:
             return entry.raw, entry.token, tier.remaining(entry) if with_ttl else None
-        ticket = tier.ticket(key)
+        ticket = self._ticket(key)
         if ticket is None:
             return await self.backend.read(key, guard, with_ttl)
         try:
@@ -46,7 +64,7 @@ class AsyncTieredBackend(AsyncProxyBackend):
         except BaseException:  # failed or cancelled: hand the ticket back, or the table keeps it forever
             tier.abandon(key, ticket)
             raise
-        tier.offer(key, ticket, raw, token, ttl)
+        self._offer(key, ticket, raw, token, ttl)
         return raw, token, ttl if with_ttl else None
 
     async def read_with(
@@ -60,7 +78,7 @@ class AsyncTieredBackend(AsyncProxyBackend):
         entry = tier.lookup(key)
         if entry is not None:
             return entry.raw
-        ticket = tier.ticket(key)
+        ticket = self._ticket(key)
         if ticket is None:
             return await self.backend.get(key)
         try:
@@ -68,7 +86,7 @@ class AsyncTieredBackend(AsyncProxyBackend):
         except BaseException:
             tier.abandon(key, ticket)
             raise
-        tier.offer(key, ticket, raw, MISSING, ttl)
+        self._offer(key, ticket, raw, MISSING, ttl)
         return raw
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:

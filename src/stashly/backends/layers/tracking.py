@@ -7,6 +7,9 @@ This is Redis's server-assisted client-side caching in broadcast mode, on RESP2 
 the other connections speak and on any Redis since 6.0 (redis-py's own client cache needs 7.4 and has no
 asyncio twin).
 
+On Redis Cluster there is one such connection per primary (:mod:`.cluster_tracking` keeps them), each the
+*source* of the entries read from its node: its silence suspends those only.
+
 The tier serves entries only while this connection is heard from: a ``PING`` every quarter second, and each
 reply extends the tier's life by one second from when the ``PING`` was sent. A connection that errors, closes
 or falls silent suspends the tier (everything dropped, nothing served); it reconnects with a short backoff and
@@ -34,10 +37,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ...keys.layout import retired_head
-from ..redis import RedisOptions
 from .local import LocalTier
 
-__all__ = ["InvalidationTracker"]
+__all__ = ["Connect", "InvalidationTracker"]
 
 PING_EVERY = 0.25
 SILENCE = 1.0  # how long the tier trusts its entries after a PING that was answered
@@ -46,26 +48,37 @@ _BACKOFF = (0.05, 1.0)
 _PING = b"*1\r\n$4\r\nPING\r\n"
 _READ_SIZE = 65536
 
+Connect = tuple[Any, dict[str, Any]]
+"""How to open the connection: a redis-py connection class and its arguments (host, port, credentials, TLS)."""
+
 
 class InvalidationTracker:
-    """Keeps ``tier`` coherent with the Redis at ``options``, for every key starting with ``prefix``."""
+    """Keeps ``tier`` coherent with the Redis that ``connect`` reaches, for every key starting with ``prefix``;
+    on Cluster, ``source`` names the node (``host:port``), and the tracker is started by :mod:`.cluster_tracking`
+    rather than by the tier."""
 
     def __init__(
-        self, tier: LocalTier, options: RedisOptions, prefix: str, report: Callable[[BaseException], None]
+        self,
+        tier: LocalTier,
+        connect: Connect,
+        prefix: str,
+        report: Callable[[BaseException], None],
+        source: str | None = None,
     ) -> None:
         self._tier = weakref.ref(tier)
         self._prefix = prefix
         self._report = report
-        pool = options.pool()  # only for its connection settings: this thread makes its own connection
-        self._connect_kwargs: dict[str, Any] = {**pool.connection_kwargs, "protocol": 2}
-        self._connection_class = pool.connection_class
+        self._connection_class, kwargs = connect
+        self._connect_kwargs: dict[str, Any] = {**kwargs, "protocol": 2}
+        self.source: str | None = source
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._stop = threading.Event()
-        tier.on_wake(self.start)
+        if source is None:
+            tier.on_wake(self.start)
 
-    def start(self) -> None:
+    def start(self, source: str | None = None) -> None:
         """Start listening unless already listening in this process (a fork leaves the child without the thread)."""
         if self._pid != os.getpid():
             self._pid, self._lock, self._thread = os.getpid(), threading.Lock(), None
@@ -73,9 +86,8 @@ class InvalidationTracker:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stop = threading.Event()
-            self._thread = threading.Thread(
-                target=self._listen, args=(self._stop,), name="stashly-invalidations", daemon=True
-            )
+            name = "stashly-invalidations" if self.source is None else f"stashly-invalidations {self.source}"
+            self._thread = threading.Thread(target=self._listen, args=(self._stop,), name=name, daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
@@ -85,7 +97,7 @@ class InvalidationTracker:
             thread, self._thread = self._thread, None
         tier = self._tier()
         if tier is not None:
-            tier.suspend()
+            tier.suspend(self.source)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2 * SILENCE)
 
@@ -100,7 +112,7 @@ class InvalidationTracker:
             except Exception as exc:  # any failure means invalidations may be lost: suspend, report, retry
                 tier = self._tier()
                 if tier is not None:
-                    tier.suspend()
+                    tier.suspend(self.source)
                 if not stop.is_set():
                     with contextlib.suppress(Exception):  # never let reporting kill the listener
                         self._report(exc)
@@ -110,7 +122,7 @@ class InvalidationTracker:
             backoff = min(backoff * 2, _BACKOFF[1])
         tier = self._tier()
         if tier is not None:
-            tier.suspend()
+            tier.suspend(self.source)
 
     def _subscribe(self, connection: Any) -> None:
         connection.connect()
@@ -132,10 +144,11 @@ class InvalidationTracker:
         pending: Callable[[], int] = getattr(sock, "pending", lambda: 0)  # TLS: bytes decrypted but not read
         replies = _Replies()
         taken_in = [False]  # bytes read from the socket and not applied yet (set before they are read)
-        tier.clear()  # anything kept from before this connection may have missed its invalidation
-        tier.heed(lambda: _readable(fd, 0.0) or taken_in[0])  # in that order: readable, then taken in
+        source = self.source
+        tier.clear(source)  # anything kept from before this connection may have missed its invalidation
+        tier.heed(lambda: _readable(fd, 0.0) or taken_in[0], source)  # in that order: readable, then taken in
         now = time.monotonic()
-        tier.keep_alive(now + SILENCE)
+        tier.keep_alive(now + SILENCE, source)
         del tier  # held weakly between messages, so that a dropped manager ends this thread
         unanswered: deque[float] = deque()  # when each PING still waiting for its reply was sent
         next_ping = now
@@ -159,21 +172,21 @@ class InvalidationTracker:
             if tier is None:
                 return
             for message in replies.feed(data):
-                if self._apply(tier, message) and unanswered:
+                if self._apply(tier, message, source) and unanswered:
                     # Replies come in order: every invalidation sent before this PING was applied above.
-                    tier.keep_alive(unanswered.popleft() + SILENCE)
+                    tier.keep_alive(unanswered.popleft() + SILENCE, source)
             del tier
 
     @staticmethod
-    def _apply(tier: LocalTier, message: Any) -> bool:
+    def _apply(tier: LocalTier, message: Any, source: str | None) -> bool:
         """Apply one message from Redis to ``tier``; whether it was a PING's reply."""
         if isinstance(message, Exception):
             raise message
         kind = message[0] if isinstance(message, list) and message else None
         if kind == b"message":
             keys = message[2]
-            if keys is None:  # FLUSHDB / FLUSHALL: everything is gone
-                tier.clear()
+            if keys is None:  # FLUSHDB / FLUSHALL: everything (this node's) is gone
+                tier.clear(source)
             else:
                 names = [key.decode("utf-8", "surrogateescape") for key in keys]
                 tier.invalidate(names)

@@ -238,9 +238,27 @@ class ClusterBackend:
         return replies
 
     def node_of(self, key: str) -> str | None:
-        """The primary serving ``key`` now, by the client's slot map (``None`` before it is known)."""
+        """The primary serving ``key`` now, by the client's slot map (``None`` before it is known, or while its
+        slot migrates: see :class:`.cluster_reads.Migrations`)."""
+        client, reads = self._client, self._reads
+        if client is None or (reads is not None and reads.migrations and reads.migrations.covers(slot_of(key))):
+            return None
+        return primary_of(client.nodes_manager.slots_cache, key)
+
+    def connect_to(self, node: str) -> tuple[Any, dict[str, Any]]:
+        """How to open a connection of one's own to ``node`` (``host:port``): the client's settings (credentials,
+        TLS, timeouts), that address. Connects the client first if it has not yet."""
+        default = self._redis().get_default_node()  # type: ignore[no-untyped-call, unused-ignore]
+        if default is None or default.redis_connection is None:
+            raise LookupError("the cluster client knows no node yet")
+        pool = default.redis_connection.connection_pool
+        host, _, port = node.rpartition(":")
+        return pool.connection_class, {**pool.connection_kwargs, "host": host, "port": int(port)}
+
+    def known_nodes(self) -> list[str]:
+        """The nodes the client's slot map holds now (none before it connects)."""
         client = self._client
-        return None if client is None else primary_of(client.nodes_manager.slots_cache, key)
+        return [] if client is None else [node.name for node in client.get_nodes()]  # type: ignore[no-untyped-call, unused-ignore]
 
     def get(self, key: str) -> bytes | None:
         return self.read(key, None)[0]  # GET of the entry and of its generation

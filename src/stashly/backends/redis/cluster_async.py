@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 import redis.asyncio.cluster
 
 from ...keys.layout import generation_key
-from ...keys.slots import lock_in_slot
+from ...keys.slots import lock_in_slot, slot_of
 from ...sentinels import MISSING
 from ..base import Lock, Read
 from .cluster import SCRIPTS, Generations, Others, client_arguments, primary_of
@@ -96,9 +96,12 @@ class AsyncClusterBackend:
             raise unavailable(operation, exc) from exc
 
     def node_of(self, key: str) -> str | None:
-        """The primary serving ``key`` now, by this loop's client's slot map (``None`` before it is known)."""
+        """The primary serving ``key`` now, by this loop's client's slot map (``None`` before it is known, or
+        while its slot migrates, as on the sync backend)."""
         entry = self._loops.current()
-        return None if entry is None else primary_of(entry.client.nodes_manager.slots_cache, key)
+        if entry is None or (entry.reads.migrations and entry.reads.migrations.covers(slot_of(key))):
+            return None
+        return primary_of(entry.client.nodes_manager.slots_cache, key)
 
     async def get(self, key: str) -> bytes | None:
         return (await self.read(key, None))[0]  # GET of the entry and of its generation

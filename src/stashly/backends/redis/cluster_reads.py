@@ -26,7 +26,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 import redis
@@ -38,13 +38,41 @@ from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainErr
 
 from .direct import pack, send
 
-__all__ = ["REDIRECTED", "REST", "AsyncNodeReads", "NodeReads", "Replicas"]
+__all__ = ["MIGRATING", "REDIRECTED", "REST", "AsyncNodeReads", "Migrations", "NodeReads", "Replicas"]
 
 REDIRECTED: Final = None
 """What :meth:`NodeReads.execute` answers when redis-py has to take the read."""
 REST: Final = 5.0
 """Seconds a replica that failed a read is passed over (its primary answers instead)."""
+MIGRATING: Final = 10.0
+"""Seconds a slot counts as migrating after a read of it was redirected with ``ASK`` or ``TRYAGAIN``."""
 _REDIRECTIONS = (MovedError, AskError, TryAgainError, ClusterDownError)
+
+
+class Migrations:
+    """The slots whose reads were lately redirected mid-migration (``ASK``, ``TRYAGAIN``): while one migrates, a
+    key of it may live on a node the slot map does not name yet, whose writes a local tier may not hear, so the
+    backend names no node for those keys (``node_of`` answers ``None``) and the tier keeps none of them."""
+
+    def __init__(self) -> None:
+        self._until: dict[int, float] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._until)
+
+    def mark(self, slots: Iterable[int]) -> None:
+        until = time.monotonic() + MIGRATING
+        for slot in slots:
+            self._until[slot] = until
+
+    def covers(self, slot: int) -> bool:
+        until = self._until.get(slot)
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        self._until.pop(slot, None)
+        return False
 
 
 class Replicas:
@@ -87,6 +115,7 @@ class NodeReads:
     def __init__(self, client: RedisCluster) -> None:
         self._nodes = client.nodes_manager  # its slot map is replaced, not updated, when re-read: look it up
         self.replicas: Replicas = Replicas()
+        self.migrations: Migrations = Migrations()
         self._local = threading.local()
         self._all: weakref.WeakSet[redis.Connection] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -130,6 +159,7 @@ class NodeReads:
             if on_replica is not None:
                 self.replicas.rest(on_replica)
             if isinstance(exc, _REDIRECTIONS):
+                _migrating(self.migrations, exc, batches)
                 return REDIRECTED
             raise
         return _in_batch_order(nodes, batches, replies)
@@ -148,6 +178,7 @@ class AsyncNodeReads:
     def __init__(self, client: AsyncRedisCluster) -> None:
         self._nodes = client.nodes_manager  # its slot map is replaced, not updated, when re-read: look it up
         self.replicas: Replicas = Replicas()
+        self.migrations: Migrations = Migrations()
         self._idle: dict[str, list[Any]] = {}
 
     def _connection(self, node: AsyncClusterNode) -> Any:
@@ -187,6 +218,7 @@ class AsyncNodeReads:
             if on_replica is not None:
                 self.replicas.rest(on_replica)
             if isinstance(exc, _REDIRECTIONS):
+                _migrating(self.migrations, exc, batches)
                 return REDIRECTED
             raise
         finally:
@@ -198,6 +230,14 @@ class AsyncNodeReads:
         for connections in idle.values():
             for connection in connections:
                 await connection.disconnect(nowait=True)
+
+
+def _migrating(migrations: Migrations, exc: BaseException, batches: Sequence[tuple[int, Sequence[Any]]]) -> None:
+    """Mark the slot an ``ASK`` names, or every slot of a read ``TRYAGAIN`` refused, as migrating."""
+    if isinstance(exc, AskError):
+        migrations.mark((exc.slot_id,))
+    elif isinstance(exc, TryAgainError):
+        migrations.mark(slot for slot, _ in batches)
 
 
 def _nodes(
