@@ -41,14 +41,25 @@ HEED_EVERY = 0.001
 """Seconds between two looks at the invalidation connection for news not yet applied (see ``LocalTier.heed``)."""
 
 
+class Life:
+    """Until when one invalidation connection vouches for its entries (monotonic); a suspended connection's
+    ``Life`` never comes back (a new one stands for the reconnected connection), so what it vouched for is dead."""
+
+    __slots__ = ("until",)
+
+    def __init__(self) -> None:
+        self.until: float = -math.inf
+
+
 class Cohort:
     """The tickets of one key taken since its last invalidation; the table holds it while it is current."""
 
-    __slots__ = ("live", "source")
+    __slots__ = ("life", "live", "source")
 
-    def __init__(self, source: str | None) -> None:
+    def __init__(self, source: str | None, life: Life) -> None:
         self.live: int = 0  # tickets neither offered nor abandoned yet
         self.source: str | None = source  # the node its reads go to (None: the one server)
+        self.life: Life = life  # its connection's, when the tickets were taken
 
 
 Ticket = tuple[Cohort, float]
@@ -57,13 +68,13 @@ Ticket = tuple[Cohort, float]
 
 class Entry(NamedTuple):
     """One local entry: the stored bytes, the guard token read with them, two deadlines (monotonic), and the
-    node it was read from (``None``: the one server)."""
+    life of the invalidation connection of the node it was read from."""
 
     raw: bytes
     token: bytes | Missing | None  # MISSING when read without the guard (``get``): ``read`` then asks Redis
     local_deadline: float
     redis_deadline: float | None  # None: the Redis entry never expires
-    source: str | None = None
+    life: Life
 
 
 class LocalTier:
@@ -95,8 +106,8 @@ class LocalTier:
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._tickets: dict[str, Cohort] = {}
         self._bytes = 0
-        self._alive_until = -math.inf  # serve nothing until the invalidation connection says it is listening
-        self._sources: dict[str, float] = {}  # on Cluster: each node's own _alive_until
+        self._life = Life()  # serve nothing until the invalidation connection says it is listening
+        self._sources: dict[str, Life] = {}  # on Cluster: each node's own
         self._wake: Callable[[str | None], None] | None = None
         self._unapplied: Callable[[], bool] | None = None
         self._heeds: dict[str, Callable[[], bool]] = {}  # on Cluster: each node's own _unapplied
@@ -124,10 +135,15 @@ class LocalTier:
         """Whether the tier serves entries now (its invalidation connection answered within the last second; on
         Cluster, one node's at least)."""
         now = self._clock()
-        return now < self._alive_until or any(now < until for until in list(self._sources.values()))
+        return now < self._life.until or any(now < life.until for life in list(self._sources.values()))
 
-    def _alive(self, source: str | None) -> float:
-        return self._alive_until if source is None else self._sources.get(source, -math.inf)
+    def _life_of(self, source: str | None) -> Life:
+        if source is None:
+            return self._life
+        life = self._sources.get(source)
+        if life is None:
+            life = self._sources.setdefault(source, Life())
+        return life
 
     # -- the hit path -------------------------------------------------------------------------------------
 
@@ -138,8 +154,7 @@ class LocalTier:
             self.misses += 1
             return None
         now = self._clock()
-        alive = self._alive_until if entry.source is None else self._sources.get(entry.source, -math.inf)
-        if now >= entry.local_deadline or now >= alive or (now >= self._heeded_until and self._news(now)):
+        if now >= entry.local_deadline or now >= entry.life.until or (now >= self._heeded_until and self._news(now)):
             self.misses += 1
             return None
         self.hits += 1
@@ -173,15 +188,16 @@ class LocalTier:
         Hand every ticket back, through :meth:`offer` or, if the read failed, :meth:`abandon`.
         """
         now = self._clock()
-        if now >= self._alive(source):
+        life = self._life_of(source)
+        if now >= life.until:
             wake = self._wake
             if wake is not None:
                 wake(source)  # (re)start the invalidation connection: after a fork, a close, or at first use
             return None
         with self._lock:
             cohort = self._tickets.get(key)
-            if cohort is None or cohort.source != source:
-                cohort = self._tickets[key] = Cohort(source)
+            if cohort is None or cohort.life is not life:
+                cohort = self._tickets[key] = Cohort(source, life)
             cohort.live += 1
         return cohort, now
 
@@ -200,14 +216,14 @@ class LocalTier:
             return
         redis_deadline = None if ttl is None else started + ttl
         local_deadline = started + (self.ttl if ttl is None else min(self.ttl, ttl))
-        entry = Entry(raw, token, local_deadline, redis_deadline, cohort.source)
+        entry = Entry(raw, token, local_deadline, redis_deadline, cohort.life)
         with self._lock:
             cohort.live -= 1
             if self._tickets.get(key) is not cohort:
                 return  # voided: an invalidation of the key arrived after this ticket was taken
             if cohort.live <= 0:
                 del self._tickets[key]
-            if self._clock() >= self._alive(cohort.source):
+            if self._clock() >= cohort.life.until:  # its connection was lost since, or is silent
                 return
             self._discard(key)
             self._entries[key] = entry
@@ -253,8 +269,7 @@ class LocalTier:
                 self._tickets.clear()
                 self._bytes = 0
                 return
-            doomed = [key for key, entry in self._entries.items() if entry.source == source]
-            for key in doomed:
+            for key in [key for key, entry in self._entries.items() if entry.life is self._sources.get(source)]:
                 self._discard(key)
             for key in [key for key, cohort in self._tickets.items() if cohort.source == source]:
                 del self._tickets[key]
@@ -263,23 +278,24 @@ class LocalTier:
 
     def keep_alive(self, until: float, source: str | None = None) -> None:
         """Serve entries (of node ``source`` on Cluster) until ``until`` (monotonic), unless told again before."""
-        if source is None:
-            self._alive_until = until
-        else:
-            self._sources[source] = until
+        self._life_of(source).until = until
 
     def suspend(self, source: str | None = None) -> None:
         """Stop serving and drop everything (on Cluster with ``source``, that node's): invalidations may have
         been missed."""
         if source is None:
-            self._alive_until = -math.inf
-            self._unapplied = None
+            lives = [self._life, *self._sources.values()]
+            self._life, self._unapplied = Life(), None
             self._sources.clear()
             self._heeds.clear()
         else:
-            self._sources.pop(source, None)
+            lives = [self._life_of(source)]
             self._heeds.pop(source, None)
+        for life in lives:  # what they vouched for is dead for good: a reconnection brings a new one
+            life.until = -math.inf
         self.clear(source)
+        if source is not None:
+            self._sources.pop(source, None)
 
     def heed(self, unapplied: Callable[[], bool], source: str | None = None) -> None:
         """Refuse hits whenever ``unapplied()`` says the invalidation connection has news it has not applied yet.
