@@ -103,9 +103,14 @@ def test_a_silent_primary_suspends_only_its_own_entries(
         redis_cluster.heal()
 
 
-@pytest.mark.parametrize("fault", ["healthy", "failover", "reshard"])
-def test_readers_never_serve_a_superseded_value_on_a_cluster(redis_cluster: LocalCluster, fault: str) -> None:
-    """The single server's coherence run on the cluster; with a fault, 2 s in, on the node serving the key."""
+@pytest.mark.parametrize(
+    ("fault", "tasks"), [("healthy", 0), ("failover", 0), ("failover", 5), ("reshard", 0)], ids=str
+)
+def test_readers_never_serve_a_superseded_value_on_a_cluster(
+    redis_cluster: LocalCluster, fault: str, tasks: int
+) -> None:
+    """The single server's coherence run on the cluster (readers of one thread, or of five asyncio tasks); with a
+    fault, 2 s in, on the node serving the key."""
     head = CacheManager(redis_cluster.url, namespace="coherence")  # only to spell keys: it never connects
     primary = redis_cluster.primaries()[0]
     first = sorted(redis_cluster.slots_of(primary))[:50]
@@ -123,13 +128,14 @@ def test_readers_never_serve_a_superseded_value_on_a_cluster(redis_cluster: Loca
     action = {"healthy": None, "failover": fail_over, "reshard": reshard}[fault]
     began = time.monotonic()
     try:
-        found = coherence.run(redis_cluster.url, 0, key, action)
+        found = coherence.run(redis_cluster.url, tasks, key, action)
     finally:
         redis_cluster.heal()
     if fault == "reshard":
         assert key_slot(head.key(key).encode()) in moved  # the key's slot did move under the readers
     REPORTS.append(
-        f"local tier on Cluster ({fault}): 3 readers, a write every 200 ms for 10 s; stalest answer "
+        f"local tier on Cluster ({fault}): 3 readers{f' of {tasks} asyncio tasks' if tasks else ''}, a write every "
+        "200 ms for 10 s; stalest answer "
         f"{found.stalest * 1000:.0f} ms after its value was replaced (target 100 ms, bound {SILENCE * 1000:.0f} "
         f"ms); local hits {', '.join(f'{ratio:.1%}' for ratio in found.ratios)}; {found.retried} writes retried; "
         f"{time.monotonic() - began:.1f} s"
