@@ -53,6 +53,8 @@ def test_reading_from_replicas_is_refused_where_the_guarantees_cannot_be_kept(re
     ):
         with pytest.raises(ConfigError, match=f"read_from_replicas: .*needs Redis Cluster.*found {found}"):
             CacheManager(url, read_from_replicas=True)
+    with pytest.raises(ConfigError, match="read_from_replicas: not with a local tier"):
+        CacheManager("redis+cluster://127.0.0.1:1", read_from_replicas=True, local=True)
     assert resolve(env={"STASHLY_READ_FROM_REPLICAS": "yes"}).read_from_replicas is True
     with pytest.raises(ConfigError, match="STASHLY_READ_FROM_REPLICAS"):
         resolve(env={"STASHLY_READ_FROM_REPLICAS": "sometimes"})

@@ -56,6 +56,12 @@ def create(
     abackend: AsyncBackend = AsyncCoalescedBackend(guarded)
     if tier is None:
         return backend, abackend, breaker
+    if options.read_from_replicas:
+        raise ConfigError(
+            "read_from_replicas: not with a local tier, which would keep a replica's copy of an entry that a `set` "
+            "had already replaced on the primary for as long as the local entry lives (its invalidation came and "
+            "went before the copy was read): use one or the other"
+        )
     from .layers.tiered import TrackedTieredBackend
     from .layers.tiered_async import AsyncTieredBackend
     from .layers.tracking import InvalidationTracker
