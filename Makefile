@@ -68,10 +68,11 @@ unasync: $(STAMP)
 chaos: $(STAMP) check-redis
 	$(BIN)/python -m chaos.run
 
-# stashly against hand-written redis-py code and the peers, on a private redis-server (about 3 minutes).
+# stashly against hand-written redis-py code and the peers, on a private redis-server (about 10 minutes).
 bench: $(BENCH_STAMP) check-redis
 	$(BIN)/python bench/run.py --json .bench/results.json --markdown .bench/summary.md
 	$(BIN)/python bench/local_staleness.py --seconds 10 --json .bench/local_staleness.json
+	$(BIN)/python bench/memory_flush.py
 
 # The same scenarios in fewer, shorter rounds (under a minute): a quick look, not figures for the README.
 bench-quick: $(BENCH_STAMP) check-redis

@@ -12,7 +12,13 @@ from collections.abc import Callable, Sequence
 from ..forks import ForkWatch
 from .base import Lock, Read
 
-__all__ = ["AsyncMemoryBackend", "MemoryStore"]
+__all__ = ["EXACT_COUNT", "SWEEP", "AsyncMemoryBackend", "MemoryStore"]
+
+SWEEP = 1024
+"""Entries a namespace flush removes per hold of the store's lock."""
+EXACT_COUNT = 20_000
+"""Above this many entries, a namespace's count is what it holds, entries past their TTL that no read has met yet
+included: checking each would hold the lock (and every reader) for about a microsecond per entry."""
 
 
 class MemoryStore:
@@ -22,6 +28,11 @@ class MemoryStore:
     Beyond ``max_entries`` the least recently used entry is evicted; expired entries are dropped when met.
     Guards live apart from the entries (one small counter per namespace) and are never evicted. The clock is
     injectable so tests never sleep.
+
+    Each namespace's keys are also indexed by its head (``<prefix>:<namespace>:``), so that flushing a namespace
+    finds its keys without a scan of all of them, and removes them :data:`SWEEP` at a time: readers wait for one
+    batch at most (about a millisecond), not for the whole namespace. What is written into the namespace while
+    the flush runs stays.
 
     A process forked after the store was made keeps a copy of its entries, no longer shared with the parent; its
     first operation calls ``on_forked`` with the pid of the process that made the store.
@@ -39,6 +50,7 @@ class MemoryStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, tuple[float | None, bytes]] = OrderedDict()
+        self._heads: dict[str, set[str]] = {}  # namespace head -> its keys (see _head)
         self._guards: dict[str, int] = {}
         self._locks: dict[str, tuple[bytes, float]] = {}  # lock key -> (owner, deadline)
         self._creator = os.getpid()
@@ -103,6 +115,7 @@ class MemoryStore:
         deadline, value = entry
         if deadline is not None and deadline <= now:
             del self._entries[key]
+            self._unindex(key)
             return None, None
         self._entries.move_to_end(key)
         return value, deadline
@@ -128,8 +141,25 @@ class MemoryStore:
     def _put(self, key: str, value: bytes, deadline: float | None) -> None:
         self._entries[key] = (deadline, value)
         self._entries.move_to_end(key)
+        head = _head(key)
+        if head is not None:  # always, even if present: a flush under way keeps what is in its namespace's new set
+            found = self._heads.get(head)
+            if found is None:
+                found = self._heads[head] = set()
+            found.add(key)
         while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+            self._unindex(self._entries.popitem(last=False)[0])
+
+    def _unindex(self, key: str) -> None:
+        """Forget ``key`` in its namespace's index; the caller holds the lock and has removed its entry."""
+        head = _head(key)
+        if head is None:
+            return
+        found = self._heads.get(head)
+        if found is not None:
+            found.discard(key)
+            if not found:
+                del self._heads[head]
 
     def fill(
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
@@ -181,6 +211,8 @@ class MemoryStore:
         now = self._clock()
         with self._lock:
             entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._unindex(key)
             self._bump(guard)
         return entry is not None and (entry[0] is None or entry[0] > now)
 
@@ -193,12 +225,27 @@ class MemoryStore:
             self._first_use_after_fork()
         now = self._clock()
         with self._lock:
-            self._bump(guard)
-            doomed = [key for key in self._entries if key.startswith(prefix)]
-            live = 0
-            for key in doomed:
-                deadline, _ = self._entries.pop(key)
-                live += deadline is None or deadline > now
+            self._bump(guard)  # first: a fill that read the guard before the flush stores nothing
+            if _head(prefix) != prefix:  # not a namespace: a scan of every key
+                return self._remove(now, [key for key in self._entries if key.startswith(prefix)])
+            doomed = self._heads.pop(prefix, None) or set()  # from now on, the namespace's writes go to a new set
+        live = 0
+        while doomed:  # popped batch by batch (one list of them all would hold the GIL for tens of ms)
+            batch = [doomed.pop() for _ in range(min(SWEEP, len(doomed)))]
+            with self._lock:
+                fresh = self._heads.get(prefix, ())  # written since the flush began: theirs, not the flush's
+                live += self._remove(now, [key for key in batch if key not in fresh])
+            time.sleep(0)  # hand the GIL over: a reader waits for one batch at most
+        return live
+
+    def _remove(self, now: float, keys: list[str]) -> int:
+        """Remove ``keys`` (some may be gone already); how many were live. The caller holds the lock."""
+        live = 0
+        for key in keys:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._unindex(key)
+                live += entry[0] is None or entry[0] > now
         return live
 
     def retire_prefix(self, prefix: str, guard: str | None = None) -> None:
@@ -208,10 +255,17 @@ class MemoryStore:
         if self._forked:
             self._first_use_after_fork()
         now = self._clock()
+        entries = self._entries
         with self._lock:
+            if _head(prefix) == prefix:  # a namespace: only its own keys, by the index
+                keys = self._heads.get(prefix, ())
+                if len(keys) > EXACT_COUNT:  # what it holds, without a walk that would stall every reader
+                    return len(keys)
+                found = (entries.get(key) for key in keys)
+                return sum(1 for entry in found if entry is not None and (entry[0] is None or entry[0] > now))
             return sum(
                 1
-                for key, (deadline, _) in self._entries.items()
+                for key, (deadline, _) in entries.items()
                 if key.startswith(prefix) and (deadline is None or deadline > now)
             )
 
@@ -220,6 +274,13 @@ class MemoryStore:
 
 
 _forks: ForkWatch[MemoryStore] = ForkWatch(MemoryStore._after_fork)
+
+
+def _head(key: str) -> str | None:
+    """The namespace head a key starts with, ``<prefix>:<namespace>:`` (neither holds a ``:``), or ``None``."""
+    first = key.find(":")
+    second = key.find(":", first + 1) if first >= 0 else -1
+    return None if second < 0 else key[: second + 1]
 
 
 def _deadline(now: float, ttl: float | None) -> float | None:
