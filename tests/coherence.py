@@ -36,6 +36,12 @@ class Coherence:
     stalest: float  # seconds: the stalest answer, counted from when the step replacing it returned
     ratios: list[float]  # each reader's local hits over its reads
     retried: int  # writes the fault refused at first
+    by_source: dict[str, float]  # the stalest answer of the tier ("local") and of Redis ("redis"), when known
+
+    def describe(self) -> str:
+        """The stalest answer in ms, and where it came from when the readers could tell."""
+        sources = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in sorted(self.by_source.items()))
+        return f"{self.stalest * 1000:.0f} ms" + (f" (stalest {sources})" if sources else "")
 
 
 def run(url: str, tasks: int, key: str = "k", fault: Callable[[], None] | None = None) -> Coherence:
@@ -86,9 +92,9 @@ def run(url: str, tasks: int, key: str = "k", fault: Callable[[], None] | None =
                 reader.kill()
             for thread in faults:
                 thread.join(120)
-    stalest, ratios = 0.0, []
+    stalest, ratios, by_source = 0.0, [], {}
     for report in reports:
-        for state, last_start, last_end in (run for runs in report["runs"] for run in runs):
+        for state, last_start, last_end, local in (run for runs in report["runs"] for run in runs):
             # The newest step that could have produced this answer (started before the read ended)...
             sources = [m for m, step in enumerate(steps) if step[2] == state and step[0] <= last_end]
             assert sources, f"a reader returned {state!r}, which no step wrote before {last_end:.3f}"
@@ -96,13 +102,16 @@ def run(url: str, tasks: int, key: str = "k", fault: Callable[[], None] | None =
             if superseded < len(steps):  # ...and how long before the read began the step replacing it returned
                 staleness = last_start - steps[superseded][1]
                 stalest = max(stalest, staleness)
+                if local is not None:  # a sync reader knows whether the tier answered
+                    source = "local" if local else "redis"
+                    by_source[source] = max(by_source.get(source, 0.0), staleness)
                 assert staleness < SILENCE, (
                     f"a reader returned {state!r} at {last_start:.3f}, {staleness:.3f} s after step {superseded} "
                     f"replaced it: {steps[superseded]}"
                 )
         ratios.append(report["hits"] / max(report["reads"], 1))
         assert report["hits"] > 0, report  # the tiers served
-    return Coherence(max(stalest, 0.0), ratios, retried)
+    return Coherence(max(stalest, 0.0), ratios, retried, {name: max(value, 0.0) for name, value in by_source.items()})
 
 
 def child_env() -> dict[str, str]:

@@ -5,7 +5,8 @@ asyncio tasks read the key (default ``k``) in one event loop; otherwise one thre
 read Redis could not answer (a failover under way) raises and is left out, rather than read as a miss. Prints
 ``ready`` once its tier serves, then, after SECONDS, one JSON line: how many reads, how many the tier answered,
 and the runs of equal answers (one list per reader), each as ``[value, start of its last read, end of its last
-read]`` (monotonic clock, shared by every process here).
+read, whether the tier answered that read]`` (monotonic clock, shared by every process here; the last item is
+``null`` for asyncio readers, whose tasks share the tier's hit counter).
 """
 
 from __future__ import annotations
@@ -27,26 +28,27 @@ class Runs:
         self.value: object = object()
         self.reads = 0
 
-    def add(self, seen: object, start: float, end: float) -> None:
+    def add(self, seen: object, start: float, end: float, local: bool | None = None) -> None:
         self.reads += 1
         if self.runs and seen == self.value:
-            self.runs[-1][1], self.runs[-1][2] = start, end
+            self.runs[-1][1:] = start, end, local
         else:
             self.value = seen
-            self.runs.append([seen, start, end])
+            self.runs.append([seen, start, end, local])
 
 
 KEY = sys.argv[4] if len(sys.argv) > 4 else "k"
 
 
-def read_sync(cm: CacheManager, deadline: float) -> list[Runs]:
+def read_sync(cm: CacheManager, tier: LocalTier, deadline: float) -> list[Runs]:
     runs, clock = Runs(), time.monotonic
     while (start := clock()) < deadline:
+        hits = tier.hits
         try:
             seen = cm.get(KEY)
         except CacheUnavailableError:
             continue
-        runs.add(seen, start, clock())
+        runs.add(seen, start, clock(), tier.hits > hits)
     return [runs]
 
 
@@ -79,7 +81,7 @@ def serve_sync(cm: CacheManager, tier: LocalTier, seconds: float) -> list[Runs]:
         time.sleep(0.001)
     tier.hits = 0  # count the hits of the measured reads only
     print("ready", flush=True)
-    return read_sync(cm, time.monotonic() + seconds)
+    return read_sync(cm, tier, time.monotonic() + seconds)
 
 
 def main(url: str, seconds: float, tasks: int) -> None:

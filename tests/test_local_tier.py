@@ -551,7 +551,7 @@ def test_readers_in_other_processes_never_serve_a_superseded_value_past_the_trus
     found = coherence.run(redis_url, tasks)
     readers = "3 readers" if not tasks else f"3 readers of {tasks} asyncio tasks"
     REPORTS.append(
-        f"local tier: {readers}, a write every 200 ms for 10 s; stalest answer {found.stalest * 1000:.0f} ms "
+        f"local tier: {readers}, a write every 200 ms for 10 s; stalest answer {found.describe()} "
         f"after its value was replaced (bound {SILENCE * 1000:.0f} ms); local hits "
         + ", ".join(f"{ratio:.1%}" for ratio in found.ratios)
     )

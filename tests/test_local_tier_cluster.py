@@ -133,12 +133,12 @@ def test_readers_never_serve_a_superseded_value_on_a_cluster(
         redis_cluster.heal()
     if fault == "reshard":
         assert key_slot(head.key(key).encode()) in moved  # the key's slot did move under the readers
+    readers = f"3 readers of {tasks} asyncio tasks" if tasks else "3 readers"
+    hits = ", ".join(f"{ratio:.1%}" for ratio in found.ratios)
     REPORTS.append(
-        f"local tier on Cluster ({fault}): 3 readers{f' of {tasks} asyncio tasks' if tasks else ''}, a write every "
-        "200 ms for 10 s; stalest answer "
-        f"{found.stalest * 1000:.0f} ms after its value was replaced (target 100 ms, bound {SILENCE * 1000:.0f} "
-        f"ms); local hits {', '.join(f'{ratio:.1%}' for ratio in found.ratios)}; {found.retried} writes retried; "
-        f"{time.monotonic() - began:.1f} s"
+        f"local tier on Cluster ({fault}): {readers}, a write every 200 ms for 10 s; stalest answer "
+        f"{found.describe()} after its value was replaced (target 100 ms, bound {SILENCE * 1000:.0f} ms); local hits "
+        f"{hits}; {found.retried} writes retried; {time.monotonic() - began:.1f} s"
     )
 
 
