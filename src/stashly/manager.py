@@ -89,7 +89,7 @@ class CacheManager:
         self._backend, self._abackend = self.engine.backend, self.aengine.backend
         self._sites = Sites(settings.stats_max_names)
         self._sites_lock = threading.Lock()  # guards the baseline of stats(reset=True)
-        # namespace argument (None: the manager's) -> (validated key head, counters); cleared when it grows
+        # namespace argument (None: the manager's) -> (validated key head, counters); bounded, oldest out first
         self._namespaces: dict[str | None, tuple[str, Site]] = {}
         self._baseline = CacheStats()
 
@@ -138,9 +138,7 @@ class CacheManager:
         return resolved
 
     def _namespace(self, namespace: str | None) -> str:
-        if namespace is None:
-            return self.settings.namespace
-        return parse_name(namespace, "argument namespace")
+        return self.settings.namespace if namespace is None else parse_name(namespace, "argument namespace")
 
     def guard(self, namespace: str | None) -> str:
         """The guard key of ``namespace``: every invalidation bumps it, every fill checks it."""
@@ -169,7 +167,8 @@ class CacheManager:
         With ``type=`` the JSON is validated into that type (``type=UserRead`` returns a ``UserRead``); an entry
         that does not validate counts as absent.
         """
-        value = self.engine.load(self.key(key, namespace), codec.reader_for(type), self._site(namespace))
+        reader = codec.identity if type is None else codec.reader_for(type)  # untyped: no cache lookup to pay
+        value = self.engine.load(self.key(key, namespace), reader, self._site(namespace))
         return default if value is MISSING else value
 
     @overload
@@ -286,7 +285,8 @@ class CacheManager:
 
     async def aget(self, key: str, default: Any = None, *, type: Any = None, namespace: str | None = None) -> Any:
         """Async :meth:`get`."""
-        value = await self.aengine.load(self.key(key, namespace), codec.reader_for(type), self._site(namespace))
+        reader = codec.identity if type is None else codec.reader_for(type)
+        value = await self.aengine.load(self.key(key, namespace), reader, self._site(namespace))
         return default if value is MISSING else value
 
     @overload

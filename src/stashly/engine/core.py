@@ -136,12 +136,13 @@ class EngineCore:
             site.misses += 1  # past its logical expiry: a miss, kept as the fail-safe fallback
             value = self._validated(value.value, key, reader)
             return MISSING if value is MISSING else Stale(value)
-        try:
-            value = reader(value)
-        except pydantic.ValidationError as exc:
-            self.failures.unreadable(key, f"does not validate as the expected type ({exc.error_count()} errors)")
-            site.misses += 1
-            return MISSING
+        if reader is not codec.identity:  # untyped reads (the common get) skip the call
+            try:
+                value = reader(value)
+            except pydantic.ValidationError as exc:
+                self.failures.unreadable(key, f"does not validate as the expected type ({exc.error_count()} errors)")
+                site.misses += 1
+                return MISSING
         site.hits += 1
         return value
 
