@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from redis.crc import key_slot
@@ -159,3 +160,25 @@ async def test_async_reads_are_served_in_process_on_a_cluster(local: CacheManage
     deadline = time.monotonic() + 10
     while await local.aget(names[0]) != "new":
         assert time.monotonic() < deadline, "the write never reached the tier"
+
+
+def test_keys_of_a_migrating_slot_are_read_from_redis_not_kept(local: CacheManager, writer: CacheManager) -> None:
+    """A slot whose read was redirected mid-migration (``ASK``) names no node for 10 s: its keys may live on a node
+    the tier does not hear yet, so none is kept locally meanwhile; the other slots' keys are."""
+    writer.set("moving", 1)
+    writer.set("staying", 2)
+    assert eventually(lambda: _served(local, ["moving", "staying"]))
+    backend: Any = local.engine.backend
+    while not hasattr(backend, "known_nodes"):  # down to the Cluster backend, under the tier and the breaker
+        backend = backend.backend
+    slot = key_slot(local.key("moving").encode())
+    assert key_slot(local.key("staying").encode()) != slot
+    backend._reads.migrations.mark([slot])  # what an ASK reply to a read of that slot records
+    assert backend.node_of(local.key("moving")) is None
+    assert local.local is not None
+    writer.set("moving", 3)  # its invalidation drops the local copy; the next reads must not keep one again
+    assert eventually(lambda: local.get("moving") == 3)
+    for _ in range(5):
+        assert local.get("moving") == 3
+    assert local.local.lookup(local.key("moving")) is None  # read from Redis every time
+    assert local.local.lookup(local.key("staying")) is not None
