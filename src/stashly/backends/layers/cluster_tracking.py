@@ -84,33 +84,41 @@ class ClusterTracking:
         tracker.start()
 
     def _poll(self, stop: threading.Event) -> None:
-        wait = 0.0
-        while not stop.wait(wait) and self._tier() is not None:
-            wait = POLL_EVERY
-            try:
-                primaries = self._primaries()
-            except Exception:  # no node answered: the trackers' own silence suspends what they vouch for
-                continue
-            for node in primaries:
-                self._track(node)
-            with self._lock:
-                gone = [self._trackers.pop(node) for node in list(self._trackers) if node not in primaries]
-            for tracker in gone:  # a demoted or removed node: a promoted replica's tracker now answers for its keys
-                tracker.stop()
+        wait, asked = 0.0, None
+        try:
+            while not stop.wait(wait) and self._tier() is not None:
+                wait = POLL_EVERY
+                try:
+                    primaries, asked = self._primaries(asked)
+                except Exception:  # no node answered: the trackers' own silence suspends what they vouch for
+                    asked = None
+                    continue
+                for node in primaries:
+                    self._track(node)
+                with self._lock:
+                    gone = [self._trackers.pop(node) for node in list(self._trackers) if node not in primaries]
+                for tracker in gone:  # a demoted or removed node: a promoted replica's tracker answers for its keys
+                    tracker.stop()
+        finally:
+            if asked is not None:
+                asked[0].disconnect()
 
-    def _primaries(self) -> list[str]:
-        """The primaries, as the first node that answers ``CLUSTER SLOTS`` sees them."""
+    def _primaries(self, asked: tuple[Any, str] | None) -> tuple[list[str], tuple[Any, str]]:
+        """The primaries as a node sees them (``CLUSTER SLOTS``), and the connection and node that answered: the
+        last poll's while it answers (one connection for every poll, not one each), else the first known node's."""
+        if asked is not None:
+            try:
+                return _slot_primaries(*asked), asked
+            except Exception:
+                asked[0].disconnect()
         failure: Exception | None = None
         for node in self._known():
             connection_class, kwargs = self._connect_to(node)
             connection = connection_class(**kwargs)
             try:
-                connection.connect()
-                connection.send_command("CLUSTER", "SLOTS")
-                return primaries_in(connection.read_response(), node)
+                return _slot_primaries(connection, node), (connection, node)
             except Exception as exc:
                 failure = exc
-            finally:
                 connection.disconnect()
         raise failure or LookupError("no cluster node is known yet")
 
@@ -127,6 +135,12 @@ class ClusterTracking:
         tier = self._tier()
         if tier is not None:
             tier.suspend()
+
+
+def _slot_primaries(connection: Any, node: str) -> list[str]:
+    """What ``CLUSTER SLOTS`` says on ``connection`` (to ``node``; it connects if it is not)."""
+    connection.send_command("CLUSTER", "SLOTS")
+    return primaries_in(connection.read_response(), node)
 
 
 def primaries_in(reply: Any, asked: str) -> list[str]:
