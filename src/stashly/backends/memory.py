@@ -210,11 +210,9 @@ class MemoryStore:
             self._first_use_after_fork()
         now = self._clock()
         with self._lock:
-            entry = self._entries.pop(key, None)
-            if entry is not None:
-                self._unindex(key)
+            live = self._remove(now, [key])
             self._bump(guard)
-        return entry is not None and (entry[0] is None or entry[0] > now)
+        return bool(live)
 
     def _bump(self, guard: str | None) -> None:
         if guard is not None:

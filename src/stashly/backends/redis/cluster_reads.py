@@ -27,7 +27,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import redis
 import redis.cluster
@@ -47,32 +47,42 @@ REST: Final = 5.0
 MIGRATING: Final = 10.0
 """Seconds a slot counts as migrating after a read of it was redirected with ``ASK`` or ``TRYAGAIN``."""
 _REDIRECTIONS = (MovedError, AskError, TryAgainError, ClusterDownError)
+_Name = TypeVar("_Name", int, str)
 
 
-class Migrations:
+class Marked(Generic[_Name]):
+    """Names (slots, nodes) marked for ``seconds``: false while none is."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._until: dict[_Name, float] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._until)
+
+    def mark(self, names: Iterable[_Name]) -> None:
+        until = time.monotonic() + self._seconds
+        for name in names:
+            self._until[name] = until
+
+    def covers(self, name: _Name) -> bool:
+        """Whether ``name`` was marked less than ``seconds`` ago."""
+        until = self._until.get(name)
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        self._until.pop(name, None)
+        return False
+
+
+class Migrations(Marked[int]):
     """The slots whose reads were lately redirected mid-migration (``ASK``, ``TRYAGAIN``): while one migrates, a
     key of it may live on a node the slot map does not name yet, whose writes a local tier may not hear, so the
     backend names no node for those keys (``node_of`` answers ``None``) and the tier keeps none of them."""
 
     def __init__(self) -> None:
-        self._until: dict[int, float] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._until)
-
-    def mark(self, slots: Iterable[int]) -> None:
-        until = time.monotonic() + MIGRATING
-        for slot in slots:
-            self._until[slot] = until
-
-    def covers(self, slot: int) -> bool:
-        until = self._until.get(slot)
-        if until is None:
-            return False
-        if until > time.monotonic():
-            return True
-        self._until.pop(slot, None)
-        return False
+        super().__init__(MIGRATING)
 
 
 class Replicas:
@@ -81,7 +91,7 @@ class Replicas:
     once it has synced, and redis-py re-reads the map only after an error)."""
 
     def __init__(self) -> None:
-        self._resting: dict[str, float] = {}
+        self._resting: Marked[str] = Marked(REST)
         self._turn = itertools.count()
         self._unlisted = False
         self._relearned = -REST
@@ -93,12 +103,11 @@ class Replicas:
             self._unlisted = True
             return nodes[0]
         if self._resting:
-            now = time.monotonic()
-            replicas = [node for node in replicas if self._resting.get(node.name, 0.0) <= now]
+            replicas = [node for node in replicas if not self._resting.covers(node.name)]
         return replicas[next(self._turn) % len(replicas)] if replicas else nodes[0]
 
     def rest(self, node: Any) -> None:
-        self._resting[node.name] = time.monotonic() + REST
+        self._resting.mark((node.name,))
 
     def relearn_due(self) -> bool:
         """Whether to read the slot map again now: a slot listed no replica, and the last re-read is
