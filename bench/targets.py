@@ -184,25 +184,25 @@ def _peer_speedup(row: Row, table: Table) -> tuple[float | None, str]:
     return fastest.summary.median / row.summary.median, f"fastest Redis peer: {fastest.name}"
 
 
+def _relative(row: Row, other: Row | None, absent: str) -> tuple[float | None, str]:
+    """``row`` over ``other``: through their paired ratios to the baseline (each batch next to a baseline batch of
+    the same round), which a drifting machine moves far less than it moves raw medians; ``absent`` says why not."""
+    if other is None or other.summary is None or row.summary is None:
+        return None, absent
+    if row.ratio is not None and other.ratio:
+        medians = f"{row.summary.median:.2f} vs {other.summary.median:.2f} µs"
+        return row.ratio / other.ratio, f"{medians}; from the paired ratios to the baseline"
+    return row.summary.median / other.summary.median, ""
+
+
 def _untagged_ratio(row: Row, table: Table) -> tuple[float | None, str]:
-    """``row`` over the plain @cached hit: through their paired ratios to the baseline (each batch next to a
-    baseline batch of the same round), which a drifting machine moves far less than it moves raw medians."""
-    untagged = table.row(st.DECORATOR)
-    if untagged is None or untagged.summary is None or row.summary is None:
-        return None, "no untagged @cached row"
-    if row.ratio is not None and untagged.ratio:
-        return row.ratio / untagged.ratio, "from the paired ratios to the baseline"
-    return row.summary.median / untagged.summary.median, ""
+    """``row`` over the plain @cached hit of the same table."""
+    return _relative(row, table.row(st.DECORATOR), "no untagged @cached row")
 
 
 def _few_keys_ratio(row: Row, few: Table | None) -> tuple[float | None, str]:
     """``row`` (a HIT over the large key set) over the same contestant's HIT over 100 keys, in the same run."""
-    small = few.row(row.name) if few else None
-    if small is None or small.summary is None or row.summary is None:
-        return None, "the 100-key HIT was not measured in this run"
-    if row.ratio is not None and small.ratio:
-        return row.ratio / small.ratio, f"{row.summary.median:.2f} vs {small.summary.median:.2f} µs; paired ratios"
-    return row.summary.median / small.summary.median, ""
+    return _relative(row, few.row(row.name) if few else None, "the 100-key HIT was not measured in this run")
 
 
 _MEASURES: dict[Measure, Callable[[Row, Table], tuple[float | None, str]]] = {
