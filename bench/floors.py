@@ -9,12 +9,16 @@ import shutil
 import subprocess
 from typing import Any
 
+import orjson
+
 from . import values
 from .cases import HIT_TTL, Case, Entry, Env, ExternalCase, Scenario, Unavailable
 
-__all__ = ["cases"]
+__all__ = ["DECODED", "DECODED_MODEL", "cases"]
 
 REDIS_BENCHMARK = "redis-benchmark -c 1 GET"
+DECODED = "(floor: dict lookup + orjson.loads)"
+DECODED_MODEL = "(floor: dict lookup + model_validate_json)"
 _RPS = re.compile(rb"GET: ([0-9.]+) requests per second")
 
 
@@ -27,6 +31,7 @@ def cases(scenario: Scenario, env: Env) -> list[Entry]:
         found.append(_noop(scenario))
     if scenario.mode == "async":
         return found
+    found.append(_decoded(scenario))
     lru = functools.lru_cache(maxsize=1024)(compute)
     found.append(Case("functools.lru_cache", "floor", lru, expected=compute, storage="memory"))
     found.append(_cachetools(scenario))
@@ -48,6 +53,31 @@ def _noop(scenario: Scenario) -> Case:
         return n
 
     return Case("(harness: a no-op await)", "floor", anoop, storage="memory")
+
+
+def _decoded(scenario: Scenario) -> Case:
+    """The pure-Python floor of an in-process hit that hands out a fresh value: a dictionary lookup of the stored
+    JSON and its decoding (``orjson.loads``; a model: ``model_validate_json``), nothing else."""
+    compute = values.compute(scenario.size, scenario.shape)
+    stored = {n: orjson.dumps(compute(n), default=_dump) for n in range(scenario.keys)}
+    if scenario.shape == "model":
+        validate = values.return_type(scenario.size, scenario.shape).model_validate_json
+
+        def validated(n: int) -> Any:
+            return validate(stored[n])
+
+        return Case(DECODED_MODEL, "floor", validated, expected=compute, storage="memory")
+
+    loads = orjson.loads
+
+    def decoded(n: int) -> Any:
+        return loads(stored[n])
+
+    return Case(DECODED, "floor", decoded, expected=compute, storage="memory")
+
+
+def _dump(value: object) -> object:
+    return value.model_dump(mode="json")  # type: ignore[attr-defined]  # a Pydantic model: orjson knows the rest
 
 
 def _cachetools(scenario: Scenario) -> Entry:

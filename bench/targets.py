@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
+from . import floors
 from . import stashly_cases as st
 from .cases import MANY_KEYS, Mode, Scenario
 from .report import Row, Table
@@ -158,7 +159,12 @@ def _p99_ratio(row: Row, table: Table) -> tuple[float | None, str]:
 
 
 def _median(row: Row, table: Table) -> tuple[float | None, str]:
-    return (row.summary.median if row.summary else None), ""
+    """The median; beside it, the pure-Python floor of the same table (a lookup and a decode), when measured."""
+    floor = table.row(floors.DECODED) or table.row(floors.DECODED_MODEL)
+    detail = ""
+    if floor is not None and floor.summary is not None:
+        detail = f"the floor {floor.name.strip('()').removeprefix('floor: ')} {floor.summary.median:.2f} µs"
+    return (row.summary.median if row.summary else None), detail
 
 
 def _commands(row: Row, table: Table) -> tuple[float | None, str]:

@@ -11,9 +11,9 @@ from typing import Any, TypeVar, overload
 
 from . import keys
 from .backends.layers.local import LocalTier
-from .config.settings import Settings, parse_name, resolve
+from .config.settings import Settings, resolve
 from .engine import AsyncEngine, Engine, FlushMode, build, flush_mode
-from .memo import remember
+from .keys.namespaces import Namespaces
 from .sentinels import MISSING, NOT_SET, NotSet
 from .stats import CacheStats, Site, Sites, combine
 from .storage import codec
@@ -24,7 +24,6 @@ __all__ = ["CacheManager", "default_manager", "set_default_manager"]
 
 T = TypeVar("T")
 D = TypeVar("D")
-_HEADS = 1024  # validated namespace heads remembered per manager
 
 
 class CacheManager:
@@ -89,8 +88,8 @@ class CacheManager:
         self._backend, self._abackend = self.engine.backend, self.aengine.backend
         self._sites = Sites(settings.stats_max_names)
         self._sites_lock = threading.Lock()  # guards the baseline of stats(reset=True)
-        # namespace argument (None: the manager's) -> (validated key head, counters); bounded, oldest out first
-        self._namespaces: dict[str | None, tuple[str, Site]] = {}
+        self._names = Namespaces(settings, self._sites)
+        self._full, self._resolve = self._names.full, self._names.resolve  # bound once: the hit path calls _full
         self._baseline = CacheStats()
 
     @classmethod
@@ -106,17 +105,7 @@ class CacheManager:
 
     def key(self, key: str, namespace: str | None = None) -> str:
         """The full backend key for an application key: ``<prefix>:<namespace>:<key>``."""
-        if type(key) is not str or not key:
-            raise TypeError(f"cache keys are non-empty strings, got {key!r}")
-        if not key.isascii():
-            try:
-                key.encode()
-            except UnicodeEncodeError:
-                raise ValueError("cache keys must be valid Unicode (a lone surrogate cannot be stored)") from None
-        try:
-            return self._namespaces[namespace][0] + key
-        except (KeyError, TypeError):  # first use of this namespace, or not a name at all (_resolve says why)
-            return self._resolve(namespace)[0] + key
+        return self._full(key, namespace)[0]
 
     def _head(self, namespace: str | None) -> str:
         """What every key of ``namespace`` starts with: ``<prefix>:<namespace>:``."""
@@ -126,23 +115,9 @@ class CacheManager:
         """The counters of ``namespace`` (this manager's by default)."""
         return self._resolve(namespace)[1]
 
-    def _resolve(self, namespace: str | None) -> tuple[str, Site]:
-        """The key head and the counters of a namespace argument, validated once and then remembered."""
-        if namespace is None or type(namespace) is str:
-            found = self._namespaces.get(namespace)
-            if found is not None:
-                return found
-        name = self._namespace(namespace)
-        resolved = keys.namespace_prefix(self.settings.prefix, name), self._sites.namespace(name)
-        remember(self._namespaces, namespace, resolved, _HEADS)
-        return resolved
-
-    def _namespace(self, namespace: str | None) -> str:
-        return self.settings.namespace if namespace is None else parse_name(namespace, "argument namespace")
-
     def guard(self, namespace: str | None) -> str:
         """The guard key of ``namespace``: every invalidation bumps it, every fill checks it."""
-        return keys.guard_key(self.settings.prefix, self._namespace(namespace))
+        return keys.guard_key(self.settings.prefix, self._names.name(namespace))
 
     def expiry(self, ttl: TTL | NotSet, key: str) -> float | None:
         """``set``'s TTL in seconds for ``key`` (``NOT_SET``: the default TTL), jittered."""
@@ -168,7 +143,10 @@ class CacheManager:
         that does not validate counts as absent.
         """
         reader = codec.identity if type is None else codec.reader_for(type)  # untyped: no cache lookup to pay
-        value = self.engine.load(self.key(key, namespace), reader, self._site(namespace))
+        full, site = self._full(key, namespace)
+        value = self.engine.hit(full, reader, site)
+        if value is MISSING:
+            value = self.engine.load(full, reader, site)
         return default if value is MISSING else value
 
     @overload
@@ -286,7 +264,10 @@ class CacheManager:
     async def aget(self, key: str, default: Any = None, *, type: Any = None, namespace: str | None = None) -> Any:
         """Async :meth:`get`."""
         reader = codec.identity if type is None else codec.reader_for(type)
-        value = await self.aengine.load(self.key(key, namespace), reader, self._site(namespace))
+        full, site = self._full(key, namespace)
+        value = self.aengine.hit(full, reader, site)
+        if value is MISSING:
+            value = await self.aengine.load(full, reader, site)
         return default if value is MISSING else value
 
     @overload

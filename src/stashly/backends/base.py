@@ -16,10 +16,10 @@ that layers over a backend subclass are code, written once: ``AsyncProxyBackend`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeAlias
 
-__all__ = ["AsyncBackend", "Backend", "Lock", "Read"]
+__all__ = ["AsyncBackend", "Backend", "Lock", "Peek", "Read", "peek_of"]
 
 Read: TypeAlias = tuple[bytes | None, bytes | None, float | None]
 """What ``read`` returns: the entry's bytes (``None``: absent), the guard's value, the remaining TTL in seconds
@@ -28,6 +28,18 @@ Read: TypeAlias = tuple[bytes | None, bytes | None, float | None]
 
 Lock: TypeAlias = tuple[str, bytes] | None
 """A stampede lock held while computing: its key and our owner token; ``None`` when not locking."""
+
+
+Peek: TypeAlias = Callable[[str], bytes | None]
+"""An in-process backend's hit path, in both modes a plain call (no await): the live entry's bytes, or ``None``
+when this process cannot answer at once (absent, expired, not trusted now: the caller then reads as usual, and
+that read counts the miss). The memory store and the local tier have one; a backend without one is read."""
+
+
+def peek_of(backend: object) -> Peek | None:
+    """``backend``'s :data:`Peek`, if it has one."""
+    found: Peek | None = getattr(backend, "peek", None)
+    return found
 
 
 class Backend(Protocol):

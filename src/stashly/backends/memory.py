@@ -77,6 +77,22 @@ class MemoryStore:
         with self._lock:
             return self._live(key, self._clock())[0]
 
+    def peek(self, key: str) -> bytes | None:
+        """The live entry for ``key`` without the lock (the hit path; ``None``: ask :meth:`get`, which also drops an
+        expired entry). Each dictionary operation is atomic, and entries are immutable tuples: a read that races a
+        write sees the old entry or the new one. What walks the entries walks a snapshot of them."""
+        entry = self._entries.get(key)
+        if entry is None or self._forked:
+            return None
+        deadline = entry[0]
+        if deadline is not None and deadline <= self._clock():
+            return None
+        try:  # noqa: SIM105 (contextlib.suppress costs a context manager on every hit)
+            self._entries.move_to_end(key)
+        except KeyError:  # removed this instant: the entry we hold was current when read
+            pass
+        return entry[1]
+
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if self._forked:
             self._first_use_after_fork()
@@ -225,7 +241,7 @@ class MemoryStore:
         with self._lock:
             self._bump(guard)  # first: a fill that read the guard before the flush stores nothing
             if _head(prefix) != prefix:  # not a namespace: a scan of every key
-                return self._remove(now, [key for key in self._entries if key.startswith(prefix)])
+                return self._remove(now, [key for key in list(self._entries) if key.startswith(prefix)])
             doomed = self._heads.pop(prefix, None) or set()  # from now on, the namespace's writes go to a new set
         live = 0
         while doomed:  # popped batch by batch (one list of them all would hold the GIL for tens of ms)
@@ -263,7 +279,7 @@ class MemoryStore:
                 return sum(1 for entry in found if entry is not None and (entry[0] is None or entry[0] > now))
             return sum(
                 1
-                for key, (deadline, _) in entries.items()
+                for key, (deadline, _) in list(entries.items())  # a snapshot: peek reorders without the lock
                 if key.startswith(prefix) and (deadline is None or deadline > now)
             )
 
@@ -294,6 +310,7 @@ class AsyncMemoryBackend:
 
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
+        self.peek: Callable[[str], bytes | None] = store.peek  # the store's own: no await, no frame of ours
 
     async def get(self, key: str) -> bytes | None:
         return self.store.get(key)

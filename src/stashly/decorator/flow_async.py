@@ -317,6 +317,10 @@ def wrapper(plan: Plan) -> Callable[..., Any]:
             found, tags = looked
         else:
             key = plan.key(binding, args, kwargs)
+            if not with_ttl:  # an entry held in process answers alone (refresh-ahead and fail-safe need its TTL)
+                value = binding.aengine.hit(key, binding.reader, binding.site)
+                if value is not MISSING:
+                    return value
             found = await binding.aengine.lookup(
                 key, binding.guard, binding.reader, binding.strict, binding.site, with_ttl
             )

@@ -310,6 +310,10 @@ def wrapper(plan: Plan) -> Callable[..., Any]:
             found, tags = looked
         else:
             key = plan.key(binding, args, kwargs)
+            if not with_ttl:  # an entry held in process answers alone (refresh-ahead and fail-safe need its TTL)
+                value = binding.engine.hit(key, binding.reader, binding.site)
+                if value is not MISSING:
+                    return value
             found = binding.engine.lookup(key, binding.guard, binding.reader, binding.strict, binding.site, with_ttl)
         if found.value is not MISSING:
             if plan.refresh_due(binding, found):

@@ -17,12 +17,12 @@ from typing import Any, Literal, NamedTuple, TypeAlias
 import orjson
 import pydantic
 
-from ..backends.base import Read
+from ..backends.base import Peek, Read
 from ..config.settings import Settings
 from ..errors import CacheUnavailableError, ValueTooLargeError
 from ..failures import FailurePolicy
 from ..sentinels import MISSING, Missing
-from ..stats import Site
+from ..stats import SAMPLED, Site
 from ..storage import codec
 from ..storage.codec import Serializer, Stale
 from ..tags import core as tags
@@ -50,6 +50,9 @@ FillSpan: TypeAlias = Callable[[str, str], AbstractContextManager[object]]
 
 
 _VERSION: Any = codec.FORMAT_VERSION
+# The hit path's names, looked up once here rather than as attributes of codec on every hit.
+_PLAIN, _PLAIN_AT, _VALUE_AT, _STAMP_AT = codec.PLAIN, codec.PLAIN_AT, codec.VALUE_AT, codec.PLAIN_AT - 13
+_header, _loads, _identity, _Native = codec.header, orjson.loads, codec.identity, codec.Native
 
 
 def stored_tags(raw: bytes) -> dict[str, bytes]:
@@ -102,8 +105,16 @@ class EngineCore:
     """Decoding, encoding, expiry, counters and the fail-open decision: the engine minus the backend."""
 
     def __init__(
-        self, settings: Settings, serializer: Serializer, failures: FailurePolicy, hooks: Hooks, journal: Journal
+        self,
+        settings: Settings,
+        serializer: Serializer,
+        failures: FailurePolicy,
+        hooks: Hooks,
+        journal: Journal,
+        peek: Peek | None = None,
     ) -> None:
+        self.peek: Peek | None = peek if serializer is codec.JSON else None
+        """The backend's in-process hit path (:meth:`hit`), if it has one and entries are the JSON envelope."""
         self.settings = settings
         self.serializer = serializer
         self.failures = failures
@@ -144,6 +155,46 @@ class EngineCore:
                 site.misses += 1
                 return MISSING
         site.hits += 1
+        return value
+
+    def hit(self, key: str, reader: codec.Reader, site: Site) -> Any:
+        """The value of an entry this process holds (memory store, local tier), read in one frame, or MISSING: the
+        caller then reads as usual (:meth:`decode` counts the miss, logs why, and serves what the slow path can).
+
+        The common entry only (see :data:`~stashly.storage.codec.VALUE_AT`: no tags, no ``"fresh"``), its value
+        parsed alone, a JSON-native annotation checked by type (:class:`~stashly.storage.codec.Native`); while an
+        invalidation is pending, nothing (the slow path bypasses the entry)."""
+        peek = self.peek
+        if peek is None or self.journal.active:
+            return MISSING
+        raw = peek(key)
+        if (
+            raw is None
+            or len(raw) > self._max_bytes
+            or not raw.startswith(_PLAIN, _PLAIN_AT)
+            or raw[-1] != 125  # b"}"
+            or not raw.startswith(_header(key))
+            or not raw[_STAMP_AT:_PLAIN_AT].isdigit()
+        ):
+            return MISSING
+        started = 0 if site.hits & SAMPLED else perf_counter_ns()
+        try:
+            value = _loads(raw[_VALUE_AT:-1])
+        except orjson.JSONDecodeError:
+            return MISSING
+        if reader is not _identity:
+            if type(reader) is _Native:
+                if type(value) is not reader.kind:
+                    return MISSING
+            else:
+                try:
+                    value = reader(value)
+                except pydantic.ValidationError:
+                    return MISSING
+        site.hits += 1
+        site.bytes_read += len(raw)
+        if started:
+            site.hit_ns[(perf_counter_ns() - started).bit_length()] += 1
         return value
 
     def _validated(self, value: object, key: str, reader: codec.Reader) -> Any:

@@ -17,7 +17,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from .. import keys
-from ..backends.base import AsyncBackend, Lock
+from ..backends.base import AsyncBackend, Lock, peek_of
 from ..config.settings import Settings
 from ..errors import CacheUnavailableError
 from ..failures import FailurePolicy
@@ -46,7 +46,7 @@ class AsyncEngine(EngineCore):
         journal: Journal,
         backend: AsyncBackend,
     ) -> None:
-        super().__init__(settings, serializer, failures, hooks, journal)
+        super().__init__(settings, serializer, failures, hooks, journal, peek_of(backend))
         self.backend = backend
 
     async def replay(self) -> CacheUnavailableError | None:

@@ -19,7 +19,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from .. import keys
-from ..backends.base import Backend, Lock
+from ..backends.base import Backend, Lock, peek_of
 from ..config.settings import Settings
 from ..errors import CacheUnavailableError
 from ..failures import FailurePolicy
@@ -48,7 +48,7 @@ class Engine(EngineCore):
         journal: Journal,
         backend: Backend,
     ) -> None:
-        super().__init__(settings, serializer, failures, hooks, journal)
+        super().__init__(settings, serializer, failures, hooks, journal, peek_of(backend))
         self.backend = backend
 
     def replay(self) -> CacheUnavailableError | None:

@@ -21,8 +21,9 @@ import decimal
 import hashlib
 import math
 import time
+import typing
 from collections.abc import Callable
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import Any, Final, Protocol
 
 import orjson
@@ -34,8 +35,12 @@ from ..sentinels import MISSING, Missing
 __all__ = [
     "FORMAT_VERSION",
     "JSON",
+    "PLAIN",
+    "PLAIN_AT",
     "TAGGED",
     "TAGS_AT",
+    "VALUE_AT",
+    "Native",
     "Reader",
     "Serializer",
     "Stale",
@@ -45,6 +50,7 @@ __all__ = [
     "carries_tags",
     "decode",
     "encode",
+    "header",
     "identity",
     "reader_for",
     "schema_fingerprint",
@@ -108,6 +114,23 @@ def encode(value: object, key: str, fresh_until: int | None = None, tags: bytes 
 
 _HEAD = b'{"stashly":1,"key":"'
 _AT = len(_HEAD) + 16  # after the binding: '","at":'
+PLAIN_AT: Final = _AT + 7 + 13
+"""Where the common entry (no tags, no ``"fresh"``, a 13-digit ``"at"``) has ``,"value":`` (:data:`PLAIN`)."""
+PLAIN: Final = b',"value":'
+VALUE_AT: Final = PLAIN_AT + len(PLAIN)
+"""Where the common entry's value starts; it ends one byte before the entry does (its ``}``). The hit path in
+process (:meth:`stashly.engine.core.EngineCore.hit`) parses that slice alone: bytes that start with
+:func:`header`, hold 13 digits and :data:`PLAIN` at their places and end with ``}`` around a slice that parses
+as one JSON value are exactly the envelope ``{"stashly":1,"key":...,"at":...,"value":...}``, as :func:`decode`
+would read them."""
+
+
+@lru_cache(maxsize=8192)
+def header(key: str) -> bytes:
+    """What every entry of ``key`` starts with, up to the digits of its ``"at"``."""
+    return b'%b%b","at":' % (_HEAD, binding(key))
+
+
 TAGGED: Final = b'"tags":'
 TAGS_AT: Final = _AT + 7 + 13 + 1
 """Where a tagged entry's ``"tags"`` starts: after a 13-digit ``"at"`` (Unix ms until the year 2286) and its comma.
@@ -268,14 +291,48 @@ def identity(value: object) -> object:
     return value
 
 
+class Native:
+    """The reader of an annotation that a decoded JSON value of one type always satisfies as it is (``dict``,
+    ``dict[str, Any]``, ``list``, ``list[Any]``, ``str``): a type check, and the ``TypeAdapter`` only when it
+    fails (which then converts, or raises)."""
+
+    __slots__ = ("adapter", "kind")
+
+    def __init__(self, kind: type, adapter: Reader) -> None:
+        self.kind: type = kind
+        self.adapter: Reader = adapter
+
+    def __call__(self, value: object) -> object:
+        return value if type(value) is self.kind else self.adapter(value)
+
+
+def _native(annotation: Any) -> type | None:
+    """The JSON type that satisfies ``annotation`` as it is, if there is one."""
+    if annotation in (dict, list, str):
+        return typing.cast(type, annotation)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is dict and args in ((str, Any), (str, object)):
+        return dict
+    if origin is list and args in ((Any,), (object,)):
+        return list
+    return None
+
+
 @lru_cache(maxsize=1024)
 def reader_for(annotation: Any) -> Reader:
     """The validator for ``annotation`` (a Pydantic ``TypeAdapter``), or the identity for ``None``/``Any``."""
     if annotation is None or annotation is Any:
         return identity
-    # Models are stored by field name (model_dump's default), so a field with an alias must validate by name too:
-    # by alias alone, every hit of a model with Field(alias=...) failed validation and read as a miss.
-    return partial(pydantic.TypeAdapter(annotation).validate_python, by_alias=True, by_name=True)
+    # The adapter's core validator, called directly: TypeAdapter.validate_python only forwards to it (a fifth of a
+    # Pydantic hit). Models are stored by field name (model_dump's default), so a field with an alias must validate
+    # by name too: by alias alone, every hit of a model with Field(alias=...) failed validation and read as a miss.
+    validate = pydantic.TypeAdapter(annotation).validator.validate_python
+
+    def read(value: object) -> object:
+        return validate(value, by_alias=True, by_name=True)
+
+    native = _native(annotation)
+    return read if native is None else Native(native, read)
 
 
 @lru_cache(maxsize=1024)

@@ -164,6 +164,22 @@ class LocalTier:
             pass
         return entry
 
+    def peek(self, key: str) -> bytes | None:
+        """:meth:`lookup`'s bytes, a miss not counted (the read that follows counts it): the in-process hit path
+        (:data:`~stashly.backends.base.Peek`)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        now = self._clock()
+        if now >= entry.local_deadline or now >= entry.life.until or (now >= self._heeded_until and self._news(now)):
+            return None
+        self.hits += 1
+        try:  # noqa: SIM105
+            self._entries.move_to_end(key)
+        except KeyError:
+            pass
+        return entry.raw
+
     def _news(self, now: float) -> bool:
         """Whether the invalidation connection holds news not applied yet; if not, trust it for ``HEED_EVERY``."""
         unapplied = self._unapplied
@@ -269,7 +285,7 @@ class LocalTier:
                 self._tickets.clear()
                 self._bytes = 0
                 return
-            for key in [key for key, entry in self._entries.items() if entry.life is self._sources.get(source)]:
+            for key in [key for key, entry in list(self._entries.items()) if entry.life is self._sources.get(source)]:
                 self._discard(key)
             for key in [key for key, cohort in self._tickets.items() if cohort.source == source]:
                 del self._tickets[key]

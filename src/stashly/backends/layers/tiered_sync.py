@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ...sentinels import MISSING, Missing
-from ..base import Backend, Lock, Read
+from ..base import Backend, Lock, Peek, Read
 from ..proxy_sync import ProxyBackend
 from .local import LocalTier, Ticket
 
@@ -37,6 +37,7 @@ class TieredBackend(ProxyBackend):
         super().__init__(backend)
         self._tier = tier
         self._node_of = node_of
+        self.peek: Peek = tier.peek  # a local hit: the tier's own, no await
 
     def _ticket(self, key: str) -> Ticket | None:
         node_of = self._node_of
