@@ -12,6 +12,8 @@ from .server import PrivateRedis
 from .values import Shape, Size
 
 __all__ = [
+    "LARGE",
+    "LARGE_KEYS",
     "MANY_KEYS",
     "Case",
     "Entry",
@@ -35,6 +37,10 @@ MISS_TTL = 5  # seconds: MISS scenarios write a fresh entry per call; let Redis 
 
 
 MANY_KEYS = 100_000
+LARGE: tuple[Size, ...] = ("100KB", "1MB")
+"""The sizes of the large in-process HITs (issue 15's sharing mode): in-process contestants and the baseline only,
+over :data:`LARGE_KEYS` keys."""
+LARGE_KEYS = 10
 """The large key set: far more distinct calls than any of stashly's memos holds (4,096 each)."""
 
 

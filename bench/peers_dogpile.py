@@ -1,4 +1,5 @@
-"""dogpile.cache: a region on ``dogpile.cache.redis`` and ``@region.cache_on_arguments`` (sync only).
+"""dogpile.cache: a region on ``dogpile.cache.redis`` and ``@region.cache_on_arguments`` (sync only); on
+``dogpile.cache.memory`` for the large in-process HITs.
 
 Its defaults: values pickled with dogpile's metadata, an in-process dogpile lock around each creation, no
 distributed lock. One region for the HIT scenarios and one whose Redis TTL suits the MISS scenarios, since
@@ -10,11 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from . import values
-from .cases import Case, Entry, Env, Scenario, Unavailable
+from .cases import LARGE, Case, Entry, Env, Scenario, Unavailable
 
 __all__ = ["cases"]
 
 NAME = "dogpile.cache region (redis)"
+MEMORY = "dogpile.cache region (memory)"
 
 
 def cases(scenario: Scenario, env: Env) -> list[Entry]:
@@ -25,6 +27,16 @@ def cases(scenario: Scenario, env: Env) -> list[Entry]:
     except ImportError as exc:
         return [Unavailable(NAME, "peer", f"not installed ({exc})")]
     compute = values.compute(scenario.size, scenario.shape)
+    if scenario.size in LARGE:  # the large in-process HITs: its memory backend (the objects themselves)
+        from dogpile.cache import make_region
+
+        memory = make_region().configure("dogpile.cache.memory", expiration_time=scenario.ttl)
+
+        def get_large(n: int) -> Any:
+            return compute(n)
+
+        cached_large = memory.cache_on_arguments(namespace=f"dogpile-{scenario.slug}")(get_large)
+        return [Case(MEMORY, "peer", cached_large, expected=compute, storage="memory")]
     if scenario.op == "get_many":
         keys = [f"dogpile-{scenario.slug}:{n}" for n in range(scenario.keys)]
         every = [values.make(scenario.size, "dict", n) for n in range(scenario.keys)]

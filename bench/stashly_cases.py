@@ -14,7 +14,7 @@ import stashly
 from stashly import Cached, CacheManager
 
 from . import values
-from .cases import MANY_KEYS, Case, Entry, Env, Scenario, Storage, Unavailable
+from .cases import LARGE, MANY_KEYS, Case, Entry, Env, Scenario, Storage, Unavailable
 
 __all__ = [
     "CLUSTER",
@@ -23,8 +23,10 @@ __all__ = [
     "GET_MANY",
     "LOCAL",
     "LOCAL_GET",
+    "LOCAL_SHARED",
     "MEMORY",
     "MEMORY_GET",
+    "MEMORY_SHARED",
     "TAGGED",
     "cases",
 ]
@@ -38,6 +40,8 @@ LOCAL_GET = "stashly manager.get local tier"
 GET_MANY = "stashly manager.get_many"
 TAGGED = "stashly @cached 3 tags"
 CLUSTER = "stashly @cached Cluster"
+MEMORY_SHARED = "stashly @cached memory:// share=True"
+LOCAL_SHARED = "stashly @cached local tier share=True"
 
 
 def cases(scenario: Scenario, env: Env) -> list[Entry]:
@@ -51,6 +55,16 @@ def cases(scenario: Scenario, env: Env) -> list[Entry]:
         ]
     if scenario.op == "get_many":
         return [_get_many(scenario, managers["redis"])]
+    if scenario.size in LARGE:  # in process only: as decoded on every hit, and shared
+        found_large: list[Entry] = [
+            _decorated(MEMORY, scenario, managers["memory"], "memory"),
+            _decorated(MEMORY_SHARED, scenario, managers["memory"], "memory", share=True),
+        ]
+        local = managers.get("local")
+        if local is not None:
+            found_large.append(_decorated(LOCAL, scenario, local, "client-side"))
+            found_large.append(_decorated(LOCAL_SHARED, scenario, local, "client-side", share=True))
+        return found_large
     found: list[Entry] = [
         _decorated(DECORATOR, scenario, managers["redis"], "redis"),
         _decorated(MEMORY, scenario, managers["memory"], "memory"),
@@ -121,10 +135,11 @@ def _cluster(env: Env) -> CacheManager | str:
     return found
 
 
-def _decorated(name: str, scenario: Scenario, manager: CacheManager, storage: Storage, tagged: bool = False) -> Case:
-    cache = Cached(
-        namespace=f"{scenario.slug}-{storage}{'-tagged' if tagged else ''}", ttl=scenario.ttl, manager=manager
-    )
+def _decorated(
+    name: str, scenario: Scenario, manager: CacheManager, storage: Storage, tagged: bool = False, share: bool = False
+) -> Case:
+    variant = "-tagged" if tagged else "-shared" if share else ""
+    cache = Cached(namespace=f"{scenario.slug}-{storage}{variant}", ttl=scenario.ttl, manager=manager)
     compute = values.compute(scenario.size, scenario.shape)
     if scenario.mode == "sync":
 
@@ -139,7 +154,7 @@ def _decorated(name: str, scenario: Scenario, manager: CacheManager, storage: St
 
         call = aget_profile
     call.__annotations__["return"] = values.return_type(scenario.size, scenario.shape)
-    decorate = cache.cached(tags=["user:{n}", "users", "tenant:1"]) if tagged else cache.cached
+    decorate = cache.cached(tags=["user:{n}", "users", "tenant:1"]) if tagged else cache.cached(share=share)
     return Case(name, "stashly", decorate(call), expected=compute, storage=storage)
 
 

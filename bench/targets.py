@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from . import floors
 from . import stashly_cases as st
-from .cases import MANY_KEYS, Mode, Scenario
+from .cases import LARGE, LARGE_KEYS, MANY_KEYS, Mode, Scenario
 from .report import Row, Table
 from .values import Shape
 
@@ -29,6 +29,7 @@ Measure = Literal[
     "untagged_ratio",
     "single_ratio",
     "few_keys_ratio",
+    "memory_peer_ratio",
 ]
 UNITS: dict[Measure, str] = {
     "ratio": "x baseline",
@@ -42,6 +43,7 @@ UNITS: dict[Measure, str] = {
     "untagged_ratio": "x the untagged @cached hit",
     "single_ratio": "x the single-server @cached hit",
     "few_keys_ratio": "x its hit over 100 keys",
+    "memory_peer_ratio": "x the fastest in-process peer",
 }
 
 
@@ -121,6 +123,12 @@ def targets() -> list[Target]:
         for contestant, where in ((st.DECORATOR, "Redis"), (st.MEMORY, "memory://")):
             label = f"stashly {mode} {where} HIT over {MANY_KEYS:,} keys"
             found.append(Target(label, many, contestant, "few_keys_ratio", 1.3))
+    for mode in modes:  # issue 15: the sharing mode, against the peers that hand out their objects
+        for size in LARGE:
+            large = Scenario("hit", mode, size, keys=LARGE_KEYS)
+            for contestant, where in ((st.MEMORY_SHARED, "memory://"), (st.LOCAL_SHARED, "local tier")):
+                label = f"stashly {mode} {where} HIT {size} share=True"
+                found.append(Target(label, large, contestant, "memory_peer_ratio", 2.0))
     for mode in modes:
         for count in (100, 1000):
             label = f"stashly {mode} get_many {count} keys"
@@ -201,6 +209,17 @@ def _relative(row: Row, other: Row | None, absent: str) -> tuple[float | None, s
     return row.summary.median / other.summary.median, ""
 
 
+def _memory_peer_ratio(row: Row, table: Table) -> tuple[float | None, str]:
+    """``row`` over the fastest peer whose hits are served in process (it hands out the object it holds)."""
+    peers = [r for r in table.rows if r.role == "peer" and r.storage != "redis" and r.summary is not None]
+    if not peers or row.summary is None:
+        return None, "no in-process peer measured"
+    fastest = min(peers, key=lambda r: r.summary.median if r.summary else float("inf"))
+    assert fastest.summary is not None
+    medians = f"{row.summary.median:.1f} vs {fastest.summary.median:.1f} µs"
+    return row.summary.median / fastest.summary.median, f"{medians}, fastest: {fastest.name}"
+
+
 def _untagged_ratio(row: Row, table: Table) -> tuple[float | None, str]:
     """``row`` over the plain @cached hit of the same table."""
     return _relative(row, table.row(st.DECORATOR), "no untagged @cached row")
@@ -222,6 +241,7 @@ _MEASURES: dict[Measure, Callable[[Row, Table], tuple[float | None, str]]] = {
     "peer_speedup": _peer_speedup,
     "untagged_ratio": _untagged_ratio,
     "single_ratio": _untagged_ratio,  # the same row: the single server's plain @cached hit
+    "memory_peer_ratio": _memory_peer_ratio,
 }
 
 

@@ -1,5 +1,6 @@
-"""What the contestants cache: a user profile (~300 B of JSON) and a profile with its posts (~10 KB), as dicts
-or as Pydantic models, with the cheap "computation" every contestant's MISS runs."""
+"""What the contestants cache: a user profile (~300 B of JSON) and a profile with its posts (~10 KB; 100 KB and
+1 MB for the large in-process HITs), as dicts or as Pydantic models, with the cheap "computation" every
+contestant's MISS runs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel
 
 __all__ = ["Post", "Shape", "Size", "UserFeed", "UserRead", "compute", "encoded_size", "make", "return_type"]
 
-Size = Literal["300B", "10KB"]
+Size = Literal["300B", "10KB", "100KB", "1MB"]
 Shape = Literal["dict", "model"]
 
 
@@ -71,8 +72,13 @@ def _feed(target: int) -> dict[str, Any]:
     return feed
 
 
-_DICTS: dict[Size, dict[str, Any]] = {"300B": _PROFILE, "10KB": _feed(10 * 1024)}
-_MODELS: dict[Size, type[BaseModel]] = {"300B": UserRead, "10KB": UserFeed}
+_DICTS: dict[Size, dict[str, Any]] = {
+    "300B": _PROFILE,
+    "10KB": _feed(10 * 1024),
+    "100KB": _feed(100 * 1024),
+    "1MB": _feed(1000 * 1000),  # under max_value_bytes (1 MiB) with the envelope
+}
+_MODELS: dict[Size, type[BaseModel]] = {"300B": UserRead, "10KB": UserFeed, "100KB": UserFeed, "1MB": UserFeed}
 _MODEL_TEMPLATES: dict[Size, BaseModel] = {size: _MODELS[size].model_validate(_DICTS[size]) for size in _DICTS}
 
 

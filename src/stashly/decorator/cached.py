@@ -91,6 +91,7 @@ class Cached:
         hard_timeout: float | timedelta | None = None,
         tags: TagSpec | None = None,
         result_tags: Callable[[Any], Iterable[str]] | None = None,
+        share: bool = False,
     ) -> CachedDecorator: ...
 
     def cached(
@@ -111,6 +112,7 @@ class Cached:
         hard_timeout: float | timedelta | None = None,
         tags: TagSpec | None = None,
         result_tags: Callable[[Any], Iterable[str]] | None = None,
+        share: bool = False,
     ) -> CachedFunction[P, R] | CachedDecorator:
         """Cache ``fn``'s results; use bare (``@cache.cached``) or with options (``@cache.cached(ttl=30)``).
 
@@ -138,6 +140,10 @@ class Cached:
         if no tag invalidation ran while it was computed, and a hit reads its tags after the entry (one more round
         trip on Redis).
 
+        ``share=True`` decodes an entry held in process (``memory://``, the local tier) once and hands the same
+        read-only value to every hit: dicts and lists refuse changes (``TypeError``; copy to change), a Pydantic
+        model is shared if its class is frozen. For large values read often; elsewhere each hit decodes as usual.
+
         >>> rates = Cached(namespace="rates", ttl=60, manager=CacheManager(url="memory://"))
         >>> @rates.cached(fail_safe=timedelta(minutes=10), soft_timeout=0.5)
         ... def exchange_rate(currency: str) -> float:
@@ -164,7 +170,12 @@ class Cached:
                 **_resilience(keys.function_name(fn), fail_safe, fail_safe_throttle, soft_timeout, hard_timeout),
                 tags=tags,
                 result_tags=result_tags,
+                share=share,
             )
+            if http and share:
+                raise ConfigError(
+                    f"@cached {plan.name}: share is not available with http=True (the entry is the response)"
+                )
             if http and result_tags is not None:
                 raise ConfigError(
                     f"@cached {plan.name}: result_tags is not available with http=True (the entry is the response); "

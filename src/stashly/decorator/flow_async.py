@@ -303,6 +303,7 @@ def wrapper(plan: Plan) -> Callable[..., Any]:
     refresher = Refresher()
     with_ttl = plan.refresh_ahead is not None or plan.fail_safe is not None  # fail-safe: its bound
     tagged = plan.tags is not None or plan.result_tags is not None
+    share = plan.share
 
     @functools.wraps(fn)
     async def cached(*args: Any, **kwargs: Any) -> Any:
@@ -318,7 +319,7 @@ def wrapper(plan: Plan) -> Callable[..., Any]:
         else:
             key = plan.key(binding, args, kwargs)
             if not with_ttl:  # an entry held in process answers alone (refresh-ahead and fail-safe need its TTL)
-                value = binding.aengine.hit(key, binding.reader, binding.site)
+                value = binding.aengine.hit(key, binding.reader, binding.site, share)
                 if value is not MISSING:
                     return value
             found = await binding.aengine.lookup(

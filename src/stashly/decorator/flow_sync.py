@@ -296,6 +296,7 @@ def wrapper(plan: Plan) -> Callable[..., Any]:
     refresher = Refresher()
     with_ttl = plan.refresh_ahead is not None or plan.fail_safe is not None  # fail-safe: its bound
     tagged = plan.tags is not None or plan.result_tags is not None
+    share = plan.share
 
     @functools.wraps(fn)
     def cached(*args: Any, **kwargs: Any) -> Any:
@@ -311,7 +312,7 @@ def wrapper(plan: Plan) -> Callable[..., Any]:
         else:
             key = plan.key(binding, args, kwargs)
             if not with_ttl:  # an entry held in process answers alone (refresh-ahead and fail-safe need its TTL)
-                value = binding.engine.hit(key, binding.reader, binding.site)
+                value = binding.engine.hit(key, binding.reader, binding.site, share)
                 if value is not MISSING:
                     return value
             found = binding.engine.lookup(key, binding.guard, binding.reader, binding.strict, binding.site, with_ttl)

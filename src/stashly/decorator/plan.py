@@ -128,8 +128,10 @@ class Plan:
         hard_timeout: float | None = None,
         tags: TagSpec | None = None,
         result_tags: Callable[[Any], Iterable[str]] | None = None,
+        share: bool = False,
     ) -> None:
         self.fn = fn
+        self.share = share
         if result_tags is not None and not callable(result_tags):
             raise TypeError(
                 f"@cached {keys.function_name(fn)}: result_tags is a callable of the result, not {result_tags!r}"

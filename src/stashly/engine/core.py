@@ -28,6 +28,7 @@ from ..storage.codec import Serializer, Stale
 from ..tags import core as tags
 from ..tags import uncommitted
 from .journal import Journal
+from .shared import SharedValues
 
 __all__ = [
     "EngineCore",
@@ -115,6 +116,8 @@ class EngineCore:
     ) -> None:
         self.peek: Peek | None = peek if serializer is codec.JSON else None
         """The backend's in-process hit path (:meth:`hit`), if it has one and entries are the JSON envelope."""
+        self.shared: SharedValues = SharedValues()
+        """The values its ``share=True`` hits hand out (:mod:`.shared`)."""
         self.settings = settings
         self.serializer = serializer
         self.failures = failures
@@ -157,40 +160,46 @@ class EngineCore:
         site.hits += 1
         return value
 
-    def hit(self, key: str, reader: codec.Reader, site: Site) -> Any:
+    def hit(self, key: str, reader: codec.Reader, site: Site, share: bool = False) -> Any:
         """The value of an entry this process holds (memory store, local tier), read in one frame, or MISSING: the
         caller then reads as usual (:meth:`decode` counts the miss, logs why, and serves what the slow path can).
 
         The common entry only (see :data:`~stashly.storage.codec.VALUE_AT`: no tags, no ``"fresh"``), its value
         parsed alone, a JSON-native annotation checked by type (:class:`~stashly.storage.codec.Native`); while an
-        invalidation is pending, nothing (the slow path bypasses the entry)."""
+        invalidation is pending, nothing (the slow path bypasses the entry). ``share``: the value decoded from
+        these very bytes before, if any, read-only and the same for every caller (:mod:`.shared`)."""
         peek = self.peek
         if peek is None or self.journal.active:
             return MISSING
         raw = peek(key)
-        if (
-            raw is None
-            or len(raw) > self._max_bytes
-            or not raw.startswith(_PLAIN, _PLAIN_AT)
-            or raw[-1] != 125  # b"}"
-            or not raw.startswith(_header(key))
-            or not raw[_STAMP_AT:_PLAIN_AT].isdigit()
-        ):
+        if raw is None:
             return MISSING
         started = 0 if site.hits & SAMPLED else perf_counter_ns()
-        try:
-            value = _loads(raw[_VALUE_AT:-1])
-        except orjson.JSONDecodeError:
-            return MISSING
-        if reader is not _identity:
-            if type(reader) is _Native:
-                if type(value) is not reader.kind:
-                    return MISSING
-            else:
-                try:
-                    value = reader(value)
-                except pydantic.ValidationError:
-                    return MISSING
+        value = self.shared.get(key, raw, reader) if share else MISSING
+        if value is MISSING:
+            if (
+                len(raw) > self._max_bytes
+                or not raw.startswith(_PLAIN, _PLAIN_AT)
+                or raw[-1] != 125  # b"}"
+                or not raw.startswith(_header(key))
+                or not raw[_STAMP_AT:_PLAIN_AT].isdigit()
+            ):
+                return MISSING
+            try:
+                value = _loads(raw[_VALUE_AT:-1])
+            except orjson.JSONDecodeError:
+                return MISSING
+            if reader is not _identity:
+                if type(reader) is _Native:
+                    if type(value) is not reader.kind:
+                        return MISSING
+                else:
+                    try:
+                        value = reader(value)
+                    except pydantic.ValidationError:
+                        return MISSING
+            if share:
+                value = self.shared.put(key, raw, reader, value)
         site.hits += 1
         site.bytes_read += len(raw)
         if started:
