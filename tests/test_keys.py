@@ -23,6 +23,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from stashly import Cached, CacheManager
 from stashly.errors import UnstableKeyError
 from stashly.keys import KeyTemplate, canonical, digest, entry_key, function_name, namespace_prefix, receiver_key
 
@@ -613,3 +614,23 @@ def test_two_field_template_is_injective(a1: str, b1: str, a2: str, b2: str) -> 
     template = KeyTemplate("{a}:{b}", ["a", "b"], "app.f")
     same = template.render({"a": a1, "b": b1}) == template.render({"a": a2, "b": b2})
     assert same == ((a1, b1) == (a2, b2))
+
+
+def test_a_call_by_position_keys_as_the_same_call_by_name() -> None:
+    """Positional int and str calls take a shorter derivation (and a memo): the key must be the general one's."""
+    cache = Cached(namespace="plain", manager=CacheManager(url="memory://"))
+
+    @cache.cached
+    def one(n: int) -> int:
+        return n
+
+    @cache.cached(ignore=["trace"])
+    def three(a: int, b: str, trace: str) -> int:
+        return a
+
+    for value in (0, -1, 7, 2**70, -(2**64)):
+        assert one.cache_key(value) == one.cache_key(n=value)
+    for a, b in ((1, ""), (1, "1"), (-3, "é"), (10**30, "\ud800"), (5, "x" * 300)):
+        assert three.cache_key(a, b, "t1") == three.cache_key(a=a, b=b, trace="t2")
+    assert one.cache_key(1) != one.cache_key("1")
+    assert three.cache_key(1, "a", "t") != three.cache_key(1, "b", "t")

@@ -20,6 +20,8 @@ import pydantic
 from .. import keys
 from ..engine import AsyncEngine, Engine, Hooks, Lookup
 from ..errors import ConfigError, SerializationError
+from ..keys.canonical import hashed, name_part, salt_part
+from ..keys.encoding import encode_value
 from ..manager import default_manager
 from ..memo import remember
 from ..sentinels import NOT_SET, NotSet
@@ -55,6 +57,7 @@ class Binding:
         "engine",
         "expiry",
         "fragments",
+        "function_head",
         "grace",
         "guard",
         "head",
@@ -65,6 +68,7 @@ class Binding:
         "prefix",
         "reader",
         "salt",
+        "salt_part",
         "site",
         "strict",
         "tag_keys",
@@ -85,6 +89,8 @@ class Binding:
         # Pickled values come back as the objects they were; JSON is validated into the annotation.
         self.reader: codec.Reader = codec.reader_for(annotation if settings.serializer == "json" else None)
         self.salt: bytes = codec.schema_fingerprint(annotation)
+        self.salt_part: bytes = salt_part(self.salt)
+        self.function_head: str = f"{self.head}{plan.name}:"  # every key of the function starts so
         self.strict: bool = settings.strict if plan.strict is None else plan.strict
         self.expiry: float | None = resolve_ttl(
             plan.ttl, settings.default_ttl, settings.allow_no_expiry, f"@cached {plan.name}"
@@ -158,6 +164,7 @@ class Plan:
         if unknown:
             raise ValueError(f"@cached {self.name}: ignore= names {sorted(unknown)}, not parameters of {self._names}")
         self._keyed = tuple(name not in ignored for name in self._names)
+        self._name_parts = tuple(name_part(name) for name in self._names)
         self.tags: CallTags | None = None if tags is None else CallTags(tags, self._names, self.name)
         self._tags_by_arguments = self.tags is None or self.tags.from_arguments
         self._receiver = (
@@ -225,10 +232,24 @@ class Plan:
                 memo = binding.keys
                 key = memo.get(args)
                 if key is None:
-                    key = self._key(binding, args, kwargs)
+                    key = self._plain_key(binding, args)
                     remember(memo, args, key)
                 return key
         return self._key(binding, args, kwargs)
+
+    def _plain_key(self, binding: Binding, args: tuple[Any, ...]) -> str:
+        """:meth:`_key` of a call with positional ``int`` and ``str`` arguments only, each one (no defaults):
+        the same digest, without the general path's binding and checks (a large key set's every call)."""
+        if len(args) != len(self._names) or self._template is not None:
+            return self._key(binding, args, {})
+        if len(args) == 1 and self._keyed[0]:  # the commonest: one argument
+            return binding.function_head + hashed([binding.salt_part, self._name_parts[0], encode_value(args[0], 0)])
+        parts = [binding.salt_part]
+        for name, value, keyed in zip(self._name_parts, args, self._keyed, strict=True):
+            if keyed:
+                parts.append(name)
+                parts.append(encode_value(value, 0))
+        return binding.function_head + hashed(parts)
 
     def _remembered(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         """Whether what a call derives from its arguments (key, tags) is kept in a memo keyed by ``args``."""
@@ -250,7 +271,7 @@ class Plan:
                 pairs.append((name, value))
         if self._receiver and self._keyed[0]:
             pairs[0] = (self._names[0], keys.receiver_key(values[0], f"{self._names[0]} of {self.name}"))
-        return f"{binding.head}{self.name}:{keys.digest(pairs, salt=binding.salt, where=self.name)}"
+        return f"{binding.function_head}{keys.digest(pairs, salt=binding.salt, where=self.name)}"
 
     def tags_for(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
         """The tags of a call (none without ``tags=``)."""

@@ -28,7 +28,7 @@ from .encoding import (
     instance_state,
 )
 
-__all__ = ["PERSON", "canonical", "digest", "receiver_key"]
+__all__ = ["PERSON", "canonical", "digest", "hashed", "name_part", "receiver_key", "salt_part"]
 
 PERSON: Final = b"stashly.key.v3"  # blake2b personalisation: versions the digests, bump it with the encoding
 
@@ -79,13 +79,20 @@ def canonical(value: object, path: str = "argument") -> bytes:
 
 
 @functools.lru_cache(maxsize=1024)
-def _salt_part(salt: bytes) -> bytes:
+def salt_part(salt: bytes) -> bytes:
+    """What a :func:`digest` hashes first: its ``salt``, length-prefixed."""
     return b"%d:%b" % (len(salt), salt)
 
 
 @functools.lru_cache(maxsize=4096)  # parameter names repeat on every call: encode each once
-def _name_part(name: str) -> bytes:
+def name_part(name: str) -> bytes:
+    """What a :func:`digest` hashes before an argument's value: its name."""
     return encode_value(name, 0)
+
+
+def hashed(parts: list[bytes]) -> str:
+    """The digest of ``parts`` (a :func:`salt_part`, then each argument's :func:`name_part` and encoding)."""
+    return hashlib.blake2b(b"".join(parts), digest_size=16, person=PERSON).hexdigest()
 
 
 def digest(arguments: Iterable[tuple[str, object]], *, salt: bytes = b"", where: str = "") -> str:
@@ -94,14 +101,14 @@ def digest(arguments: Iterable[tuple[str, object]], *, salt: bytes = b"", where:
     The hash is blake2b over :func:`canonical` encodings, so it is the same in every process and Python
     hash seed. ``where`` names the function in errors: ``argument 'user' of app.get_me``.
     """
-    parts = [_salt_part(salt)]
+    parts = [salt_part(salt)]
     for name, value in arguments:
         try:
-            parts.append(_name_part(name))
+            parts.append(name_part(name))
             parts.append(encode_value(value, 0))
         except Unstable as exc:
             _raise(exc, f"argument {name!r} of {where}" if where else f"argument {name!r}")
-    return hashlib.blake2b(b"".join(parts), digest_size=16, person=PERSON).hexdigest()
+    return hashed(parts)
 
 
 def receiver_key(obj: object, path: str) -> bytes:
