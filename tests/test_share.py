@@ -208,3 +208,41 @@ def test_frozen_values_behave_as_dicts_and_lists_everywhere_else() -> None:
         with pytest.raises(TypeError):
             change()
     assert value == CATALOG
+
+
+class Item(BaseModel):
+    id: int
+
+
+class FrozenItems(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    items: tuple[Frozen, ...]
+    names: list[str]
+
+
+class FrozenTuple(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    items: tuple[Frozen, ...]
+
+
+def test_nothing_changeable_is_shared(memory: CacheManager) -> None:
+    cached = Cached(manager=memory).cached(ttl=60, share=True)
+
+    @cached
+    def items(n: int) -> list[Item]:
+        return [Item(id=n)]
+
+    @cached
+    def frozen_with_a_list(n: int) -> FrozenItems:
+        return FrozenItems(items=(Frozen(id=n),), names=["a"])
+
+    @cached
+    def frozen_all_through(n: int) -> FrozenTuple:
+        return FrozenTuple(items=(Frozen(id=n),))
+
+    items(1), frozen_with_a_list(1), frozen_all_through(1)
+    mine = items(1)
+    mine[0].id = 9  # a plain model inside: each hit validates its own
+    assert items(1) == [Item(id=1)]
+    assert frozen_with_a_list(1) is not frozen_with_a_list(1)  # its list could be changed: not shared
+    assert frozen_all_through(1) is frozen_all_through(1)

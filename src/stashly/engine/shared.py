@@ -10,7 +10,7 @@ import pydantic
 
 from ..sentinels import MISSING
 from ..storage import codec
-from ..storage.frozen import freeze
+from ..storage.frozen import freeze, immutable
 
 __all__ = ["MAX_BYTES", "MAX_ENTRIES", "SharedValues"]
 
@@ -25,8 +25,9 @@ class SharedValues:
     new entry under the key, or another annotation, decodes afresh. Least recently used first out.
 
     What is shared is frozen: JSON dicts and lists become :class:`~stashly.storage.frozen.FrozenDict` and
-    :class:`~stashly.storage.frozen.FrozenList`, all the way down; a Pydantic model is shared only if its class is
-    frozen (``model_config = ConfigDict(frozen=True)``), and otherwise decoded on every hit as without sharing.
+    :class:`~stashly.storage.frozen.FrozenList`, all the way down. A value read into other types is shared only if
+    nothing in it can change (:func:`~stashly.storage.frozen.immutable`: a model of a frozen class whose fields
+    are tuples, strings, numbers or such models, say), and otherwise decoded on every hit as without sharing.
     """
 
     def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
@@ -49,13 +50,11 @@ class SharedValues:
 
     def put(self, key: str, raw: bytes, reader: codec.Reader, value: Any) -> Any:
         """What to hand out for ``value``, just decoded from ``raw``: its frozen form, kept for the next hits (a
-        model that is not frozen comes back as it is, and is not kept)."""
-        if isinstance(value, pydantic.BaseModel):
-            if not type(value).model_config.get("frozen"):
-                return value
-        else:
+        value that would stay changeable comes back as it is, and is not kept)."""
+        if not isinstance(value, pydantic.BaseModel):
             value = freeze(value)
-        if len(raw) > self._max_bytes:
+        native = reader is codec.identity or type(reader) is codec.Native  # JSON as decoded: frozen all through
+        if len(raw) > self._max_bytes or not (native or immutable(value)):
             return value
         with self._lock:
             old = self._values.pop(key, None)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+import datetime as dt
+import decimal
+import enum
+import uuid
+from typing import Any, Final, NoReturn
 
-__all__ = ["FrozenDict", "FrozenList", "freeze"]
+import pydantic
+
+__all__ = ["FrozenDict", "FrozenList", "freeze", "immutable"]
 
 _REFUSED = "a shared cached value is read-only (share=True): copy it to change it, e.g. dict(value), list(value)"
 
@@ -128,3 +134,33 @@ def freeze(value: object) -> Any:
     if kind is list:
         return FrozenList([freeze(item) for item in value])  # type: ignore[attr-defined]
     return value
+
+
+_IMMUTABLE: Final = (
+    str,
+    int,
+    float,
+    bool,
+    type(None),
+    bytes,
+    dt.date,
+    dt.time,
+    dt.timedelta,
+    uuid.UUID,
+    decimal.Decimal,
+)
+
+
+def immutable(value: object) -> bool:
+    """Whether nothing reachable from ``value`` can be changed in place: frozen dicts and lists, tuples and
+    frozensets of such, immutable scalars (strings, numbers, dates, UUIDs, enums…), and Pydantic models of a frozen
+    class whose every field is so. A plain model, a dataclass, a set or a list kept by a frozen model is not."""
+    kind = type(value)
+    if kind is FrozenDict:
+        return all(map(immutable, value.values()))  # type: ignore[attr-defined]
+    if kind is FrozenList or kind is tuple or kind is frozenset:
+        return all(map(immutable, value))  # type: ignore[call-overload]
+    if isinstance(value, pydantic.BaseModel):
+        fields = type(value).model_fields
+        return bool(type(value).model_config.get("frozen")) and all(immutable(getattr(value, f)) for f in fields)
+    return kind in _IMMUTABLE or isinstance(value, enum.Enum)
