@@ -61,3 +61,20 @@ def test_get_many_counts_hits_and_misses_like_get(manager: CacheManager) -> None
     assert manager.get_many(["a", "b"]) == {"a": 1}
     last = manager.stats()
     assert (last.hits - after.hits, last.misses - after.misses) == (1, 1)  # the stale tagged hit recounted
+
+
+def test_entries_that_only_parse_together_are_read_one_by_one(manager: CacheManager) -> None:
+    """A batch of present entries is parsed as one JSON array; entries that are not one document each must not
+    shift the others (``[1`` and ``2]`` parse together, ``3,4`` apart), nor be read as their neighbours'."""
+    backend = manager.engine.backend
+    for name, value in (("a", {"a": 1}), ("b", {"b": 2}), ("c", {"c": 3})):
+        manager.set(name, value)
+    neighbour = backend.get(manager.key("b"))
+    assert neighbour is not None
+    fragments = {"f1": b"[1", "f2": b"2]", "f3": b"3,4", "f4": b"{}," + neighbour, "f5": b"{}"}
+    for name, raw in fragments.items():
+        backend.set(manager.key(name), raw, None)
+    names = ["a", "f1", "f2", "b", "f3", "f4", "f5", "c"]
+    assert manager.get_many(names) == {"a": {"a": 1}, "b": {"b": 2}, "c": {"c": 3}}
+    assert manager.get_many(["f4", "b"]) == {"b": {"b": 2}}
+    assert manager.get_many(["a", "b", "c"]) == {"a": {"a": 1}, "b": {"b": 2}, "c": {"c": 3}}
