@@ -73,6 +73,7 @@ bench: $(BENCH_STAMP) check-redis
 	$(BIN)/python bench/run.py --json .bench/results.json --markdown .bench/summary.md
 	$(BIN)/python bench/local_staleness.py --seconds 10 --json .bench/local_staleness.json
 	$(BIN)/python bench/memory_flush.py
+	$(BIN)/python bench/guarded_store.py
 
 # The same scenarios in fewer, shorter rounds (under a minute): a quick look, not figures for the README.
 bench-quick: $(BENCH_STAMP) check-redis

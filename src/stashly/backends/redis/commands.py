@@ -33,6 +33,7 @@ __all__ = [
     "SET_SHA",
     "STAGED_FILL_SCRIPT",
     "STAGED_FILL_SHA",
+    "STAGE_ABOVE",
     "Command",
     "abatches_of",
     "batches_of",
@@ -93,6 +94,11 @@ if KEYS[5] then redis.call('DEL', KEYS[5]) end
 return 1
 """
 STAGED_FILL_SHA = hashlib.sha1(STAGED_FILL_SCRIPT.encode()).hexdigest()
+STAGE_ABOVE = 1024
+"""Bytes above which a fill stages its value (STAGED_FILL_SCRIPT). Up to this, the value inside FILL_SCRIPT costs
+Redis what staging it does (10 µs at 300 B either way; 16 µs against 11 at 2 KB, 2 ms against 19 µs at 1 MB), and
+writes one key instead of two: a local tier's tracking connection, in every process, hears one invalidation of
+the fill rather than three (the staging SET, and both names of the RENAME)."""
 # A plain write, stamped with the namespace's generation (KEYS[2]) as it is when the write lands.
 SET_SCRIPT = """
 local generation = redis.call('GET', KEYS[2])

@@ -31,6 +31,7 @@ from .commands import (
     SCAN_COUNT,
     SET_SCRIPT,
     SET_SHA,
+    STAGE_ABOVE,
     STAGED_FILL_SCRIPT,
     STAGED_FILL_SHA,
     abatches_of,
@@ -136,7 +137,7 @@ class AsyncRedisBackend:
         self, key: str, value: bytes, ttl: float | None, guard: str, token: bytes | None, lock: Lock = None
     ) -> bool:
         try:
-            if self.staged:  # the value beside the script, not in it: its cost is flat in the value's size
+            if self.staged and len(value) > STAGE_ABOVE:  # the value beside the script: its cost stays flat
                 first, keys, staged_arguments = staged_fill_call(key, value, ttl, guard, token, lock)
                 try:
                     return bool(await self._script(STAGED_FILL_SCRIPT, STAGED_FILL_SHA, keys, staged_arguments, first))
