@@ -91,7 +91,7 @@ def summarize(name: str, report: dict[str, Any], steps: list[Step]) -> dict[str,
     """A reader's reads, hit ratio and staleness: for each value it saw, how long after the write replacing it
     returned its last read of that value began (negative: the read began before the write returned)."""
     lags: list[float] = []
-    for state, last_start, last_end in (run for runs in report["runs"] for run in runs):
+    for state, last_start, last_end, *_ in (run for runs in report["runs"] for run in runs):  # and where from
         # The newest step that could have produced this answer (it started before the read ended)...
         sources = [n for n, step in enumerate(steps) if step[2] == state and step[0] <= last_end]
         if not sources:
