@@ -103,10 +103,15 @@ def exercise_sync(cm: CacheManager, cache: Cached) -> None:
         calls.append(n)
         return n
 
-    for fn in (plain, locked, refreshed):
-        assert [fn(1), fn(1)] == [1, 1]  # a miss, then a hit
+    @cache.cached
+    def large(n: int) -> str:  # over STAGE_ABOVE: stored through a staging key (SET, then RENAME in the script)
+        calls.append(n)
+        return "x" * 2000
+
+    for fn in (plain, locked, refreshed, large):
+        assert fn(1) == fn(1)  # a miss, then a hit
         assert fn.invalidate(1) is True
-    assert calls == [1, 1, 1]
+    assert calls == [1, 1, 1, 1]
     assert cm.flush_namespace() == 0
 
 
