@@ -17,7 +17,7 @@ from typing import Any, Literal, NamedTuple, TypeAlias
 import orjson
 import pydantic
 
-from ..backends.base import Peek, Read
+from ..backends.base import Peek, Read, peek_of
 from ..config.settings import Settings
 from ..errors import CacheUnavailableError, ValueTooLargeError
 from ..failures import FailurePolicy
@@ -134,16 +134,11 @@ class EngineCore:
     """Decoding, encoding, expiry, counters and the fail-open decision: the engine minus the backend."""
 
     def __init__(
-        self,
-        settings: Settings,
-        serializer: Serializer,
-        failures: FailurePolicy,
-        hooks: Hooks,
-        journal: Journal,
-        peek: Peek | None = None,
+        self, settings: Settings, serializer: Serializer, failures: FailurePolicy, hooks: Hooks, journal: Journal
     ) -> None:
-        self.peek: Peek | None = peek if serializer is codec.JSON else None
-        """The backend's in-process hit path (:meth:`hit`), if it has one and entries are the JSON envelope."""
+        self.peek: Peek | None = None
+        """The backend's in-process hit path (:meth:`hit`), if it has one and entries are the JSON envelope (each
+        engine sets it for its backend: :meth:`hits_in_process`)."""
         self.shared: SharedValues = SharedValues()
         """The values its ``share=True`` hits hand out (:mod:`.shared`)."""
         self.settings = settings
@@ -187,6 +182,10 @@ class EngineCore:
                 return MISSING
         site.hits += 1
         return value
+
+    def hits_in_process(self, backend: object) -> None:
+        """Answer hits through ``backend``'s :data:`~stashly.backends.base.Peek`, if it has one (JSON entries only)."""
+        self.peek = peek_of(backend) if self.serializer is codec.JSON else None
 
     def hit(self, key: str, reader: codec.Reader, site: Site, share: bool = False) -> Any:
         """The value of an entry this process holds (memory store, local tier), read in one frame, or MISSING: the

@@ -17,7 +17,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from .. import keys
-from ..backends.base import AsyncBackend, Lock, peek_of
+from ..backends.base import AsyncBackend, Lock
 from ..config.settings import Settings
 from ..errors import CacheUnavailableError
 from ..failures import FailurePolicy
@@ -46,8 +46,9 @@ class AsyncEngine(EngineCore):
         journal: Journal,
         backend: AsyncBackend,
     ) -> None:
-        super().__init__(settings, serializer, failures, hooks, journal, peek_of(backend))
+        super().__init__(settings, serializer, failures, hooks, journal)
         self.backend = backend
+        self.hits_in_process(backend)
 
     async def replay(self) -> CacheUnavailableError | None:
         """Deliver the pending invalidations (:mod:`.replay_async`); the first refusal, if any (``None`` also when

@@ -19,7 +19,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from .. import keys
-from ..backends.base import Backend, Lock, peek_of
+from ..backends.base import Backend, Lock
 from ..config.settings import Settings
 from ..errors import CacheUnavailableError
 from ..failures import FailurePolicy
@@ -48,8 +48,9 @@ class Engine(EngineCore):
         journal: Journal,
         backend: Backend,
     ) -> None:
-        super().__init__(settings, serializer, failures, hooks, journal, peek_of(backend))
+        super().__init__(settings, serializer, failures, hooks, journal)
         self.backend = backend
+        self.hits_in_process(backend)
 
     def replay(self) -> CacheUnavailableError | None:
         """Deliver the pending invalidations (:mod:`.replay_async`); the first refusal, if any (``None`` also when
