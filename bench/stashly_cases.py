@@ -45,7 +45,7 @@ LOCAL_SHARED = "stashly @cached local tier share=True"
 
 
 def cases(scenario: Scenario, env: Env) -> list[Entry]:
-    managers = _managers(env, "miss" if scenario.op == "miss" else "hit")
+    managers = _managers(env, "miss" if scenario.op == "miss" else "hit")  # large HITs: their own, below
     if scenario.keys == MANY_KEYS:  # a memory:// store holding them all: the default keeps 10,000
         memory = CacheManager(url="memory://", max_entries=2 * MANY_KEYS)
         env.on_close(memory.close)
@@ -56,6 +56,7 @@ def cases(scenario: Scenario, env: Env) -> list[Entry]:
     if scenario.op == "get_many":
         return [_get_many(scenario, managers["redis"])]
     if scenario.size in LARGE:  # in process only: as decoded on every hit, and shared
+        managers = _managers(env, "large")  # their own tier: 40 entries of 1 MB would evict the other scenarios'
         found_large: list[Entry] = [
             _decorated(MEMORY, scenario, managers["memory"], "memory"),
             _decorated(MEMORY_SHARED, scenario, managers["memory"], "memory", share=True),
@@ -107,7 +108,9 @@ def _managers(env: Env, group: str) -> dict[str, CacheManager]:
             env.shared["stashly-local"] = "stashly has no LocalTier yet"
         else:
             try:  # the issue's API: CacheManager(..., local=LocalTier(max_entries=..., ttl=...))
-                managers["local"] = CacheManager(url=env.server.url, local=local_tier())
+                # The large HITs' tier holds their 44 MB (the default bound is 64 MiB: with the rest, it evicted them).
+                tier = local_tier(max_bytes=256 * 1024 * 1024) if group == "large" else local_tier()
+                managers["local"] = CacheManager(url=env.server.url, local=tier)
             except Exception as exc:
                 env.shared["stashly-local"] = f"CacheManager(url, local=LocalTier()) failed: {exc!r}"
         for manager in managers.values():
