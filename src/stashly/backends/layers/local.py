@@ -149,13 +149,24 @@ class LocalTier:
 
     def lookup(self, key: str) -> Entry | None:
         """The live entry for ``key``, or ``None`` (absent, expired, or the tier is not serving)."""
-        entry = self._entries.get(key)
+        entry = self._served(key)
         if entry is None:
             self.misses += 1
+        return entry
+
+    def peek(self, key: str) -> bytes | None:
+        """:meth:`lookup`'s bytes, a miss not counted (the read that follows counts it): the in-process hit path
+        (:data:`~stashly.backends.base.Peek`)."""
+        entry = self._served(key)
+        return None if entry is None else entry.raw
+
+    def _served(self, key: str) -> Entry | None:
+        """The entry for ``key`` if the tier may serve it now (counted as a hit), else ``None``."""
+        entry = self._entries.get(key)
+        if entry is None:
             return None
         now = self._clock()
         if now >= entry.local_deadline or now >= entry.life.until or (now >= self._heeded_until and self._news(now)):
-            self.misses += 1
             return None
         self.hits += 1
         try:  # noqa: SIM105 (contextlib.suppress costs a context manager on every hit)
@@ -163,22 +174,6 @@ class LocalTier:
         except KeyError:  # invalidated this instant by the tracking thread: the entry we hold was current
             pass
         return entry
-
-    def peek(self, key: str) -> bytes | None:
-        """:meth:`lookup`'s bytes, a miss not counted (the read that follows counts it): the in-process hit path
-        (:data:`~stashly.backends.base.Peek`)."""
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        now = self._clock()
-        if now >= entry.local_deadline or now >= entry.life.until or (now >= self._heeded_until and self._news(now)):
-            return None
-        self.hits += 1
-        try:  # noqa: SIM105
-            self._entries.move_to_end(key)
-        except KeyError:
-            pass
-        return entry.raw
 
     def _news(self, now: float) -> bool:
         """Whether the invalidation connection holds news not applied yet; if not, trust it for ``HEED_EVERY``."""
