@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from ..forks import ForkWatch
-from .base import Lock, Read
+from .base import Lock, Peek, Read
 
 __all__ = ["EXACT_COUNT", "SWEEP", "AsyncMemoryBackend", "MemoryStore"]
 
@@ -310,7 +310,7 @@ class AsyncMemoryBackend:
 
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
-        self.peek: Callable[[str], bytes | None] = store.peek  # the store's own: no await, no frame of ours
+        self.peek: Peek = store.peek  # the store's own: no await, no frame of ours
 
     async def get(self, key: str) -> bytes | None:
         return self.store.get(key)

@@ -141,8 +141,9 @@ class Cached:
         trip on Redis).
 
         ``share=True`` decodes an entry held in process (``memory://``, the local tier) once and hands the same
-        read-only value to every hit: dicts and lists refuse changes (``TypeError``; copy to change), a Pydantic
-        model is shared if its class is frozen. For large values read often; elsewhere each hit decodes as usual.
+        read-only value to every hit: dicts and lists refuse changes (``TypeError``; copy to change); another value (a
+        model) is shared only if nothing in it can change. For large values read often; elsewhere each hit decodes
+        as usual.
 
         >>> rates = Cached(namespace="rates", ttl=60, manager=CacheManager(url="memory://"))
         >>> @rates.cached(fail_safe=timedelta(minutes=10), soft_timeout=0.5)

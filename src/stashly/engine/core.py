@@ -52,7 +52,7 @@ FillSpan: TypeAlias = Callable[[str, str], AbstractContextManager[object]]
 
 _VERSION: Any = codec.FORMAT_VERSION
 # The hit path's names, looked up once here rather than as attributes of codec on every hit.
-_PLAIN, _PLAIN_AT, _VALUE_AT, _STAMP_AT = codec.PLAIN, codec.PLAIN_AT, codec.VALUE_AT, codec.PLAIN_AT - 13
+_PLAIN, _PLAIN_AT, _VALUE_AT, _STAMP_AT = codec.PLAIN, codec.PLAIN_AT, codec.VALUE_AT, codec.STAMP_AT
 _header, _loads, _identity, _Native = codec.header, orjson.loads, codec.identity, codec.Native
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "JSON",
     "PLAIN",
     "PLAIN_AT",
+    "STAMP_AT",
     "TAGGED",
     "TAGS_AT",
     "VALUE_AT",
@@ -114,7 +115,9 @@ def encode(value: object, key: str, fresh_until: int | None = None, tags: bytes 
 
 _HEAD = b'{"stashly":1,"key":"'
 _AT = len(_HEAD) + 16  # after the binding: '","at":'
-PLAIN_AT: Final = _AT + 7 + 13
+STAMP_AT: Final = _AT + 7
+"""Where the digits of a stamp (``"at"``) start, in an entry without a generation stamp before it."""
+PLAIN_AT: Final = STAMP_AT + 13
 """Where the common entry (no tags, no ``"fresh"``, a 13-digit ``"at"``) has ``,"value":`` (:data:`PLAIN`)."""
 PLAIN: Final = b',"value":'
 VALUE_AT: Final = PLAIN_AT + len(PLAIN)
@@ -132,7 +135,7 @@ def header(key: str) -> bytes:
 
 
 TAGGED: Final = b'"tags":'
-TAGS_AT: Final = _AT + 7 + 13 + 1
+TAGS_AT: Final = PLAIN_AT + 1
 """Where a tagged entry's ``"tags"`` starts: after a 13-digit ``"at"`` (Unix ms until the year 2286) and its comma.
 One ``raw.startswith(TAGGED, TAGS_AT)`` tells a tagged entry from the rest on the hit path; :func:`tags_of` reads
 the fragment exactly."""
@@ -160,7 +163,7 @@ def _stamp_at(raw: bytes) -> int:
     head = raw.find(b"\0", 1) + 1 if raw[:1] == b"\0" else 0  # past a generation stamp (storage/stamps.py)
     if not raw.startswith(_HEAD, head) or not raw.startswith(b'","at":', head + _AT):
         return -1
-    return head + _AT + 7
+    return head + STAMP_AT
 
 
 def tags_of(raw: bytes) -> bytes | None:
