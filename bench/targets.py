@@ -189,12 +189,18 @@ def _round_trips(row: Row, table: Table) -> tuple[float | None, str]:
     return c.round_trips, f"{c.sequence}; {c.per_call:g} commands"
 
 
+def _fastest_peer(table: Table, over_redis: bool) -> Row | None:
+    """The fastest peer of ``table`` that reads from Redis (``over_redis``) or serves its hits in process."""
+    peers = [
+        r for r in table.rows if r.role == "peer" and (r.storage == "redis") == over_redis and r.summary is not None
+    ]
+    return min(peers, key=lambda r: r.summary.median if r.summary else float("inf"), default=None)
+
+
 def _peer_speedup(row: Row, table: Table) -> tuple[float | None, str]:
-    peers = [r for r in table.rows if r.role == "peer" and r.storage == "redis" and r.summary is not None]
-    if not peers or row.summary is None:
+    fastest = _fastest_peer(table, over_redis=True)
+    if fastest is None or fastest.summary is None or row.summary is None:
         return None, "no Redis peer measured"
-    fastest = min(peers, key=lambda r: r.summary.median if r.summary else float("inf"))
-    assert fastest.summary is not None
     return fastest.summary.median / row.summary.median, f"fastest Redis peer: {fastest.name}"
 
 
@@ -211,11 +217,9 @@ def _relative(row: Row, other: Row | None, absent: str) -> tuple[float | None, s
 
 def _memory_peer_ratio(row: Row, table: Table) -> tuple[float | None, str]:
     """``row`` over the fastest peer whose hits are served in process (it hands out the object it holds)."""
-    peers = [r for r in table.rows if r.role == "peer" and r.storage != "redis" and r.summary is not None]
-    if not peers or row.summary is None:
+    fastest = _fastest_peer(table, over_redis=False)
+    if fastest is None or fastest.summary is None or row.summary is None:
         return None, "no in-process peer measured"
-    fastest = min(peers, key=lambda r: r.summary.median if r.summary else float("inf"))
-    assert fastest.summary is not None
     medians = f"{row.summary.median:.1f} vs {fastest.summary.median:.1f} µs"
     return row.summary.median / fastest.summary.median, f"{medians}, fastest: {fastest.name}"
 
