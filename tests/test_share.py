@@ -242,6 +242,7 @@ def test_nothing_changeable_is_shared(memory: CacheManager) -> None:
 
     items(1), frozen_with_a_list(1), frozen_all_through(1)
     mine = items(1)
+    assert type(mine) is list  # not shared: an ordinary value, as without share
     mine[0].id = 9  # a plain model inside: each hit validates its own
     assert items(1) == [Item(id=1)]
     assert frozen_with_a_list(1) is not frozen_with_a_list(1)  # its list could be changed: not shared

@@ -51,18 +51,17 @@ class SharedValues:
     def put(self, key: str, raw: bytes, reader: codec.Reader, value: Any) -> Any:
         """What to hand out for ``value``, just decoded from ``raw``: its frozen form, kept for the next hits (a
         value that would stay changeable comes back as it is, and is not kept)."""
-        if not isinstance(value, pydantic.BaseModel):
-            value = freeze(value)
+        shared = value if isinstance(value, pydantic.BaseModel) else freeze(value)
         native = reader is codec.identity or type(reader) is codec.Native  # JSON as decoded: frozen all through
-        if len(raw) > self._max_bytes or not (native or immutable(value)):
-            return value
+        if len(raw) > self._max_bytes or not (native or immutable(shared)):
+            return value  # as it was decoded: the caller's own, as without sharing
         with self._lock:
             old = self._values.pop(key, None)
             if old is not None:
                 self._bytes -= len(old[0])
-            self._values[key] = (raw, reader, value)
+            self._values[key] = (raw, reader, shared)
             self._bytes += len(raw)
             while len(self._values) > self._max_entries or self._bytes > self._max_bytes:
                 _, (dropped, _, _) = self._values.popitem(last=False)
                 self._bytes -= len(dropped)
-        return value
+        return shared
